@@ -156,6 +156,8 @@ class Job:
     finished_at: float | None = None
     not_before: float | None = None  # retry backoff: do not start before this time
     parent_id: int | None = None  # the training job an evaluation job belongs to
+    cancel_requested_at: float | None = None  # cancel or timeout in progress since then
+    cancel_reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
     # Shorthands the policy code reads a lot.

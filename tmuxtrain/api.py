@@ -1,0 +1,497 @@
+"""The Python API: `Client` is what the CLI, the dashboard and other programs call.
+
+    from tmuxtrain.api import Client
+    c = Client()                                   # reads TMUXTRAIN_* like the CLI
+    [job_id] = c.add_command("python train.py --lr 3e-4", gpus=1, vram="10GiB")
+    c.wait([job_id])                               # True when every job succeeded
+    print(c.show(job_id)["metrics"].get("loss"))
+
+Heavy modules (tmux, psutil, NVML, YAML) are imported only by the methods that need them,
+so `tmuxtrain ls` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from tmuxtrain.core.errors import SpecError, StateError, TmuxtrainError
+from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState
+from tmuxtrain.settings import Settings, from_env
+from tmuxtrain.store import Store
+
+ADHOC = "<command line>"
+INTERPRETERS = {
+    "python",
+    "python3",
+    "bash",
+    "sh",
+    "torchrun",
+    "accelerate",
+    "deepspeed",
+    "uv",
+    "srun",
+}
+
+
+def iso(t: float | None) -> str | None:
+    return (
+        None if t is None else datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+    )
+
+
+def job_json(job: Job, now: float | None = None) -> dict[str, Any]:
+    """A job as the contract's JSON (`ls --json`, `show --json`)."""
+    now = time.time() if now is None else now
+    end = job.finished_at if job.finished_at is not None else now
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "command": job.spec.command,
+        "cwd": job.spec.cwd,
+        "env": job.spec.env,
+        "gpus_requested": job.spec.gpus,
+        "vram_mib": job.spec.vram_mib,
+        "gpus": list(job.gpus),
+        "priority": job.spec.priority,
+        "project": job.spec.project,
+        "after": list(job.after_ids),
+        "held": job.held,
+        "attempt": job.attempt,
+        "max_retries": job.spec.retries,
+        "exit_code": job.exit_code,
+        "log_path": job.log_path,
+        "tmux_window": job.tmux_window,
+        "tmux_pane": job.tmux_pane,
+        "submitted_at": iso(job.submitted_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "runtime_s": None if job.started_at is None else round(end - job.started_at, 3),
+        "timeout_s": job.spec.timeout_s,
+        "parent_id": job.parent_id,
+        "metrics": job.metrics,
+        "reason": job.reason,
+    }
+
+
+def adhoc_name(argv: Sequence[str]) -> str:
+    """A readable default name for `add -- CMD`: the script, not the interpreter."""
+    words = list(argv)
+    if len(words) == 1:
+        words = shlex.split(words[0]) if words[0].strip() else ["job"]
+    for w in words:
+        base = os.path.basename(w)
+        if base and base not in INTERPRETERS and not w.startswith("-"):
+            return os.path.splitext(base)[0] or base
+    return os.path.basename(words[0]) or "job"
+
+
+class Client:
+    """One user's view of one tmuxtrain home."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or from_env()
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.settings.ensure_dirs()
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # ---- submitting -------------------------------------------------------------------
+
+    def add_files(
+        self, paths: Sequence[str], overrides: dict[str, Any] | None = None, *, start: bool = True
+    ) -> list[int]:
+        """Queue every job of every file; nothing is queued if any file has a bad job."""
+        from tmuxtrain.jobfile import load_jobs
+
+        specs: list[JobSpec] = []
+        for path in paths:
+            specs.extend(load_jobs(path, overrides))
+        return self.add_specs(specs, start=start)
+
+    def add_command(
+        self,
+        command: str | Sequence[str],
+        overrides: dict[str, Any] | None = None,
+        *,
+        start: bool = True,
+        **opts: Any,
+    ) -> list[int]:
+        """Queue one ad-hoc command (a shell string, or argv to be quoted)."""
+        from tmuxtrain.core.spec import parse_jobs
+        from tmuxtrain.jobfile import apply_overrides
+
+        argv = [command] if isinstance(command, str) else list(command)
+        if not argv or not " ".join(argv).strip():
+            raise SpecError(ADHOC, None, "command", "is empty: give a command after --")
+        text = argv[0] if len(argv) == 1 else shlex.join(argv)
+        doc: dict[str, Any] = {"command": text, "name": adhoc_name(argv)}
+        doc = apply_overrides(doc, {**(overrides or {}), **opts})
+        cwd = os.getcwd()
+        specs = parse_jobs(doc, ADHOC, cwd, default_name=doc["name"], home=os.path.expanduser("~"))
+        return self.add_specs(specs, start=start)
+
+    def add_specs(
+        self, specs: Sequence[JobSpec], *, start: bool = True, parent_id: int | None = None
+    ) -> list[int]:
+        """Resolve dependencies (names in this batch first, then existing jobs) and insert."""
+        from tmuxtrain.jobenv import submit_environment
+
+        batch = {s.name: i for i, s in enumerate(specs)}
+        items: list[tuple[JobSpec, tuple[int, ...]]] = []
+        # Ids of this batch are not known before insert: reserve them as negatives.
+        for spec in specs:
+            deps = []
+            for ref in spec.after:
+                if ref in batch and ref != spec.name:
+                    deps.append(-(batch[ref] + 1))
+                    continue
+                try:
+                    deps.append(self._resolve_dep(ref))
+                except TmuxtrainError as e:
+                    path, _, line = spec.source.rpartition(":")
+                    raise SpecError(
+                        path or spec.source, int(line) if line.isdigit() else None, "after", str(e)
+                    ) from None
+            items.append((spec, tuple(deps)))
+        env = submit_environment(True)
+        minimal = submit_environment(False)
+        rows = [(spec, deps, env if spec.inherit_env else minimal) for spec, deps in items]
+        ids = self.store.add_jobs(rows, time.time(), self.settings.logs_dir, parent_id)
+        if start:
+            self.ensure_scheduler()
+        return ids
+
+    def _resolve_dep(self, ref: str) -> int:
+        text = ref.strip()
+        if text.isdigit():
+            return self.store.resolve(text)
+        ids = self.store.ids_named(text)
+        if not ids:
+            raise TmuxtrainError(f"no job named '{text}' to run after")
+        return ids[-1]  # the latest job of that name: resubmitting a chain follows the new one
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def list(self, state: str | None = None) -> list[dict[str, Any]]:
+        states = None
+        if state:
+            try:
+                states = [JobState(s.strip()) for s in state.split(",")]
+            except ValueError:
+                allowed = ", ".join(s.value for s in JobState)
+                raise TmuxtrainError(f"--state: unknown state '{state}' (use {allowed})") from None
+        now = time.time()
+        return [job_json(j, now) for j in self.store.jobs(states)]
+
+    def job(self, ref: str | int) -> Job:
+        return self.store.get(self.store.resolve(ref))
+
+    def show(self, ref: str | int) -> dict[str, Any]:
+        job = self.job(ref)
+        out = job_json(job)
+        out["attempts"] = self.store.attempts(job.id)
+        out["spec"] = job.spec.to_dict()
+        return out
+
+    def metrics(self, ref: str | int) -> dict[str, list[list[float | None]]]:
+        return self.store.metric_history(self.store.resolve(ref))
+
+    def events(
+        self, after_id: int = 0, *, follow: bool = False, poll_s: float = 0.2
+    ) -> Iterator[dict[str, Any]]:
+        """Events after `after_id`, oldest first; with `follow`, wait for new ones forever."""
+        last = after_id
+        while True:
+            batch = self.store.events(last)
+            for ev in batch:
+                last = ev["id"]
+                yield ev
+            if not follow:
+                if len(batch) < 1000:
+                    return
+                continue
+            if not batch:
+                time.sleep(poll_s)
+
+    def status(self) -> dict[str, Any]:
+        from tmuxtrain.daemon import scheduler_pid
+
+        pid = scheduler_pid(self.settings.lock_path)
+        counts = self.store.counts()
+        return {
+            "scheduler": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
+            "counts": counts,
+            "home": self.settings.home,
+            "session": self.settings.session,
+            "socket": self.settings.socket,
+        }
+
+    def gpus(self) -> list[dict[str, Any]]:
+        """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""
+        from tmuxtrain.daemon import probe_gpus
+        from tmuxtrain.gpus import open_probe
+
+        running = self.store.jobs([JobState.RUNNING])
+        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+        try:
+            gpus = probe_gpus(probe, running, [])
+        finally:
+            probe.close()
+        out = []
+        for g in gpus:
+            used = g.memory_used_mib
+            if used is not None and g.memory_total_mib is not None:
+                used = min(used, g.memory_total_mib)
+            out.append(
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "memory_total_mib": g.memory_total_mib,
+                    "memory_used_mib": used,
+                    "memory_jobs_mib": sum(g.job_used_mib.values()) if g.job_used_mib else 0,
+                    "utilization_pct": g.utilization_pct,
+                    "temperature_c": g.temperature_c,
+                    "simulated": g.simulated,
+                    "jobs": [j.id for j in running if g.index in j.gpus],
+                }
+            )
+        return out
+
+    def gpu_source_note(self) -> str:
+        from tmuxtrain.gpus import open_probe
+
+        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+        try:
+            return probe.note
+        finally:
+            probe.close()
+
+    # ---- changing jobs ----------------------------------------------------------------
+
+    def cancel(self, refs: Iterable[str | int], reason: str = "cancelled by user") -> list[int]:
+        """Pending jobs are dropped; running ones get Ctrl-C now, then SIGTERM and SIGKILL to
+        their process tree from the scheduler after the grace period."""
+        ids = [self.store.resolve(r) for r in refs]
+        now = time.time()
+        interrupted = False
+        for job_id in ids:
+            job = self.store.get(job_id)
+            if job.state is JobState.PENDING:
+                if self.store.transition(
+                    job_id,
+                    JobState.CANCELLED,
+                    now,
+                    expect=[JobState.PENDING],
+                    event={"reason": reason},
+                    reason=reason,
+                    finished_at=now,
+                ):
+                    continue
+                job = self.store.get(job_id)
+            if job.state is JobState.RUNNING:
+                if job.cancel_requested_at is None or job.cancel_reason.startswith("timeout"):
+                    self.store.update(job_id, cancel_requested_at=now, cancel_reason=reason)
+                if job.tmux_pane:
+                    self.runner().interrupt(job.tmux_pane)
+                interrupted = True
+            elif job.state in FINISHED:
+                raise StateError(f"job {job_id} already {job.state.value}")
+        if interrupted:
+            self.ensure_scheduler()
+        return ids
+
+    def retry(self, ref: str | int) -> int:
+        job = self.job(ref)
+        if job.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise StateError(
+                f"job {job.id} is {job.state.value}: only failed or cancelled jobs can be retried"
+            )
+        ok = self.store.transition(
+            job.id,
+            JobState.PENDING,
+            time.time(),
+            expect=[JobState.FAILED, JobState.CANCELLED],
+            event={"reason": "retry requested"},
+            attempt=job.attempt + 1,
+            reason="",
+            exit_code=None,
+            finished_at=None,
+            started_at=None,
+            not_before=None,
+            cancel_requested_at=None,
+            cancel_reason="",
+            gpus=(),
+            pid=None,
+            pid_start=None,
+        )
+        if not ok:
+            raise StateError(f"job {job.id} changed state meanwhile; try again")
+        self.ensure_scheduler()
+        return job.id
+
+    def hold(self, refs: Iterable[str | int], held: bool = True) -> list[int]:
+        ids = [self.store.resolve(r) for r in refs]
+        for job_id in ids:
+            job = self.store.get(job_id)
+            if job.state is not JobState.PENDING:
+                raise StateError(
+                    f"job {job_id} is {job.state.value}: only pending jobs can be held or released"
+                )
+        for job_id in ids:
+            self.store.update(job_id, held=held, reason="held" if held else "")
+        self.nudge()
+        return ids
+
+    def set_priority(self, ref: str | int, priority: int) -> int:
+        job = self.job(ref)
+        if job.state is not JobState.PENDING:
+            raise StateError(
+                f"job {job.id} is {job.state.value}: only a pending job's priority can change"
+            )
+        spec = job.spec.to_dict()
+        spec["priority"] = priority
+        self.store.set_spec(job.id, spec)
+        self.nudge()
+        return job.id
+
+    # ---- waiting and logs -------------------------------------------------------------
+
+    def wait(
+        self,
+        refs: Iterable[str | int] | None = None,
+        timeout: float | None = None,
+        poll_s: float = 0.1,
+    ) -> bool:
+        """Block until the jobs (default: all) are finished. True when all succeeded."""
+        ids = None if refs is None else [self.store.resolve(r) for r in refs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            jobs = self.store.jobs(ids=ids) if ids is not None else self.store.jobs()
+            if all(j.state in FINISHED for j in jobs):
+                return all(j.state is JobState.SUCCEEDED for j in jobs)
+            if deadline is not None and time.monotonic() > deadline:
+                left = [str(j.id) for j in jobs if j.state not in FINISHED]
+                raise TimeoutError(f"timed out; still unfinished: {', '.join(left)}")
+            time.sleep(poll_s)
+
+    def log_path(self, ref: str | int) -> str:
+        return self.job(ref).log_path
+
+    # ---- the scheduler ----------------------------------------------------------------
+
+    def runner(self) -> Any:
+        from tmuxtrain.runners.tmux import TmuxRunner
+
+        return TmuxRunner(self.settings.socket, self.settings.session)
+
+    def nudge(self) -> bool:
+        from tmuxtrain.daemon import nudge
+
+        return nudge(self.settings)
+
+    def scheduler_running(self) -> bool:
+        from tmuxtrain.daemon import scheduler_pid
+
+        return scheduler_pid(self.settings.lock_path) is not None
+
+    def ensure_scheduler(self, timeout: float = 10.0) -> bool:
+        """Nudge the scheduler, or start it when it is down. True when it was started."""
+        if self.nudge() and self.scheduler_running():
+            return False
+        return self.up(timeout)
+
+    def up(self, timeout: float = 10.0) -> bool:
+        """Start the scheduler in the window `scheduler` of the tmux session."""
+        import sys
+
+        from tmuxtrain.jobfile import load_config
+
+        if self.scheduler_running():
+            return False
+        load_config(self.settings.config_path)  # a bad config fails here, not in the window
+        s = self.settings
+        s.ensure_dirs()
+        env = {k: v for k, v in os.environ.items() if k.startswith("TMUXTRAIN_")}
+        env["TMUXTRAIN_HOME"] = s.home
+        pythonpath = os.environ.get("PYTHONPATH")
+        script = os.path.join(s.run_dir, "scheduler.sh")
+        lines = ["# the tmuxtrain scheduler: written by tmuxtrain up"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+        if pythonpath:
+            lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
+        lines.append(f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /")
+        lines.append(
+            f"exec {shlex.quote(sys.executable)} -m tmuxtrain.daemon 2>&1 | tee -a "
+            f"{shlex.quote(os.path.join(s.home, 'scheduler.log'))}"
+        )
+        with open(script, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        runner = self.runner()
+        argv = ["/bin/sh", script]
+        if not runner.ensure_session(argv, "scheduler"):
+            for window in runner.cmd(
+                "list-windows",
+                "-t",
+                f"={s.session}:",
+                "-F",
+                "#{window_id}\t#{window_name}\t#{pane_dead}",
+            ).splitlines():
+                wid, name, dead = window.split("\t")
+                if name == "scheduler" and dead == "1":
+                    runner.kill_window(wid)
+            runner.new_window("scheduler", argv, remain=False)
+        deadline = time.monotonic() + timeout
+        while not self.scheduler_running():
+            if time.monotonic() > deadline:
+                raise TmuxtrainError(
+                    f"the scheduler did not start; see {os.path.join(s.home, 'scheduler.log')}"
+                )
+            time.sleep(0.02)
+        return True
+
+    def down(self, timeout: float = 10.0) -> bool:
+        """Stop the scheduler; running jobs keep running in their windows."""
+        import signal
+
+        from tmuxtrain.daemon import scheduler_pid
+
+        pid = scheduler_pid(self.settings.lock_path)
+        if pid is None:
+            return False
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return False
+            self.nudge()
+        deadline = time.monotonic() + timeout
+        while self.scheduler_running():
+            if time.monotonic() > deadline:
+                raise TmuxtrainError(f"the scheduler (pid {pid}) did not stop within {timeout:g}s")
+            time.sleep(0.02)
+        return True
+
+    def attach_argv(self, ref: str | int) -> list[str]:
+        job = self.job(ref)
+        if not job.tmux_window:
+            why = (
+                "has not started yet" if job.state is JobState.PENDING else "has no window any more"
+            )
+            raise StateError(f"job {job.id} {why}; see tmuxtrain log {job.id}")
+        return list(self.runner().attach_argv(job.tmux_window))

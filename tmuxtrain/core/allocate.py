@@ -1,0 +1,118 @@
+"""GPU snapshot + what running jobs hold + a request -> GPU indices, or why not.
+
+Free memory on a GPU is counted conservatively, because a job allocates its memory some
+seconds after it starts and NVML cannot see that yet:
+
+    external  = used (NVML) - what NVML attributes to tmuxtrain jobs   (other users, Xorg...)
+    committed = sum over tmuxtrain jobs of max(declared vram, observed use)
+    free      = total - external - committed - headroom
+
+A GPU whose total or used memory is unknown is never free. A job that declares no `vram`
+wants its GPUs exclusively: no other tmuxtrain job on them and at most `headroom` used by
+anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tmuxtrain.core.model import Allocation, GpuInfo, Holding, Request
+from tmuxtrain.core.units import format_mib
+
+
+@dataclass(frozen=True)
+class GpuLoad:
+    """One GPU as the allocator sees it after counting every holding."""
+
+    index: int
+    jobs: int
+    exclusive: bool  # held whole by one job
+    free_mib: int | None  # None: unknown, so not free
+    external_mib: int | None
+    total_mib: int | None
+
+
+def gpu_loads(
+    gpus: Sequence[GpuInfo], holdings: Sequence[Holding], headroom_mib: int
+) -> list[GpuLoad]:
+    """Per-GPU load; shared by the allocator and by `tmuxtrain gpus`."""
+    on: dict[int, list[Holding]] = {g.index: [] for g in gpus}
+    for h in holdings:
+        for i in h.gpus:
+            if i in on:
+                on[i].append(h)
+    loads = []
+    for g in gpus:
+        held = on[g.index]
+        observed = sum(g.job_used_mib.get(h.job_id, 0) for h in held)
+        committed = sum(
+            max(h.vram_mib, g.job_used_mib.get(h.job_id, 0)) for h in held if h.vram_mib is not None
+        )
+        exclusive = any(h.vram_mib is None for h in held)
+        if g.memory_total_mib is None or g.memory_used_mib is None:
+            external = free = None
+        else:
+            external = max(0, g.memory_used_mib - observed)
+            free = g.memory_total_mib - external - committed - headroom_mib
+        loads.append(GpuLoad(g.index, len(held), exclusive, free, external, g.memory_total_mib))
+    return loads
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def allocate(
+    gpus: Sequence[GpuInfo],
+    holdings: Sequence[Holding],
+    request: Request,
+    *,
+    headroom_mib: int = 1024,
+    max_jobs_per_gpu: int = 4,
+    loads: Sequence[GpuLoad] | None = None,
+) -> Allocation:
+    """Pick `request.gpus` distinct GPUs that can take the request, never over-committing one.
+
+    Exclusive requests take the lowest free indices. Shared requests pack: GPUs that already
+    run jobs first, then the least free memory that still fits, so whole GPUs stay free for
+    exclusive jobs. `loads` may be passed in when the caller already computed them.
+    """
+    if request.gpus == 0:
+        return Allocation(())
+    if loads is None:
+        loads = gpu_loads(gpus, holdings, headroom_mib)
+    if request.gpus > len(loads):
+        have = "no GPUs" if not loads else f"{_plural(len(loads), 'GPU')}"
+        return Allocation((), f"needs {_plural(request.gpus, 'GPU')}, this machine has {have}")
+    if request.vram_mib is None:
+        fit = [
+            x.index
+            for x in loads
+            if x.jobs == 0 and x.external_mib is not None and x.external_mib <= headroom_mib
+        ]
+        if len(fit) >= request.gpus:
+            return Allocation(tuple(sorted(fit)[: request.gpus]))
+        return Allocation((), f"waiting for {_plural(request.gpus, 'free GPU')}")
+    need = request.vram_mib
+    biggest = max((x.total_mib or 0) - headroom_mib for x in loads)
+    if need > biggest:
+        return Allocation(
+            (),
+            f"needs {format_mib(need)} per GPU, the largest GPU has {format_mib(max(biggest, 0))}"
+            " after headroom",
+        )
+    fit_loads = [
+        x
+        for x in loads
+        if not x.exclusive
+        and x.jobs < max_jobs_per_gpu
+        and x.free_mib is not None
+        and x.free_mib >= need
+    ]
+    if len(fit_loads) < request.gpus:
+        return Allocation(
+            (), f"waiting for {_plural(request.gpus, 'GPU')} with {format_mib(need)} free"
+        )
+    fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
+    return Allocation(tuple(sorted(x.index for x in fit_loads[: request.gpus])))

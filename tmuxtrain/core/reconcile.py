@@ -1,0 +1,129 @@
+"""Database rows + what tmux and the process table show -> what really happened to jobs.
+
+Run on every scheduler start and every tick. A job is alive when its process is (checked by
+pid *and* start time, so a reused pid is never taken for the job), not when its window is.
+Jobs whose fate cannot be known are marked lost (failed), never silently run again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tmuxtrain.core.model import Job, JobState
+
+
+@dataclass(frozen=True)
+class PaneInfo:
+    """One tmux pane, as `list-panes -a -F` reports it."""
+
+    pane_id: str
+    window_id: str
+    dead: bool
+    dead_status: int | None  # exit status when it exited normally
+    dead_signal: int | None  # signal number when it was killed
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class Ended:
+    job_id: int
+    exit_code: int | None  # None: unknown (lost)
+    note: str = ""
+
+
+def reconcile(
+    running: Sequence[Job],
+    panes: Mapping[str, PaneInfo],
+    exit_codes: Mapping[int, int],
+    alive: Mapping[int, bool],
+) -> list[Ended]:
+    """Which running jobs have ended, and with what exit code.
+
+    `exit_codes` are the statuses the wrapper recorded (durable, so they win); `alive` tells
+    whether the job's wrapper process still runs (pid and start time match). A job whose pane
+    died without a recorded status was killed (its wrapper too); one with neither pane nor
+    process nor status is lost.
+    """
+    out = []
+    for job in running:
+        if job.id in exit_codes:
+            out.append(Ended(job.id, exit_codes[job.id]))
+            continue
+        pane = panes.get(job.tmux_pane or "")
+        if pane is not None and pane.dead:
+            if pane.dead_signal:
+                code = 128 + pane.dead_signal
+                out.append(Ended(job.id, code, f"killed by signal {pane.dead_signal}"))
+            else:
+                out.append(Ended(job.id, pane.dead_status, "exit status from tmux"))
+            continue
+        if alive.get(job.id):
+            continue  # window alive, or gone while the process still runs: adopt
+        if pane is not None and job.pid is None:
+            continue  # launched but its pid is not recorded yet
+        out.append(
+            Ended(job.id, None, "lost: its window and process vanished without an exit status")
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: JobState
+    reason: str
+    not_before: float | None = None
+
+
+def outcome(
+    job: Job,
+    exit_code: int | None,
+    log_tail: str,
+    now: float,
+    backoff_s: float,
+    *,
+    note: str = "",
+) -> Outcome:
+    """What an ended attempt means: succeeded, cancelled, retried (pending, later) or failed.
+
+    A cancelled job stays cancelled whatever its exit code. A failure is retried while
+    attempts remain and, when `retry_on` is given, only if the log tail matches one of its
+    patterns; the backoff doubles per attempt. Lost jobs (exit code None) are not retried.
+    """
+    if job.cancel_requested_at is not None and not job.cancel_reason.startswith("timeout"):
+        return Outcome(JobState.CANCELLED, job.cancel_reason or "cancelled")
+    if exit_code == 0 and not job.cancel_reason:
+        return Outcome(JobState.SUCCEEDED, "")
+    why = job.cancel_reason or note or f"exit code {exit_code}"
+    if exit_code is None:
+        return Outcome(JobState.FAILED, why)
+    if job.attempt <= job.spec.retries:
+        if not job.spec.retry_on or any(re.search(p, log_tail) for p in job.spec.retry_on):
+            delay = backoff_s * math.pow(2, job.attempt - 1)
+            return Outcome(JobState.PENDING, f"{why}; retrying", now + delay)
+        why += " (log did not match retry_on)"
+    return Outcome(JobState.FAILED, why)
+
+
+def escalation(job: Job, now: float, grace_s: float) -> str | None:
+    """The next step of cancelling a running job: Ctrl-C was sent at request time; after half
+    the grace period SIGTERM to the process tree, after the whole of it SIGKILL."""
+    if job.cancel_requested_at is None:
+        return None
+    waited = now - job.cancel_requested_at
+    if waited >= grace_s:
+        return "kill"
+    if waited >= grace_s / 2:
+        return "term"
+    return None
+
+
+def timed_out(job: Job, now: float) -> bool:
+    return (
+        job.spec.timeout_s is not None
+        and job.started_at is not None
+        and job.cancel_requested_at is None
+        and now - job.started_at > job.spec.timeout_s
+    )

@@ -1,0 +1,144 @@
+"""Queue policy: (jobs, GPUs, config, now) -> which jobs start where, which are cancelled, why
+the others wait. Pure: the daemon carries the decisions out.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tmuxtrain.core.allocate import allocate, gpu_loads
+from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
+from tmuxtrain.core.units import format_duration
+
+
+@dataclass(frozen=True)
+class Launch:
+    job_id: int
+    gpus: tuple[int, ...]
+
+
+@dataclass
+class Decisions:
+    launches: list[Launch] = field(default_factory=list)
+    cancels: list[tuple[int, str]] = field(default_factory=list)  # (job id, why)
+    reasons: dict[int, str] = field(default_factory=dict)  # pending job id -> why it waits
+
+
+def holdings_of(running: Iterable[Job]) -> list[Holding]:
+    return [Holding(j.id, j.gpus, j.vram_mib) for j in running if j.gpus]
+
+
+def _priority_key(j: Job) -> tuple[int, int]:
+    return (-j.priority, j.id)
+
+
+def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[Job]:
+    """The order pending jobs are considered in.
+
+    fifo: by id (submission order). priority: higher first, FIFO among equals.
+    fair-share: repeatedly the best job (priority, then id) of the project whose GPU use
+    divided by its share is lowest, counting each job taken as if it ran (so two projects
+    with equal shares alternate). Projects without a share weigh 1.
+    """
+    if config.policy == "fifo":
+        return sorted(pending, key=lambda j: j.id)
+    if config.policy != "fair-share":
+        return sorted(pending, key=_priority_key)
+    by_project: dict[str, list[Job]] = {}
+    for j in sorted(pending, key=_priority_key, reverse=True):
+        by_project.setdefault(j.spec.project, []).append(j)  # best job last, for pop()
+    usage: dict[str, float] = {p: 0.0 for p in by_project}
+    for j in running:
+        if j.spec.project in usage:
+            usage[j.spec.project] += max(1, len(j.gpus))
+    heap = [(usage[p] / config.shares.get(p, 1.0), p) for p in by_project]
+    heapq.heapify(heap)
+    out: list[Job] = []
+    while heap:
+        _, p = heapq.heappop(heap)
+        job = by_project[p].pop()
+        out.append(job)
+        if by_project[p]:
+            usage[p] += max(1, job.gpus_requested)
+            heapq.heappush(heap, (usage[p] / config.shares.get(p, 1.0), p))
+    return out
+
+
+def decide(
+    jobs: Sequence[Job],
+    gpus: Sequence[GpuInfo],
+    config: Config,
+    now: float,
+    dep_states: Mapping[int, tuple[JobState, str]] | None = None,
+) -> Decisions:
+    """Decide one scheduling step.
+
+    `jobs` are the pending and running jobs; `dep_states` gives (state, name) of every job a
+    pending job depends on that is not in `jobs`. Order: policy order; for each pending job,
+    skip it if held, cancel it if a dependency failed or was cancelled, wait if a dependency
+    has not succeeded or its retry backoff has not passed, else place it on GPUs. With
+    `backfill` off, the first job that cannot be placed blocks all later ones (strict order);
+    with it on, later jobs that fit start (the head keeps its place in the queue).
+    Precondition: running jobs carry the GPUs they hold.
+    """
+    running = [j for j in jobs if j.state is JobState.RUNNING]
+    pending = [j for j in jobs if j.state is JobState.PENDING]
+    known: dict[int, tuple[JobState, str]] = dict(dep_states or {})
+    known.update((j.id, (j.state, j.name)) for j in jobs)
+    holdings = holdings_of(running)
+    loads = gpu_loads(gpus, holdings, config.headroom_mib)
+    failed_shapes: dict[tuple[int, int | None], str] = {}
+    out = Decisions()
+    blocked_by: Job | None = None
+
+    for job in policy_order(pending, running, config):
+        if job.held:
+            out.reasons[job.id] = "held (tmuxtrain release to let it start)"
+            continue
+        waiting_on = None
+        cancel = None
+        for dep in job.after_ids:
+            state, name = known.get(dep, (JobState.CANCELLED, "?"))
+            if state in (JobState.FAILED, JobState.CANCELLED):
+                cancel = f"dependency {dep} ({name}) {state.value}"
+                break
+            if state is not JobState.SUCCEEDED and waiting_on is None:
+                waiting_on = f"waiting for job {dep} ({name}) to succeed"
+        if cancel:
+            out.cancels.append((job.id, cancel))
+            continue
+        if waiting_on:
+            out.reasons[job.id] = waiting_on
+            continue
+        if job.not_before is not None and job.not_before > now:
+            wait = format_duration(job.not_before - now)
+            out.reasons[job.id] = f"retry {job.attempt} in {wait}"
+            continue
+        if blocked_by is not None:
+            out.reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
+            continue
+        shape = (job.gpus_requested, job.vram_mib)
+        if shape in failed_shapes:  # holdings only grow within a step: still no room
+            out.reasons[job.id] = failed_shapes[shape]
+        else:
+            alloc = allocate(
+                gpus,
+                holdings,
+                Request(*shape),
+                headroom_mib=config.headroom_mib,
+                max_jobs_per_gpu=config.max_jobs_per_gpu,
+                loads=loads,
+            )
+            if alloc.ok:
+                out.launches.append(Launch(job.id, alloc.gpus))
+                if alloc.gpus:
+                    holdings.append(Holding(job.id, alloc.gpus, job.vram_mib))
+                    loads = gpu_loads(gpus, holdings, config.headroom_mib)
+                continue
+            failed_shapes[shape] = alloc.reason
+            out.reasons[job.id] = alloc.reason
+        if not config.backfill:
+            blocked_by = job
+    return out

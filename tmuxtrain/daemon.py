@@ -1,0 +1,609 @@
+"""The scheduler loop: tick(now) = reconcile -> timeouts/cancels -> probe -> decide -> launch
+-> tail logs. Sleeping happens in one place (`Scheduler.run`), which wakes early on a nudge
+(a byte in the fifo from `add`, `cancel`, a job's wrapper or tmux's pane-died hook).
+
+Run it with `python -m tmuxtrain.daemon`; `tmuxtrain up` does that in a tmux window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psutil
+
+from tmuxtrain.core import reconcile as rec
+from tmuxtrain.core.metrics import LogParser
+from tmuxtrain.core.model import FINISHED, Config, GpuInfo, Job, JobState
+from tmuxtrain.core.schedule import decide
+from tmuxtrain.gpus import GpuProbe, open_probe
+from tmuxtrain.jobenv import job_environment
+from tmuxtrain.jobfile import load_config
+from tmuxtrain.runners.tmux import TmuxError, TmuxRunner, wrapper_script
+from tmuxtrain.settings import Settings, from_env
+from tmuxtrain.store import Store
+
+log = logging.getLogger("tmuxtrain.daemon")
+FULL_RECONCILE_S = 5.0  # a full pane/process check even when nothing nudged us
+HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
+
+
+def process_start(pid: int) -> float | None:
+    """Process start time (psutil's create_time), or None when it is gone or a zombie."""
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_alive(job: Job) -> bool:
+    if job.pid is None:
+        return False
+    start = process_start(job.pid)
+    return start is not None and (job.pid_start is None or abs(start - job.pid_start) < 1.0)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def free_port(taken: set[int]) -> int:
+    """A TCP port nobody listens on, and not given to another running job."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+    raise RuntimeError("no free port")
+
+
+def read_status(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_fifo(path: str) -> None:
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    with contextlib.suppress(FileExistsError):
+        os.mkfifo(path, 0o600)
+
+
+def nudge(settings: Settings) -> bool:
+    """Wake the scheduler now. Never blocks; False when no scheduler listens."""
+    try:
+        fd = os.open(settings.nudge_path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"x")
+    except OSError as e:
+        return e.errno == errno.EAGAIN  # full: it has plenty of wake-ups pending
+    finally:
+        os.close(fd)
+    return True
+
+
+def probe_gpus(probe: GpuProbe, running: list[Job], previous: list[GpuInfo]) -> list[GpuInfo]:
+    """One GPU snapshot with each GPU's memory credited to the jobs that hold it.
+
+    Simulated GPUs are told what running jobs hold (declared vram, or the whole GPU for an
+    exclusive job); on NVML the per-process memory is matched to jobs' process trees.
+    """
+    if probe.kind == "fake":
+        totals = {g.index: g.memory_total_mib or 0 for g in previous}
+        if not totals and any(j.vram_mib is None for j in running):
+            totals = {g.index: g.memory_total_mib or 0 for g in probe.probe()}
+        held: dict[int, dict[int, int]] = {}
+        for j in running:
+            for g in j.gpus:
+                held.setdefault(g, {})[j.id] = (
+                    j.vram_mib if j.vram_mib is not None else totals.get(g, 0)
+                )
+        return probe.probe(held)
+    gpus = probe.probe()
+    if not running or not any(g.processes for g in gpus):
+        return gpus
+    owner: dict[int, int] = {}
+    for j in running:
+        if j.pid:
+            for p in process_tree(j.pid):
+                owner[p.pid] = j.id
+    out = []
+    for g in gpus:
+        used: dict[int, int] = {}
+        for pid, mib in g.processes:
+            if pid in owner and mib is not None:
+                used[owner[pid]] = used.get(owner[pid], 0) + mib
+        out.append(dataclasses.replace(g, job_used_mib=used) if used else g)
+    return out
+
+
+@dataclass
+class Tail:
+    """Incremental log reading for one job: only new bytes are read and parsed."""
+
+    parser: LogParser
+    offset: int
+    last_stored: dict[str, float] = field(default_factory=dict)
+
+
+class Scheduler:
+    """One scheduler per TMUXTRAIN_HOME (held by a lock while `run` runs)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config: Config | None = None,
+        store: Store | None = None,
+        runner: TmuxRunner | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.ensure_dirs()
+        self.config = config or load_config(settings.config_path)
+        self.store = store or Store(settings.db_path)
+        self.runner = runner or TmuxRunner(settings.socket, settings.session)
+        self.probe = open_probe(settings.gpus, base_dir=os.getcwd())
+        self.tails: dict[int, Tail] = {}
+        self.hooks: list[subprocess.Popen[bytes]] = []
+        self.last_full = 0.0
+        self.dirty = True  # something may have changed: do a full reconcile
+        self.gpus: list[GpuInfo] = []
+        self.stopping = False
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """One scheduling step at time `now` (POSIX seconds)."""
+        running = self.store.jobs([JobState.RUNNING])
+        if running:
+            self._reconcile(
+                running, now, full=self.dirty or now - self.last_full >= FULL_RECONCILE_S
+            )
+            running = self.store.jobs([JobState.RUNNING])
+            self._escalate(running, now)
+        active = self.store.jobs([JobState.PENDING, JobState.RUNNING])
+        running = [j for j in active if j.state is JobState.RUNNING]
+        self.gpus = self._probe(running)
+        if any(j.state is JobState.PENDING for j in active):
+            self._schedule(active, now)
+        self._tail_logs(now)
+        self._reap_hooks()
+        self.dirty = False
+
+    def _probe(self, running: list[Job]) -> list[GpuInfo]:
+        try:
+            return probe_gpus(self.probe, running, self.gpus)
+        except Exception as e:  # a probe failure must never stop the loop
+            log.warning("GPU probe failed: %s", e)
+            return self.gpus
+
+    def _reconcile(self, running: list[Job], now: float, full: bool) -> None:
+        codes = {}
+        for j in running:
+            code = read_status(self.settings.status_path(j.id, j.attempt))
+            if code is not None:
+                codes[j.id] = code
+        if not full and not codes:
+            return
+        if full:
+            panes = self.runner.panes()
+            alive = {j.id: is_alive(j) for j in running if j.id not in codes}
+            self.last_full = now
+            ended = rec.reconcile(running, panes, codes, alive)
+        else:
+            ended = [rec.Ended(i, c) for i, c in codes.items()]
+        by_id = {j.id: j for j in running}
+        for e in ended:
+            self._finish(by_id[e.job_id], e.exit_code, e.note, now)
+
+    def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
+        tail = ""
+        if code not in (0, None) and job.spec.retry_on:
+            tail = self._log_tail(job)
+        out = rec.outcome(job, code, tail, now, self.config.retry_backoff_s, note=note)
+        self._flush_tail(job, now)
+        fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
+        if out.state is JobState.PENDING:
+            fields.update(
+                attempt=job.attempt + 1,
+                not_before=out.not_before,
+                gpus=(),
+                cancel_requested_at=None,
+                cancel_reason="",
+                pid=None,
+                pid_start=None,
+                started_at=None,
+                master_port=None,
+            )
+        else:
+            fields["finished_at"] = now
+        event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
+        if self.store.transition(
+            job.id, out.state, now, expect=[JobState.RUNNING], event=event, **fields
+        ):
+            self.store.record_attempt(job, now, code, out.reason)
+            hook = "retrying" if out.state is JobState.PENDING else out.state.value
+            self._hook(job, hook, code)
+        self.tails.pop(job.id, None)
+        self.dirty = True
+
+    def _log_tail(self, job: Job) -> str:
+        text = ""
+        with contextlib.suppress(OSError), open(job.log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(job.log_path) - 65536))
+            text = f.read().decode("utf-8", "replace")
+        if job.tmux_pane:  # pipe-pane may lag the exit by a few ms: the pane has it all
+            with contextlib.suppress(TmuxError):
+                text += "\n" + self.runner.capture(job.tmux_pane)
+        return text
+
+    def _escalate(self, running: list[Job], now: float) -> None:
+        for job in running:
+            if rec.timed_out(job, now):
+                from tmuxtrain.core.units import format_duration
+
+                reason = f"timeout after {format_duration(job.spec.timeout_s or 0)}"
+                self.store.update(job.id, cancel_requested_at=now, cancel_reason=reason)
+                if job.tmux_pane:
+                    self.runner.interrupt(job.tmux_pane)
+                continue
+            step = rec.escalation(job, now, self.config.cancel_grace_s)
+            if step and job.pid and is_alive(job):
+                procs = process_tree(job.pid)
+                if step == "term":
+                    procs = procs[:-1]  # the wrapper traps TERM; its children must not
+                sig = signal.SIGTERM if step == "term" else signal.SIGKILL
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        p.send_signal(sig)
+
+    def _schedule(self, active: list[Job], now: float) -> None:
+        deps = {d for j in active for d in j.after_ids} - {j.id for j in active}
+        dep_states = {j.id: (j.state, j.name) for j in self.store.jobs(ids=deps)} if deps else {}
+        decisions = decide(active, self.gpus, self.config, now, dep_states)
+        for job_id, why in decisions.cancels:
+            self.store.transition(
+                job_id,
+                JobState.CANCELLED,
+                now,
+                expect=[JobState.PENDING],
+                event={"reason": why},
+                reason=why,
+                finished_at=now,
+            )
+        self.store.set_reasons(decisions.reasons)
+        by_id = {j.id: j for j in active}
+        ports = {j.master_port for j in active if j.master_port}
+        for launch in decisions.launches:
+            job = by_id[launch.job_id]
+            try:
+                self._launch(job, launch.gpus, now, ports)
+            except (TmuxError, OSError) as e:
+                log.error("could not start job %s: %s", job.id, e)
+                self.store.transition(
+                    job.id,
+                    JobState.FAILED,
+                    now,
+                    expect=[JobState.PENDING],
+                    event={"reason": str(e)},
+                    reason=f"could not start: {e}",
+                    finished_at=now,
+                )
+
+    def _launch(self, job: Job, gpus: tuple[int, ...], now: float, ports: set[int]) -> None:
+        s = self.settings
+        port = free_port(ports)
+        ports.add(port)
+        base_env = self.store.env_of(job.id)
+        env = job_environment(job, base_env, gpus, self.gpus, port)
+        status = s.status_path(job.id, job.attempt)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(status)
+        script = os.path.join(s.run_dir, f"{job.id}.sh")
+        text = wrapper_script(
+            job_id=job.id,
+            attempt=job.attempt,
+            command=job.spec.command,
+            cwd=job.spec.cwd,
+            env=env,
+            status_path=status,
+            nudge_path=s.nudge_path,
+        )
+        fd = os.open(script + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(script + ".tmp", script)
+        if not self.runner.has_session():
+            self.runner.ensure_session()
+            self.runner.set_hook(s.nudge_path)
+        if job.tmux_window:  # an earlier attempt's window: its output is in the log
+            self.runner.kill_window(job.tmux_window)
+        # Claim first, so a crash between here and tmux can never start it twice.
+        if not self.store.transition(
+            job.id,
+            JobState.RUNNING,
+            now,
+            expect=[JobState.PENDING],
+            event={"name": job.name, "gpus": list(gpus), "attempt": job.attempt},
+            gpus=gpus,
+            started_at=now,
+            reason="",
+            master_port=port,
+            not_before=None,
+            exit_code=None,
+            tmux_window=None,
+            tmux_pane=None,
+            pid=None,
+        ):
+            return
+        launched = self.runner.launch(job.id, job.name, script, job.log_path)
+        self.store.update(
+            job.id,
+            tmux_window=launched.window_id,
+            tmux_pane=launched.pane_id,
+            pid=launched.pid,
+            pid_start=process_start(launched.pid),
+        )
+        self._hook(job, "started", None)
+
+    # ---- logs and metrics -------------------------------------------------------------
+
+    def _tail_logs(self, now: float) -> None:
+        for job in self.store.jobs([JobState.RUNNING]):
+            self._read_log(job, now)
+
+    def _flush_tail(self, job: Job, now: float) -> None:
+        self._read_log(job, now)
+
+    def _read_log(self, job: Job, now: float) -> None:
+        tail = self.tails.get(job.id)
+        if tail is None:
+            tail = Tail(LogParser(job.spec.metrics or None), self.store.log_offset(job.id))
+            self.tails[job.id] = tail
+        try:
+            size = os.path.getsize(job.log_path)
+        except OSError:
+            return
+        if size <= tail.offset:
+            return
+        with open(job.log_path, "rb") as f:
+            f.seek(tail.offset)
+            data = f.read(min(size - tail.offset, 8 * 2**20))
+        tail.offset += len(data)
+        samples = tail.parser.feed(data, now)
+        keep = []
+        start = job.started_at or now
+        # Thin the stored history so a week-long run stays small (about 2,000 points/metric).
+        min_gap = max(1.0, (now - start) / 2000)
+        for s in samples:
+            if now - tail.last_stored.get(s.name, -1e18) >= min_gap:
+                keep.append((s.name, s.value, s.step))
+                tail.last_stored[s.name] = now
+        latest = dict(tail.parser.latest)
+        if keep or latest != job.metrics:
+            self.store.add_metrics(job.id, keep, latest, now, tail.offset)
+
+    # ---- hooks ------------------------------------------------------------------------
+
+    def _hook(self, job: Job, event: str, code: int | None) -> None:
+        """Run the config's and the job's hook for `event`; failures are logged, not raised.
+
+        `{field}` in a hook becomes a reference to an environment variable, so a job name
+        with shell characters is never executed.
+        """
+        commands = [c for c in (self.config.hooks.get(event), job.spec.hooks.get(event)) if c]
+        if not commands:
+            return
+        env = dict(os.environ)
+        fields = {
+            "id": str(job.id),
+            "name": job.name,
+            "state": event,
+            "exit_code": "" if code is None else str(code),
+            "attempt": str(job.attempt),
+            "log": job.log_path,
+            "project": job.spec.project,
+            "gpus": ",".join(map(str, job.gpus)),
+        }
+        for k, v in fields.items():
+            env[f"TMUXTRAIN_JOB_{k.upper()}"] = v
+        from tmuxtrain.core.spec import fill
+
+        for command in commands:
+            shell = fill(
+                command, {k: f'"${{TMUXTRAIN_JOB_{k.upper()}}}"' for k in fields}, KeyError
+            )
+            try:
+                with open(os.path.join(self.settings.home, "hooks.log"), "ab") as out:
+                    self.hooks.append(
+                        subprocess.Popen(
+                            ["/bin/sh", "-c", shell],
+                            env=env,
+                            stdout=out,
+                            stderr=out,
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,
+                            cwd=job.spec.cwd if os.path.isdir(job.spec.cwd) else None,
+                        )
+                    )
+            except (OSError, KeyError) as e:
+                log.warning("hook %s for job %s failed: %s", event, job.id, e)
+
+    def _reap_hooks(self) -> None:
+        self.hooks = [p for p in self.hooks if p.poll() is None]
+
+    # ---- window housekeeping ----------------------------------------------------------
+
+    def trim_windows(self) -> None:
+        """Keep the newest `keep_finished_windows` finished windows, close the rest."""
+        done = [j for j in self.store.jobs(FINISHED) if j.tmux_window]
+        done.sort(key=lambda j: j.finished_at or 0)
+        excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
+        for j in excess:
+            self.runner.kill_window(j.tmux_window or "")
+            self.store.update(j.id, tmux_window=None, tmux_pane=None)
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def next_wake(self, now: float) -> float:
+        """Seconds until something time-driven is due (retry backoff, cancel escalation)."""
+        wait = 1.0
+        for j in self.store.jobs([JobState.PENDING, JobState.RUNNING]):
+            for t in (j.not_before, j.cancel_requested_at):
+                if t is not None:
+                    due = t - now
+                    if j.cancel_requested_at == t:
+                        due = min(
+                            t + self.config.cancel_grace_s / 2 - now,
+                            t + self.config.cancel_grace_s - now,
+                        )
+                        due = due if due > 0 else t + self.config.cancel_grace_s - now
+                    if due > 0:
+                        wait = min(wait, due)
+        return max(wait, 0.005)
+
+    def idle(self) -> bool:
+        c = self.store.counts()
+        return c["pending"] == 0 and c["running"] == 0
+
+    def run(self, *, until_idle: bool = False, max_ticks: int | None = None) -> None:
+        """Tick until stopped (SIGTERM/SIGINT), or until no job is pending or running."""
+        s = self.settings
+        with hold_lock(s.lock_path):
+            ensure_fifo(s.nudge_path)
+            fd = os.open(s.nudge_path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
+            self._install_signals()
+            self.runner.ensure_session()
+            self.runner.set_hook(s.nudge_path)
+            self.dirty = True
+            ticks = 0
+            finished_seen = -1
+            try:
+                while not self.stopping:
+                    now = time.time()
+                    try:
+                        self.tick(now)
+                    except Exception:
+                        log.exception("tick failed")
+                    ticks += 1
+                    counts = self.store.counts()
+                    finished = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+                    if finished != finished_seen:
+                        finished_seen = finished
+                        with contextlib.suppress(Exception):
+                            self.trim_windows()
+                    if (until_idle and self.idle()) or (max_ticks and ticks >= max_ticks):
+                        break
+                    ready, _, _ = select.select([fd], [], [], self.next_wake(time.time()))
+                    if ready:
+                        with contextlib.suppress(BlockingIOError):
+                            while os.read(fd, 4096):
+                                pass
+                        self.dirty = True
+            finally:
+                os.close(fd)
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, frame: object) -> None:
+            if self.stopping:  # second signal: leave now
+                raise SystemExit(1)
+            self.stopping = True
+
+        with contextlib.suppress(ValueError):  # not the main thread (tests)
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            signal.signal(signal.SIGHUP, stop)
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def hold_lock(path: str) -> Iterator[None]:
+    """The one-scheduler-per-home lock; the file holds the pid for `status` and `down`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"a scheduler already runs for {os.path.dirname(path)}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def scheduler_pid(path: str) -> int | None:
+    """The running scheduler's pid, or None (the lock is free)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(path) as f:
+                try:
+                    return int(json.loads(f.read() or "{}").get("pid") or 0) or -1
+                except ValueError:
+                    return -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    settings = from_env()
+    try:
+        sched = Scheduler(settings)
+        log.info("scheduler %s for %s (GPUs: %s)", os.getpid(), settings.home, sched.probe.kind)
+        if sched.probe.note:
+            log.info("%s", sched.probe.note)
+        sched.run()
+    except AlreadyRunning as e:
+        print(f"tmuxtrain: {e}", file=sys.stderr)
+        return 0
+    log.info("scheduler stopped; running jobs keep running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

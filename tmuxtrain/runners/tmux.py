@@ -1,0 +1,282 @@
+"""Run jobs as tmux windows. The one funnel to tmux: every call goes through `TmuxRunner.cmd`.
+
+A job's window runs a generated wrapper script as its own argv (never typed in with
+send-keys): the wrapper swaps in the job's environment, enters its folder, runs the command
+with `/bin/sh -c` as a child so the terminal stays a tty, then records the exit status in a
+file (durable even if tmux dies) and nudges the scheduler. The window is created, set to
+`remain-on-exit` and piped to the log in one tmux invocation, so even output of a job that
+exits at once reaches the log. Windows are addressed by their ids (`@12`, `%12`).
+
+tmux expands `#{...}` and `#(...)` in window names, so user text is escaped (`#` -> `##`)
+before it reaches tmux; nothing user-provided is ever put into a tmux format or hook.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tmuxtrain.core.reconcile import PaneInfo
+
+PANE_FORMAT = "\t".join(
+    f"#{{{f}}}"
+    for f in [
+        "session_name",
+        "pane_id",
+        "window_id",
+        "pane_dead",
+        "pane_dead_status",
+        "pane_dead_signal",
+        "pane_pid",
+    ]
+)
+
+
+class TmuxError(Exception):
+    """tmux refused a command; the message is tmux's own."""
+
+
+def tmux_literal(text: str) -> str:
+    """Escape text for a place where tmux expands formats (window names)."""
+    return text.replace("#", "##")
+
+
+def window_name(job_id: int, name: str) -> str:
+    clean = " ".join(name.split())  # no newlines or tabs in a window name
+    return f"{job_id}-{clean}"[:120]
+
+
+def parse_panes(text: str, session: str) -> dict[str, PaneInfo]:
+    """`list-panes -a -F PANE_FORMAT` output -> panes of our session by pane id. Pure."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 7 or parts[0] != session:
+            continue
+        _, pane, window, dead, status, signal, pid = parts
+        out[pane] = PaneInfo(
+            pane_id=pane,
+            window_id=window,
+            dead=dead == "1",
+            dead_status=int(status) if status.lstrip("-").isdigit() else None,
+            dead_signal=int(signal) if signal.isdigit() else None,
+            pid=int(pid) if pid.isdigit() else None,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Launched:
+    window_id: str
+    pane_id: str
+    pid: int
+
+
+def wrapper_script(
+    *,
+    job_id: int,
+    attempt: int,
+    command: str,
+    cwd: str,
+    env: Mapping[str, str],
+    status_path: str,
+    nudge_path: str,
+) -> str:
+    """The shell script a job's window runs. Every user value is single-quoted by shlex."""
+    q = shlex.quote
+    lines = [
+        f"# tmuxtrain job {job_id}, attempt {attempt}: written by the scheduler",
+        # Stage 1 has tmux's environment; re-run with only the pane's terminal variables.
+        'if [ -z "${TMUXTRAIN_WRAPPED:-}" ]; then',
+        '  exec /usr/bin/env -i TMUXTRAIN_WRAPPED=1 TERM="${TERM:-screen}" TMUX="${TMUX:-}" '
+        'TMUX_PANE="${TMUX_PANE:-}" /bin/sh "$0"',
+        "fi",
+        "unset TMUXTRAIN_WRAPPED",
+    ]
+    lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
+    lines += [
+        f"printf '\\033[2m[tmuxtrain] job {job_id} attempt {attempt} in %s\\033[0m\\n' {q(cwd)}",
+        f"if cd {q(cwd)}; then",
+        "  trap ':' INT TERM HUP",  # a handler, not ignore: the child gets default signals
+        f"  /bin/sh -c {q(command)}",
+        "  code=$?",
+        "else",
+        "  code=126",
+        "fi",
+        f"printf '%s\\n' \"$code\" > {q(status_path + '.tmp')}",
+        f"mv -f {q(status_path + '.tmp')} {q(status_path)}",
+        f"( exec 3<>{q(nudge_path)} && printf x >&3 ) 2>/dev/null",
+        "printf '\\033[2m[tmuxtrain] exited with status %s\\033[0m\\n' \"$code\"",
+        'exit "$code"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class TmuxRunner:
+    """Jobs as windows of one tmux session on one tmux server (`-L socket` or the default)."""
+
+    def __init__(self, socket: str | None, session: str) -> None:
+        self.socket = socket
+        self.session = session
+        self.base = ["tmux"] + (["-L", socket] if socket else [])
+
+    def cmd(self, *args: str, check: bool = True) -> str:
+        """Run one tmux command line (several commands may be joined by ';' arguments)."""
+        proc = subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, errors="replace", check=False
+        )
+        if check and proc.returncode != 0:
+            raise TmuxError((proc.stderr or proc.stdout).strip() or f"tmux {args[0]} failed")
+        return proc.stdout
+
+    def server_running(self) -> bool:
+        return (
+            subprocess.run(
+                [*self.base, "list-sessions"], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
+
+    def has_session(self) -> bool:
+        proc = subprocess.run(
+            [*self.base, "has-session", "-t", f"={self.session}"], capture_output=True, check=False
+        )
+        return proc.returncode == 0
+
+    def socket_path(self) -> str | None:
+        try:
+            return self.cmd(
+                "display-message", "-p", "-t", f"={self.session}:", "#{socket_path}"
+            ).strip()
+        except TmuxError:
+            return None
+
+    def ensure_session(
+        self, first_argv: list[str] | None = None, first_name: str = "scheduler"
+    ) -> bool:
+        """Create the session when it is missing (with `first_argv` as its first window).
+
+        Returns True when it created the session. A finished job's window stays (dead) until
+        the scheduler trims it, so the session outlives its jobs.
+        """
+        if self.has_session():
+            return False
+        args = ["new-session", "-d", "-s", self.session, "-n", first_name, "-x", "200", "-y", "50"]
+        if first_argv:
+            args += ["--", *first_argv]
+        try:
+            self.cmd(*args)
+        except TmuxError as e:
+            if "duplicate session" not in str(e):
+                raise
+            return False
+        return True
+
+    def new_window(self, name: str, argv: list[str], *, remain: bool = True) -> Launched:
+        target = f"={self.session}:"
+        out = self.cmd(
+            "new-window",
+            "-d",
+            "-t",
+            target,
+            "-n",
+            tmux_literal(name),
+            "-P",
+            "-F",
+            "#{window_id}\t#{pane_id}\t#{pane_pid}",
+            "--",
+            *argv,
+        )
+        window, pane, pid = out.strip().split("\t")
+        if remain:
+            self.cmd("set-option", "-w", "-t", window, "remain-on-exit", "on", check=False)
+        return Launched(window, pane, int(pid))
+
+    def launch(self, job_id: int, name: str, script_path: str, log_path: str) -> Launched:
+        """Start a job's window at index `job_id` when free (so prefix+N finds job N), with
+        remain-on-exit and the log pipe set in the same tmux call as the window."""
+        index = job_id
+        used = set(
+            self.cmd("list-windows", "-t", f"={self.session}:", "-F", "#{window_index}").split()
+        )
+        while str(index) in used:
+            index += 100_000
+        target = f"={self.session}:{index}"
+        pipe = f"cat >> {shlex.quote(log_path)}"
+        out = self.cmd(
+            "new-window",
+            "-d",
+            "-t",
+            target,
+            "-n",
+            tmux_literal(window_name(job_id, name)),
+            "-P",
+            "-F",
+            "#{window_id}\t#{pane_id}\t#{pane_pid}",
+            "--",
+            "/bin/sh",
+            script_path,
+            ";",
+            "set-option",
+            "-w",
+            "-t",
+            target,
+            "remain-on-exit",
+            "on",
+            ";",
+            "pipe-pane",
+            "-t",
+            target,
+            "-o",
+            tmux_literal(pipe),
+        )
+        window, pane, pid = out.strip().splitlines()[0].split("\t")
+        return Launched(window, pane, int(pid))
+
+    def panes(self) -> dict[str, PaneInfo]:
+        """All panes of our session in one call (about 4 ms for 400 panes)."""
+        proc = subprocess.run(
+            [*self.base, "list-panes", "-a", "-F", PANE_FORMAT],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        return parse_panes(proc.stdout, self.session) if proc.returncode == 0 else {}
+
+    def interrupt(self, pane_id: str) -> None:
+        """Ctrl-C, as if typed: the foreground process group gets SIGINT."""
+        self.cmd("send-keys", "-t", pane_id, "C-c", check=False)
+
+    def kill_window(self, window_id: str) -> None:
+        self.cmd("kill-window", "-t", window_id, check=False)
+
+    def capture(self, pane_id: str, lines: int = 200) -> str:
+        return self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}", check=False)
+
+    def set_hook(self, nudge_path: str) -> None:
+        """Nudge the scheduler when any pane of the session dies (the wrapper does too; this
+        also covers a wrapper killed by SIGKILL). The hook holds only our own fifo path."""
+        shell = f"( exec 3<>{shlex.quote(nudge_path)} && printf x >&3 ) 2>/dev/null"
+        self.cmd(
+            "set-hook",
+            "-t",
+            f"={self.session}",
+            "pane-died",
+            f"run-shell -b {tmux_literal(shlex.quote(shell))}",
+            check=False,
+        )
+
+    def attach_argv(self, window_id: str) -> list[str]:
+        """The command that takes the user's terminal to a window: switch-client inside tmux
+        on this server (the usual keys lead back), attach-session outside."""
+        inside = os.environ.get("TMUX", "")
+        mine = self.socket_path()
+        select = [*self.base, "select-window", "-t", window_id, ";"]
+        if inside and mine and inside.split(",")[0] == mine:
+            return [*select, "switch-client", "-t", f"={self.session}"]
+        env = ["env", "-u", "TMUX"] if inside else []  # inside another server: nest
+        return [*env, *select, "attach-session", "-t", f"={self.session}"]

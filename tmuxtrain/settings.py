@@ -1,0 +1,75 @@
+"""Where things live, from the environment (the contract's TMUXTRAIN_* variables)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from tmuxtrain.core.errors import TmuxtrainError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str
+    config_path: str | None
+    socket: str | None
+    session: str
+    gpus: str | None  # None: auto (nvml when it loads, else none)
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.home, "tmuxtrain.db")
+
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.home, "logs")
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.home, "run")
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.home, "scheduler.lock")
+
+    @property
+    def nudge_path(self) -> str:
+        return os.path.join(self.home, "nudge.fifo")
+
+    def status_path(self, job_id: int, attempt: int) -> str:
+        return os.path.join(self.run_dir, f"{job_id}.{attempt}.status")
+
+    def ensure_dirs(self) -> None:
+        """The state folder is 0700: it holds job environments."""
+        os.makedirs(self.home, mode=0o700, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        for d in (self.logs_dir, self.run_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    home = env.get("TMUXTRAIN_HOME") or os.path.join(
+        env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "tmuxtrain"
+    )
+    config = env.get("TMUXTRAIN_CONFIG") or None
+    if config is None:
+        default = os.path.join(
+            env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"),
+            "tmuxtrain",
+            "config.yaml",
+        )
+        config = default if os.path.exists(default) else None
+    session = env.get("TMUXTRAIN_SESSION") or "tmuxtrain"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", session):
+        raise TmuxtrainError(
+            f"TMUXTRAIN_SESSION: '{session}' is not a valid session name (letters, digits, _ . -)"
+        )
+    return Settings(
+        home=os.path.abspath(home),
+        config_path=config,
+        socket=env.get("TMUXTRAIN_TMUX_SOCKET") or None,
+        session=session,
+        gpus=env.get("TMUXTRAIN_GPUS") or None,
+    )

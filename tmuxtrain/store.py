@@ -1,0 +1,508 @@
+"""SQLite storage: jobs, attempts, events, metrics. The only module that speaks SQL.
+
+WAL mode so readers (ls, the dashboard) never block the scheduler; a busy timeout and
+short `BEGIN IMMEDIATE` transactions so concurrent submitters queue instead of failing;
+state changes are conditional updates (`WHERE state IN ...`) so a race can never revive a
+cancelled job or run one twice. Migrations are named and recorded in the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from tmuxtrain.core.errors import NotFound
+from tmuxtrain.core.model import Job, JobSpec, JobState, can_move
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE envs (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            env_hash TEXT REFERENCES envs(hash),
+            after_ids TEXT NOT NULL DEFAULT '[]',
+            priority INTEGER NOT NULL DEFAULT 0,
+            held INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            gpus TEXT NOT NULL DEFAULT '[]',
+            exit_code INTEGER,
+            reason TEXT NOT NULL DEFAULT '',
+            log_path TEXT NOT NULL DEFAULT '',
+            tmux_window TEXT,
+            tmux_pane TEXT,
+            pid INTEGER,
+            pid_start REAL,
+            master_port INTEGER,
+            submitted_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            not_before REAL,
+            parent_id INTEGER,
+            cancel_requested_at REAL,
+            cancel_reason TEXT NOT NULL DEFAULT '',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            log_offset INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_state ON jobs(state);
+        CREATE INDEX jobs_name ON jobs(name);
+        CREATE TABLE attempts (
+            job_id INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            exit_code INTEGER,
+            gpus TEXT NOT NULL DEFAULT '[]',
+            tmux_window TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job_id, attempt)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            t REAL NOT NULL,
+            job_id INTEGER,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE metrics (
+            job_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            t REAL NOT NULL,
+            step REAL,
+            value REAL NOT NULL
+        );
+        CREATE INDEX metrics_job ON metrics(job_id, name, t);
+        CREATE TABLE checkpoints (
+            job_id INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            eval_job_id INTEGER,
+            PRIMARY KEY (job_id, path)
+        );
+        """,
+    ),
+]
+
+JOB_COLUMNS = (
+    "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
+    "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
+    "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics"
+)
+# Columns a caller may set through update()/transition(); everything else is derived.
+WRITABLE = frozenset(
+    [
+        "held",
+        "attempt",
+        "gpus",
+        "exit_code",
+        "reason",
+        "log_path",
+        "tmux_window",
+        "tmux_pane",
+        "pid",
+        "pid_start",
+        "master_port",
+        "started_at",
+        "finished_at",
+        "not_before",
+        "cancel_requested_at",
+        "cancel_reason",
+        "metrics",
+        "log_offset",
+        "priority",
+    ]
+)
+
+
+def _row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None) -> Job:
+    spec_text = row[3]
+    spec = spec_cache.get(spec_text) if spec_cache is not None else None
+    if spec is None:
+        spec = JobSpec.from_dict(json.loads(spec_text))
+        if spec_cache is not None:
+            spec_cache[spec_text] = spec
+    return Job(
+        id=row[0],
+        spec=spec,
+        state=JobState(row[2]),
+        after_ids=tuple(json.loads(row[4])),
+        held=bool(row[5]),
+        attempt=row[6],
+        gpus=tuple(json.loads(row[7])),
+        exit_code=row[8],
+        reason=row[9],
+        log_path=row[10],
+        tmux_window=row[11],
+        tmux_pane=row[12],
+        pid=row[13],
+        pid_start=row[14],
+        master_port=row[15],
+        submitted_at=row[16],
+        started_at=row[17],
+        finished_at=row[18],
+        not_before=row[19],
+        parent_id=row[20],
+        cancel_requested_at=row[21],
+        cancel_reason=row[22],
+        metrics=json.loads(row[23]),
+    )
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field in ("gpus", "after_ids"):
+        return json.dumps(list(value))
+    if field == "metrics":
+        return json.dumps(value, separators=(",", ":"))
+    if field == "held":
+        return int(bool(value))
+    return value
+
+
+class Store:
+    """A narrow interface over one SQLite file (or `:memory:`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            fresh = not os.path.exists(path)
+            if fresh:  # created 0600: the database holds job environments
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if path != ":memory:":
+            self._wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def _wal(self) -> None:
+        # Switching to WAL needs a moment alone with the file; concurrent first opens retry.
+        for _ in range(100):
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                import time
+
+                time.sleep(0.05)
+        self.db.execute("PRAGMA journal_mode = WAL")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that takes the write lock at once (no upgrade deadlocks)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("INSERT INTO migrations VALUES (?, strftime('%s','now'))", (name,))
+
+    # ---- jobs -------------------------------------------------------------------------
+
+    def add_jobs(
+        self,
+        items: Sequence[tuple[JobSpec, tuple[int, ...], dict[str, str] | None]],
+        now: float,
+        logs_dir: str,
+        parent_id: int | None = None,
+    ) -> list[int]:
+        """Insert jobs (spec, dependency ids, environment) in one transaction; returns ids.
+
+        A negative dependency -k names the k-th job of this same batch, whose id is not
+        known before the insert.
+        """
+        ids: list[int] = []
+        with self.tx() as db:
+            hashes: dict[int, str] = {}
+            for spec, after, env in items:
+                env_hash = None
+                if env is not None:
+                    env_hash = hashes.get(id(env))
+                    if env_hash is None:
+                        data = json.dumps(env, sort_keys=True)
+                        env_hash = hashlib.sha256(data.encode()).hexdigest()
+                        db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
+                        hashes[id(env)] = env_hash
+                deps = [ids[-d - 1] if d < 0 else d for d in after]
+                cur = db.execute(
+                    "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, "
+                    "submitted_at, parent_id) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
+                    (
+                        spec.name,
+                        json.dumps(spec.to_dict(), separators=(",", ":")),
+                        env_hash,
+                        json.dumps(deps),
+                        spec.priority,
+                        now,
+                        parent_id,
+                    ),
+                )
+                job_id = int(cur.lastrowid or 0)
+                db.execute(
+                    "UPDATE jobs SET log_path = ? WHERE id = ?",
+                    (os.path.join(logs_dir, f"{job_id}.log"), job_id),
+                )
+                self._event(db, now, job_id, "submitted", {"name": spec.name})
+                ids.append(job_id)
+        return ids
+
+    def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE jobs SET spec = ?, priority = ? WHERE id = ?",
+                (json.dumps(spec, separators=(",", ":")), spec.get("priority", 0), job_id),
+            )
+
+    def env_of(self, job_id: int) -> dict[str, str] | None:
+        row = self.db.execute(
+            "SELECT envs.data FROM jobs JOIN envs ON envs.hash = jobs.env_hash WHERE jobs.id = ?",
+            (job_id,),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get(self, job_id: int) -> Job:
+        row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return _row_to_job(row)
+
+    def jobs(
+        self, states: Iterable[JobState] | None = None, ids: Iterable[int] | None = None
+    ) -> list[Job]:
+        """Jobs in id order, optionally only those states or ids."""
+        sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", []
+        where = []
+        if states is not None:
+            st = [s.value for s in states]
+            where.append(f"state IN ({','.join('?' * len(st))})")
+            args += st
+        if ids is not None:
+            id_list = list(ids)
+            where.append(f"id IN ({','.join('?' * len(id_list))})")
+            args += id_list
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cache: dict[str, JobSpec] = {}
+        return [_row_to_job(r, cache) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def ids_named(self, name: str) -> list[int]:
+        return [
+            r[0] for r in self.db.execute("SELECT id FROM jobs WHERE name = ? ORDER BY id", (name,))
+        ]
+
+    def resolve(self, ref: str | int) -> int:
+        """An id, or a name that names exactly one job."""
+        text = str(ref).strip()
+        if text.isdigit():
+            if self.db.execute("SELECT 1 FROM jobs WHERE id = ?", (int(text),)).fetchone():
+                return int(text)
+            raise NotFound(f"no job {text}")
+        ids = self.ids_named(text)
+        if not ids:
+            raise NotFound(f"no job named '{text}'")
+        if len(ids) > 1:
+            raise NotFound(
+                f"'{text}' names {len(ids)} jobs ({', '.join(map(str, ids))}): use an id"
+            )
+        return ids[0]
+
+    def transition(
+        self,
+        job_id: int,
+        to: JobState,
+        now: float,
+        *,
+        expect: Iterable[JobState],
+        event: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a job to `to` only if it is in one of `expect` (and the move is allowed).
+
+        Returns False when another process got there first; the caller re-reads.
+        """
+        expect = [s for s in expect if can_move(s, to)]
+        if not expect:
+            return False
+        with self.tx() as db:
+            ok = self._transition(db, job_id, to, now, expect, fields)
+            if ok:
+                self._event(db, now, job_id, to.value, event or {})
+            return ok
+
+    def _transition(
+        self,
+        db: sqlite3.Connection,
+        job_id: int,
+        to: JobState,
+        now: float,
+        expect: Sequence[JobState],
+        fields: dict[str, Any],
+    ) -> bool:
+        bad = set(fields) - WRITABLE
+        if bad:
+            raise ValueError(f"not writable: {bad}")
+        sets = ["state = ?"] + [f"{k} = ?" for k in fields]
+        args = [to.value] + [_encode(k, v) for k, v in fields.items()]
+        marks = ",".join("?" * len(expect))
+        cur = db.execute(
+            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN ({marks})",
+            [*args, job_id, *(s.value for s in expect)],
+        )
+        return cur.rowcount == 1
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        bad = set(fields) - WRITABLE
+        if bad:
+            raise ValueError(f"not writable: {bad}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as db:
+            db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ?",
+                [*(_encode(k, v) for k, v in fields.items()), job_id],
+            )
+
+    def set_reasons(self, reasons: dict[int, str]) -> None:
+        """Store why pending jobs wait; only rows whose reason changed are written."""
+        if not reasons:
+            return
+        with self.tx() as db:
+            db.executemany(
+                "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'pending' AND reason != ?",
+                [(r, i, r) for i, r in reasons.items()],
+            )
+
+    def record_attempt(
+        self, job: Job, finished_at: float | None, exit_code: int | None, reason: str
+    ) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.attempt,
+                    job.started_at,
+                    finished_at,
+                    exit_code,
+                    json.dumps(list(job.gpus)),
+                    job.tmux_window,
+                    reason,
+                ),
+            )
+
+    def attempts(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT attempt, started_at, finished_at, exit_code, gpus, tmux_window, reason "
+            "FROM attempts WHERE job_id = ? ORDER BY attempt",
+            (job_id,),
+        )
+        keys = (
+            "attempt",
+            "started_at",
+            "finished_at",
+            "exit_code",
+            "gpus",
+            "tmux_window",
+            "reason",
+        )
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["gpus"] = json.loads(d["gpus"])
+            out.append(d)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in JobState}
+        for state, n in self.db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: lets a loop skip work when nothing moved."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    # ---- events -----------------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        db: sqlite3.Connection, now: float, job_id: int | None, kind: str, data: dict[str, Any]
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (t, job_id, kind, data) VALUES (?, ?, ?, ?)",
+            (now, job_id, kind, json.dumps(data, separators=(",", ":"))),
+        )
+
+    def add_event(self, now: float, job_id: int | None, kind: str, data: dict[str, Any]) -> None:
+        with self.tx() as db:
+            self._event(db, now, job_id, kind, data)
+
+    def events(self, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, t, job_id, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [
+            {"id": i, "t": t, "job_id": j, "kind": k, **json.loads(d)} for i, t, j, k, d in rows
+        ]
+
+    # ---- metrics ----------------------------------------------------------------------
+
+    def add_metrics(
+        self,
+        job_id: int,
+        samples: Sequence[tuple[str, float, float | None]],
+        latest: dict[str, Any],
+        now: float,
+        log_offset: int,
+    ) -> None:
+        """Append metric samples (name, value, step), keep latest values and the log offset."""
+        with self.tx() as db:
+            db.executemany(
+                "INSERT INTO metrics (job_id, name, t, step, value) VALUES (?, ?, ?, ?, ?)",
+                [(job_id, n, now, s, v) for n, v, s in samples],
+            )
+            db.execute(
+                "UPDATE jobs SET metrics = ?, log_offset = ? WHERE id = ?",
+                (json.dumps(latest, separators=(",", ":")), log_offset, job_id),
+            )
+            if samples:
+                self._event(db, now, job_id, "metric", {"metrics": latest})
+
+    def log_offset(self, job_id: int) -> int:
+        row = self.db.execute("SELECT log_offset FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def metric_history(self, job_id: int) -> dict[str, list[list[float | None]]]:
+        out: dict[str, list[list[float | None]]] = {}
+        rows = self.db.execute(
+            "SELECT name, t, step, value FROM metrics WHERE job_id = ? ORDER BY name, t, rowid",
+            (job_id,),
+        )
+        for name, t, step, value in rows:
+            out.setdefault(name, []).append([t, step, value])
+        return out
