@@ -141,6 +141,9 @@ class Client:
         text = argv[0] if len(argv) == 1 else shlex.join(argv)
         doc: dict[str, Any] = {"command": text, "name": adhoc_name(argv)}
         doc = apply_overrides(doc, {**(overrides or {}), **opts})
+        for key in ("command", "name"):  # no matrix here: braces are the user's, literally
+            if isinstance(doc.get(key), str):
+                doc[key] = doc[key].replace("{", "{{").replace("}", "}}")
         cwd = os.getcwd()
         specs = parse_jobs(doc, ADHOC, cwd, default_name=doc["name"], home=os.path.expanduser("~"))
         return self.add_specs(specs, start=start)
@@ -495,3 +498,63 @@ class Client:
             )
             raise StateError(f"job {job.id} {why}; see tmuxtrain log {job.id}")
         return list(self.runner().attach_argv(job.tmux_window))
+
+    # ---- polling, for long-lived readers (added for the dashboard, tmuxtrain.ui) -------
+    # A dashboard re-reads everything 1-2 times a second with up to thousands of jobs. These
+    # let it skip the contract JSON (about half the cost of `list()`), skip re-reading when
+    # nothing was committed, and keep one GPU probe open instead of starting NVML per call.
+
+    _polled_probe: Any = None  # the GpuProbe gpus_polled() keeps open
+
+    def list_jobs(self, states: Iterable[JobState] | None = None) -> Sequence[Job]:
+        """Jobs (id order) as `core.model.Job` objects, without `list()`'s JSON conversion."""
+        return self.store.jobs(list(states) if states is not None else None)
+
+    def data_version(self) -> int:
+        """Changes whenever another process commits to the database (SQLite's `PRAGMA
+        data_version`); equal values mean nothing changed but this client's own writes."""
+        return self.store.data_version()
+
+    def gpus_polled(self, running: Sequence[Job] | None = None) -> Sequence[dict[str, Any]]:
+        """`gpus()` with the probe kept open between calls (NVML starts once), crediting
+        `running` (read here when None); `close_gpu_probe()` releases the probe."""
+        from tmuxtrain.daemon import probe_gpus
+        from tmuxtrain.gpus import open_probe
+
+        jobs = running if running is not None else self.list_jobs([JobState.RUNNING])
+        probe = self._polled_probe
+        if probe is None:
+            probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+            self._polled_probe = probe
+        out = []
+        for g in probe_gpus(probe, [*jobs], []):
+            used = g.memory_used_mib
+            if used is not None and g.memory_total_mib is not None:
+                used = min(used, g.memory_total_mib)
+            out.append(
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "memory_total_mib": g.memory_total_mib,
+                    "memory_used_mib": used,
+                    "memory_jobs_mib": sum(g.job_used_mib.values()) if g.job_used_mib else 0,
+                    "utilization_pct": g.utilization_pct,
+                    "temperature_c": g.temperature_c,
+                    "simulated": g.simulated,
+                    "jobs": [j.id for j in jobs if g.index in j.gpus],
+                }
+            )
+        return out
+
+    def gpu_probe_note(self) -> str:
+        """The note of the probe `gpus_polled()` keeps open ('' before its first call)."""
+        probe = self._polled_probe
+        return probe.note if probe is not None else ""
+
+    def close_gpu_probe(self) -> None:
+        """Release the probe `gpus_polled()` kept open (nvmlShutdown on real GPUs)."""
+        probe = self._polled_probe
+        self._polled_probe = None
+        if probe is not None:
+            probe.close()

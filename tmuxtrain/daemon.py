@@ -68,6 +68,38 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def session_members(sid: int) -> set[int]:
+    """Live pids in the session `sid`: a pane's process starts its own session, so this finds
+    the job's processes even after their parent exited and they were reparented."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2 :].split()  # state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == sid:
+            out.add(int(name))
+    return out
+
+
+def job_processes(job: Job) -> set[int]:
+    """The job's wrapper, its descendants and anything left in its session."""
+    if job.pid is None:
+        return set()
+    pids = {p.pid for p in process_tree(job.pid)} if is_alive(job) else set()
+    return pids | session_members(job.pid)
+
+
+def signal_pids(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def free_port(taken: set[int]) -> int:
     """A TCP port nobody listens on, and not given to another running job."""
     for _ in range(50):
@@ -220,6 +252,13 @@ class Scheduler:
             panes = self.runner.panes()
             alive = {j.id: is_alive(j) for j in running if j.id not in codes}
             self.last_full = now
+            for j in running:  # a wrapper may have finished since the first read
+                if (
+                    j.id not in codes
+                    and (code := read_status(self.settings.status_path(j.id, j.attempt)))
+                    is not None
+                ):
+                    codes[j.id] = code
             ended = rec.reconcile(running, panes, codes, alive)
         else:
             ended = [rec.Ended(i, c) for i, c in codes.items()]
@@ -255,6 +294,9 @@ class Scheduler:
             self.store.record_attempt(job, now, code, out.reason)
             hook = "retrying" if out.state is JobState.PENDING else out.state.value
             self._hook(job, hook, code)
+        if job.cancel_requested_at is not None and job.pid:
+            # A cancelled job leaves nothing behind, even processes its wrapper outlived.
+            signal_pids(session_members(job.pid) - {job.pid}, signal.SIGKILL)
         self.tails.pop(job.id, None)
         self.dirty = True
 
@@ -279,14 +321,10 @@ class Scheduler:
                     self.runner.interrupt(job.tmux_pane)
                 continue
             step = rec.escalation(job, now, self.config.cancel_grace_s)
-            if step and job.pid and is_alive(job):
-                procs = process_tree(job.pid)
-                if step == "term":
-                    procs = procs[:-1]  # the wrapper traps TERM; its children must not
-                sig = signal.SIGTERM if step == "term" else signal.SIGKILL
-                for p in procs:
-                    with contextlib.suppress(psutil.Error):
-                        p.send_signal(sig)
+            if step == "term" and job.pid:  # the wrapper itself stays to record the status
+                signal_pids(job_processes(job) - {job.pid}, signal.SIGTERM)
+            elif step == "kill" and job.pid:
+                signal_pids(job_processes(job), signal.SIGKILL)
 
     def _schedule(self, active: list[Job], now: float) -> None:
         deps = {d for j in active for d in j.after_ids} - {j.id for j in active}

@@ -4,10 +4,13 @@ The input is what tmux `pipe-pane` captures: progress bars redrawn with `\\r`, A
 CRLF, multibyte characters split anywhere. Nothing here does I/O or reads a clock: the caller
 hands in bytes as they arrive and the time (`now`, POSIX seconds) they were read.
 
-Speed matters more than it seems: a job can print megabytes a minute and the daemon tails every
-job on one core. Most lines carry no metric (warnings, tracebacks, prints), so `LogParser.feed`
-first finds candidate lines with one character-class regex and a few substring searches over
-the whole chunk, and runs the per-format regexes on those lines only.
+Speed matters: a job can print megabytes a minute and the daemon tails every job on one
+core, while most lines carry no metric (warnings, tracebacks, prints). Python's regex engine
+skips fast over text only when a pattern starts with a literal (~1 GB/s) or a character
+class; a pattern that starts with a name or a lookbehind costs ~40 ns per character. So
+`LogParser.feed` finds candidate lines with a few literal-led regexes over the whole chunk,
+and the per-line scans start at a separator (`=`, `:`, a blank, `/`) and read the name
+before it by matching the *reversed* line from there.
 """
 
 from __future__ import annotations
@@ -33,27 +36,11 @@ ETA_TAU_S = 120.0
 # `Data:`/`Time:` timings, Lightning's "TPU available: False, using: 0 TPU cores" ...).
 _IGNORED = frozenset(
     {
-        "v_num",
-        "eta",
-        "time",
-        "data",
-        "using",
-        "used",
-        "pid",
-        "port",
-        "rank",
-        "local_rank",
-        "global_rank",
-        "node_rank",
-        "world_size",
-        "line",
-        "seed",
-        "version",
-        "gpu",
-        "cuda",
+        "v_num", "eta", "time", "data", "using", "used", "pid", "port", "rank", "local_rank",
+        "global_rank", "node_rank", "world_size", "line", "seed", "version", "gpu", "cuda",
         "device",
     }
-)
+)  # fmt: skip
 
 # Other spellings of the names the dashboard and `ls` show.
 _ALIASES = {
@@ -67,76 +54,91 @@ _ALIASES = {
     "total_steps": "steps",
 }
 
+# Names read without `=` or `:` ("loss 0.42", "epoch 3", "| ppl 4.96") only when well
+# known, since "line 12" or "Using 4 GPUs" are noise; qualifiers may precede them.
+_KNOWN = frozenset(
+    {
+        "epoch", "step", "iter", "iteration", "loss", "train_loss", "val_loss", "valid_loss",
+        "eval_loss", "test_loss", "nll_loss", "lr", "ppl", "perplexity", "acc", "accuracy",
+        "val_acc", "grad_norm", "gnorm",
+    }
+)  # fmt: skip
+_QUALIFIERS = frozenset(
+    {"train", "training", "val", "valid", "validation", "eval", "test", "avg", "average", "mean"}
+)
+
 # Progress metrics are state, not curves: a sample only when the value changes.
 _STATE_NAMES = frozenset({"epoch", "epochs", "steps"})
 _PROGRESS_NAMES = frozenset({"epoch", "epochs", "step", "steps"})
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-# A value must end where a token ends: `12:30:45`, `x.py:558:`, `45%`, `12s` and
+# A value ends where a token ends, so `12:30:45`, `x.py:558:`, `45%`, `12s` and
 # `11,181,642` are not values.
-_END = r"(?=[\s;|)\]}]|,(?!\d)|$)"
+_END = r"""(?=[\s;|)\]}'"]|,(?!\d)|$)"""
+_END_OR_COLON = r"""(?=[\s;:|)\]}'"]|,(?!\d)|$)"""  # "epoch 3: ..."
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
 
-# Pre-filter: every built-in format except the space-separated one ("loss 0.42") has a `=`
-# or `:` before a number, or an `N/M` counter. Starting with a character class lets the
-# regex engine skip quickly over text that cannot match.
-_TRIGGER = re.compile(r"""[=:][ \t]*['"]?(?:tensor\()?[-+]?\.?\d|/[ \t]*\d""")
-# ... and the space-separated formats are found by keyword (searched in lowercased text).
-_KEYWORDS = ("epoch", "loss", "step", "iter", "accuracy", "ppl")
+# Chunk pre-filter: each built-in format has one of these, and each starts with a literal.
+# `_WORDS` marks lines worth the scan for space-separated values ("epoch 3 loss 0.42").
+_WORDS = 1
+_TRIGGERS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"""=[ \t]*['"]?(?:tensor\()?[-+]?\.?\d"""), 0),
+    # not a clock: "12:30:45" has two digits before the `:`, "f1: 0.9" has one
+    (re.compile(rf""":(?<![\d:]\d:)[ \t]*['"]?{_NUM}{_END}"""), 0),
+    (re.compile(r"/[ \t]*\d"), 0),
+    (re.compile(r"oss[ \t]+[-+]?\.?\d"), _WORDS),
+    (re.compile(r"poch[ \t]+\d"), _WORDS),
+)
 
-# key=value, key: value, 'key': value, "key": value (HF dicts, JSON lines, tqdm postfix,
-# Keras " - loss: 0.40", `loss=tensor(0.31, device='cuda:0')`). A key may be a phrase of up
-# to three words ("val loss: 0.5" -> val_loss, "Gradient Accumulation steps = 1" is not
-# `steps`), so an eval loss printed in words does not overwrite the training loss.
-_KV = re.compile(
-    r"""(?<![\w.@/-])['"]?([A-Za-z_][\w.@/-]*(?: [A-Za-z][A-Za-z0-9_]*){0,2})['"]?[ \t]*[=:]"""
-    rf"""[ \t]*(?:tensor\()?({_NUM}){_END}"""
+# `key=1`, `key: 1`, `'key': 1` (HF dicts), `"key": 1` (JSON lines), `key=tensor(0.31, ...)`
+# (a printed torch loss): the value; the name is read backwards by `_name_before`.
+_KV_VALUE = re.compile(rf"""[=:][ \t]*(?:tensor\()?({_NUM}){_END}""")
+_SPACE_VALUE = re.compile(rf""" [ \t]*({_NUM}){_END_OR_COLON}""")
+# Backwards from a separator: blanks, a quote, the key, then up to two more words, so that
+# "val loss: 0.5" is `val_loss` (not the training loss) and "Gradient Accumulation steps =
+# 1" is not `steps`. Forwards: (?<![\w.@/-])['"]?KEY(?: WORD){0,2}['"]?[ \t]*.
+_KEY_REV = re.compile(r"""[ \t]*['"]?([A-Za-z0-9_.@/-]+)((?: [A-Za-z0-9_]+){0,2})""")
+# "x.py:558", "ProcessGroupNCCL.cpp:1234]": a source position, not a metric.
+_SOURCE = re.compile(r"\.(?:py|pyx|c|cc|cpp|cxx|h|hpp|cu|cuh|rs|go|js|ts|java)$")
+
+# `N/M` counters, recognised backwards from the `/` by what precedes N.
+_SLASH = re.compile(r"/[ \t]*(\d+)(?![\w.])")
+_SLASH_REV = re.compile(
+    r"""[ \t]*(?P<n>\d+)(?:
+      # "epoch 3/10", "Epoch [3/10]", "step 120/1000", "Step: [120/1000]", "batch 5/100"
+      [ \t]*\[?[ \t]*[:\#]?[ \t]*s?(?P<word>hcope|pets|noitareti|reti|hctab)(?![\w-])
+      # fairseq train_inner: "epoch 001:    100 / 1000 loss=9.5, ..."
+    | [ \t]+:(?P<fe>\d+)[ \t]+hcope(?![\w-])
+      # timm: "Train: 3 [ 450/1000 ( 45%)]  Loss: ...", "Test: [  0/390]  Loss: ..."
+    | [ \t]*\[[ \t]*(?:(?P<te>\d+)[ \t]*)?(?:\)AME\([ \t]*)?:[ \t]*(?P<timm>niart|tset|lave)(?![\w-])
+      # tqdm: "{desc}: 45%|████▌     | 450/1000 [00:30<00:37, 14.8it/s, loss=0.31]"
+    | [ \t]*(?P<bar>\|)
+      # Keras, at the start of the line: "450/1000 [=====>....] - ETA: 12s - loss: 0.40"
+    | [ \t]*(?P<start>\Z)
+    )""",
+    re.VERBOSE | re.IGNORECASE,
 )
-# "loss 0.42", "epoch 3", "| ppl 4.96": space-separated, only for well-known names since
-# "line 12" or "Using 4 GPUs" are noise.
-_KNOWN = re.compile(
-    rf"""(?<![\w.-])(epoch|step|iter|iteration|loss|train_loss|val_loss|valid_loss|eval_loss|"""
-    rf"""test_loss|lr|ppl|perplexity|acc|accuracy|val_acc|grad_norm|gnorm)[ \t]+({_NUM})"""
-    rf"""(?=[\s;:|)\]}}]|,(?!\d)|$)""",
-    re.IGNORECASE,
-)
-# "epoch 3/10", "Epoch [3/10]", "step 120/1000", "Step: [120/1000]", "batch 5/100".
-_PROG = re.compile(
-    r"(?<![\w-])(epoch|step|iter|iteration|batch)s?[ \t]*[:#]?[ \t]*\[?[ \t]*(\d+)[ \t]*/"
-    r"[ \t]*(\d+)[ \t]*\]?",
-    re.IGNORECASE,
-)
-# fairseq train_inner: "epoch 001:    100 / 1000 loss=9.5, ppl=724.1, ...".
-_FAIRSEQ_INNER = re.compile(r"(?<![\w-])epoch[ \t]+(\d+):[ \t]+(\d+)[ \t]*/[ \t]*(\d+)")
-# tqdm: "{desc}: 45%|████▌     | 450/1000 [00:30<00:37, 14.8it/s, loss=0.31]".
-_TQDM = re.compile(
-    r"^[ \t]*(?:(.*?):?[ \t]*)?\d+%\|[^|]*\|[ \t]*(\d+(?:\.\d+)?[kMGT]?)/(\d+(?:\.\d+)?[kMGT]?)"
-)
+_KERAS_BAR = re.compile(r"[ \t]+(?:\[[=>.]*\]|[━─]+)")  # Keras 2 "[===>...]", Keras 3 "━━━"
 _TQDM_EPOCH = re.compile(r"(?i)\bepoch[ \t]+(\d+)\b")
 # A described bar counts as training progress only if its description says so; "Map:",
 # "Downloading:", "Validation DataLoader 0:" and the like would make progress jump around.
 _TRAIN_BAR = re.compile(r"(?i)train|epoch|step|iter|batch")
-# Keras 2 "450/1000 [=====>....] - ETA: 12s - loss: 0.40" and Keras 3 "450/1000 ━━━━ 12s".
-_KERAS = re.compile(r"^[ \t]*(\d+)/(\d+)[ \t]+(?:\[[=>.]*\]|[━─]+)")
-# timm: "Train: 3 [ 450/1000 ( 45%)]  Loss: 2.31 (2.40) ..." and "Test: [  0/390]  Loss: ...".
-_TIMM = re.compile(
-    r"(?<![\w-])(Train|Test|Eval)(?: \(EMA\))?[ \t]*:[ \t]*(?:(\d+)[ \t]*)?\[[ \t]*(\d+)"
-    r"[ \t]*/[ \t]*(\d+)[ \t]*(?:\([ \t]*\d+%\))?\]?"
-)
-# fairseq "| epoch 003 | loss 2.31 | ppl 4.96 |": one "name value" per field.
+# fairseq "| epoch 003 | loss 2.31 | ppl 4.96 | wps 1234 |": one "name value" per field.
 _PIPE_FIELD = re.compile(rf"[ \t]*([A-Za-z_][\w.-]*)[ \t]+({_NUM})[ \t]*")
-
-_SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 # Hints a line gives about its progress counters (bit flags).
 _HINT_PER_EPOCH = 1  # its step counter restarts every epoch (Lightning, Keras, timm ...)
 _HINT_PLAIN_BAR = 2  # step/steps come from an anonymous progress bar (maybe an eval bar)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
-    """One metric reading: `step` is where to plot it (the job's step, or epoch if no step)."""
+    """One metric reading: `step` is where to plot it (the job's step, or epoch if no step).
+
+    With a per-epoch step counter (Lightning, Keras, timm) `step` keeps growing across
+    epochs, (epochs done) * steps + step, so that a curve does not fold back on itself.
+    """
 
     name: str
     value: float
@@ -156,11 +158,15 @@ def compile_custom(
 
 
 @lru_cache(maxsize=4096)
-def _norm(key: str) -> str:
-    """'Train/Loss' -> 'train_loss', 'valAcc' -> 'val_acc', 'learning_rate' -> 'lr'."""
+def _name(key: str) -> str:
+    """'Train/Loss' -> 'train_loss', 'valAcc' -> 'val_acc', 'learning_rate' -> 'lr';
+    '' for keys that are not metrics."""
+    if _SOURCE.search(key):
+        return ""
     key = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower()
     key = re.sub(r"[^a-z0-9]+", "_", key).strip("_")
-    return _ALIASES.get(key, key)
+    key = _ALIASES.get(key, key)
+    return "" if key in _IGNORED else key
 
 
 def _num(text: str) -> float | None:
@@ -172,115 +178,134 @@ def _num(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _count(text: str) -> float:
-    """tqdm counts with unit_scale: '1.2k' -> 1200."""
-    scale = _SCALE.get(text[-1])
-    return float(text[:-1]) * scale if scale else float(text)
-
-
 def _strip_ansi(text: str) -> str:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
-def _put(out: dict[str, float], key: str, raw: str, prefix: str = "") -> None:
-    name = _norm(key)
-    if not name or name in _IGNORED:
-        return
-    value = _num(raw)
-    if value is not None:
-        out[prefix + name if name != "epoch" else name] = value
+def _name_before(rev: str, at: int) -> str | None:
+    """The key that ends just before line index `at` (`rev` is the line reversed)."""
+    k = _KEY_REV.match(rev, len(rev) - at)
+    if k is None:
+        return None
+    key = k.group(1)[::-1]
+    if not (key[0].isalpha() or key[0] == "_"):
+        return None
+    more = k.group(2)
+    if not more:
+        return key
+    words = [key]
+    for word in more[1:].split(" "):
+        word = word[::-1]
+        if not word[0].isalpha():
+            break
+        words.append(word)
+    return " ".join(reversed(words))
 
 
-def _parse(line: str, custom: Mapping[str, re.Pattern[str]]) -> tuple[dict[str, float], int]:
-    """One ANSI-free line -> (metrics, hint flags). Structural formats first, then generic."""
-    out: dict[str, float] = {}
+def _counters(line: str, rev: str, out: dict[str, float]) -> tuple[int, str, int]:
+    """Read the `N/M` counters of a line into `out`: (hints, name prefix, end of timm head)."""
+    n = len(line)
     hints = 0
     prefix = ""
-    slash = "/" in line
-
-    if "Train" in line or "Test" in line or "Eval" in line:
-        m = _TIMM.search(line)
-        if m:
-            if m.group(1) == "Train":
-                if m.group(2) is not None:
-                    out["epoch"] = float(m.group(2))
-                out["step"] = float(m.group(3))
-                out["steps"] = float(m.group(4))
+    head = -1  # "Train: 3 [ 450/1000" must not also read as a metric named `train`
+    words = 0
+    for m in _SLASH.finditer(line):
+        r = _SLASH_REV.match(rev, n - m.start())
+        if r is None:
+            continue
+        num, total = float(r.group("n")[::-1]), float(m.group(1))
+        word = r.group("word")
+        if word is not None:
+            word = word.lower()
+            if word == "hcope":
+                out["epoch"], out["epochs"] = num, total
+                words |= 1
+            else:
+                out["step"], out["steps"] = num, total
+                words |= 4 if word == "hctab" else 2
+        elif r.group("fe") is not None:
+            out["epoch"] = float(r.group("fe")[::-1])
+            out["step"], out["steps"] = num, total
+            hints |= _HINT_PER_EPOCH
+        elif r.group("timm") is not None:
+            head = m.end()
+            if r.group("timm").lower() == "niart":
+                if r.group("te") is not None:
+                    out["epoch"] = float(r.group("te")[::-1])
+                out["step"], out["steps"] = num, total
                 hints |= _HINT_PER_EPOCH
             else:
                 prefix = "eval_"  # timm's validation pass: keep it off the training curve
-            # "Train: 3" must not also read as a metric named `train`.
-            line = line[: m.start()] + " " + line[m.end() :]
-
-    bar = None
-    if "%|" in line:
-        bar = _TQDM.match(line)
-        if bar:
-            desc = bar.group(1) or ""
+        elif r.group("bar") is not None:
+            pct = line.find("%|")
+            if pct < 0 or pct > m.start():
+                continue
+            desc = line[:pct].rstrip("0123456789 \t").rstrip(":").strip()
             epoch = _TQDM_EPOCH.search(desc)
             if epoch:  # Lightning: "Epoch 3:  45%|...| 450/1000"
                 out["epoch"] = float(epoch.group(1))
                 hints |= _HINT_PER_EPOCH
-            n, total = bar.group(2), bar.group(3)
-            scaled = not (n[-1].isdigit() and total[-1].isdigit())  # "440M/440M": bytes
-            if epoch or not (scaled or (desc and not _TRAIN_BAR.search(desc))):
-                out["step"] = _count(n)
-                out["steps"] = _count(total)
-                if not epoch:
-                    hints |= _HINT_PLAIN_BAR
-            line = line[bar.end() :] + " " + desc
-    elif slash:
-        m = _KERAS.match(line)
-        if m:
-            out["step"] = float(m.group(1))
-            out["steps"] = float(m.group(2))
-            hints |= _HINT_PER_EPOCH
-
-    if slash:
-        m = _FAIRSEQ_INNER.search(line)
-        if m:
-            out["epoch"] = float(m.group(1))
-            out["step"] = float(m.group(2))
-            out["steps"] = float(m.group(3))
-            hints |= _HINT_PER_EPOCH
-            line = line[: m.start()] + " " + line[m.end() :]
-        found = 0
-        for m in _PROG.finditer(line):
-            word = m.group(1).lower()
-            if word == "epoch":
-                out["epoch"] = float(m.group(2))
-                out["epochs"] = float(m.group(3))
-                found |= 1
+            elif desc and not _TRAIN_BAR.search(desc):
+                continue
             else:
-                out["step"] = float(m.group(2))
-                out["steps"] = float(m.group(3))
-                found |= 4 if word == "batch" else 2
-        if found & 4 or found == 3:  # "Epoch [3/10], Step [120/1000]": a per-epoch counter
+                hints |= _HINT_PLAIN_BAR
+            out["step"], out["steps"] = num, total
+        elif _KERAS_BAR.match(line, m.end()):
+            out["step"], out["steps"] = num, total
             hints |= _HINT_PER_EPOCH
-        if found:
-            line = _PROG.sub(" ", line)
+    if words & 4 or words & 3 == 3:  # "Epoch [3/10], Step [120/1000]": a per-epoch counter
+        hints |= _HINT_PER_EPOCH
+    return hints, prefix, head
+
+
+def _parse(
+    line: str, custom: Mapping[str, re.Pattern[str]], flags: int = _WORDS
+) -> tuple[dict[str, float], int]:
+    """One ANSI-free line -> (metrics, hint flags about its progress counters)."""
+    out: dict[str, float] = {}
+    rev = line[::-1]
+    hints, prefix, head = _counters(line, rev, out) if "/" in line else (0, "", -1)
 
     fields = None
-    if bar is None and line.count("|") >= 2:
+    if flags & _WORDS and line.count("|") >= 2 and "%|" not in line:
         fields = line.split("|")
         # fairseq: "| epoch 001 | valid on 'valid' subset | loss 8.9 |" is a validation loss.
         if any(f.strip() == "valid" or f.strip().startswith("valid on") for f in fields):
             prefix = "val_"
 
     if "=" in line or ":" in line:
-        for m in _KV.finditer(line):
-            _put(out, m.group(1), m.group(2), prefix)
+        for m in _KV_VALUE.finditer(line):
+            at = m.start()
+            if at > head:
+                key = _name_before(rev, at)
+                if key:
+                    name = _name(key)
+                    value = _num(m.group(1))
+                    if name and value is not None:
+                        out[name if not prefix or name == "epoch" else prefix + name] = value
 
-    low = line.lower()
-    if any(word in low for word in _KEYWORDS) or "lr" in low or "acc" in low or "norm" in low:
-        for m in _KNOWN.finditer(line):
-            _put(out, m.group(1), m.group(2), prefix)
-
-    if fields is not None:
-        for f in fields:
+    if flags & _WORDS:
+        for m in _SPACE_VALUE.finditer(line):
+            key = _name_before(rev, m.start())
+            if not key:
+                continue
+            words = key.split(" ")
+            if words[-1].lower() not in _KNOWN:
+                continue
+            i = len(words) - 1
+            while i and words[i - 1].lower() in _QUALIFIERS:
+                i -= 1
+            name = _name(" ".join(words[i:]))
+            value = _num(m.group(1))
+            if name and value is not None:
+                out[name if not prefix or name == "epoch" else prefix + name] = value
+        for f in fields or ():
             m = _PIPE_FIELD.fullmatch(f)
             if m:
-                _put(out, m.group(1), m.group(2), prefix)
+                name = _name(m.group(1))
+                value = _num(m.group(2))
+                if name and value is not None:
+                    out[name if not prefix or name == "epoch" else prefix + name] = value
 
     for name, rx in custom.items():
         m = rx.search(line)
@@ -421,6 +446,7 @@ class LogParser:
 
     def __init__(self, custom: dict[str, str] | None = None, max_partial: int = 65536) -> None:
         self._custom = compile_custom(custom)
+        self._triggers = _TRIGGERS + tuple((rx, 0) for rx in self._custom.values())
         self._max_partial = max_partial
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
@@ -431,7 +457,10 @@ class LogParser:
 
     @property
     def latest(self) -> dict[str, float]:
-        """Latest value of every metric seen, plus `eta_s` (seconds) once progress has a rate."""
+        """Latest value of every metric seen, plus `eta_s` (seconds) once progress has a rate.
+
+        `eta_s` is as of the last progress reading, not of the last `feed`.
+        """
         out = dict(self._latest)
         if self._progress.eta_s is not None:
             out["eta_s"] = self._progress.eta_s
@@ -445,8 +474,9 @@ class LogParser:
     def feed(self, data: bytes, now: float) -> list[Sample]:
         """Parse newly arrived bytes (read at `now`); return the samples of completed lines.
 
-        A line ends at `\\n` or `\\r` (a progress-bar redraw is a line of its own). Repeated
-        readings, such as a bar redrawn with the same numbers, are reported once.
+        A line ends at `\\n` or `\\r` (a progress-bar redraw is a line of its own). Readings
+        repeated with the same value at the same step, such as a bar redrawn with the same
+        numbers, are reported once; `epoch`, `epochs` and `steps` only when they change.
         """
         text = self._decoder.decode(data)
         if not text:
@@ -472,61 +502,52 @@ class LogParser:
         return self._lines(text[:cut], now)
 
     def _candidates(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) of the lines that may carry a metric; the rest is never looked at."""
+        """(line start, flags) of the lines that may carry a metric; the rest is never read."""
         found: dict[int, int] = {}
-        n = len(text)
-
-        def scan(search: object) -> None:
+        rfind, find = text.rfind, text.find
+        for rx, flag in self._triggers:
+            search = rx.search
             pos = 0
             while True:
-                m = search(text, pos)  # type: ignore[operator]
+                m = search(text, pos)
                 if m is None:
-                    return
+                    break
                 i = m.start()
-                start = text.rfind("\n", 0, i) + 1
-                end = text.find("\n", i)
-                if end < 0:
-                    end = n
-                found[start] = end
-                pos = end + 1
-
-        scan(_TRIGGER.search)
-        for rx in self._custom.values():
-            scan(rx.search)
-        low = text.lower()
-        if len(low) == len(text):  # same offsets (lower() can lengthen a few characters)
-            for word in _KEYWORDS:
-                find = low.find
-                i = find(word)
-                while i >= 0:
-                    start = text.rfind("\n", 0, i) + 1
-                    end = text.find("\n", i)
-                    if end < 0:
-                        end = n
-                    found[start] = end
-                    i = find(word, end + 1)
-        else:
-            scan(re.compile("|".join(_KEYWORDS), re.IGNORECASE).search)
+                start = rfind("\n", 0, i) + 1
+                found[start] = found.get(start, 0) | flag
+                pos = find("\n", i) + 1
+                if not pos:
+                    break
         return sorted(found.items())
 
     def _lines(self, text: str, now: float) -> list[Sample]:
         samples: list[Sample] = []
         progress = self._progress
-        for start, end in self._candidates(text):
-            if end - start > self._max_partial:
+        latest, last = self._latest, self._last
+        custom, limit, n = self._custom, self._max_partial, len(text)
+        find = text.find
+        for start, flags in self._candidates(text):
+            end = find("\n", start)
+            if end < 0:
+                end = n
+            if end - start > limit:
                 continue  # as if it had arrived in pieces: the same result however it is split
-            metrics, hints = _parse(text[start:end], self._custom)
+            metrics, hints = _parse(text[start:end], custom, flags)
             if not metrics:
                 continue
             if hints & _HINT_PLAIN_BAR and not self._main_bar(metrics):
                 del metrics["step"], metrics["steps"]
-                if not metrics:
-                    continue
-            if _PROGRESS_NAMES.intersection(metrics):
+            if not _PROGRESS_NAMES.isdisjoint(metrics):
                 progress.update(metrics, hints, now)
             x = progress.x()
             for name, value in metrics.items():
-                self._emit(samples, name, value, x)
+                if name not in latest and len(latest) >= MAX_METRICS:
+                    continue
+                latest[name] = value
+                key = (value, None if name in _STATE_NAMES else x)
+                if last.get(name) != key:
+                    last[name] = key
+                    samples.append(Sample(name, value, x))
         return samples
 
     def _main_bar(self, m: Mapping[str, float]) -> bool:
@@ -536,13 +557,3 @@ class LogParser:
         if p.steps is None or p.step is None or p.step >= p.steps:
             return True
         return m["steps"] >= p.steps
-
-    def _emit(self, samples: list[Sample], name: str, value: float, x: float | None) -> None:
-        if name not in self._latest and len(self._latest) >= MAX_METRICS:
-            return
-        self._latest[name] = value
-        key = (value, None if name in _STATE_NAMES else x)
-        if self._last.get(name) == key:
-            return
-        self._last[name] = key
-        samples.append(Sample(name, value, x))

@@ -43,9 +43,10 @@ def reconcile(
     """Which running jobs have ended, and with what exit code.
 
     `exit_codes` are the statuses the wrapper recorded (durable, so they win); `alive` tells
-    whether the job's wrapper process still runs (pid and start time match). A job whose pane
-    died without a recorded status was killed (its wrapper too); one with neither pane nor
-    process nor status is lost.
+    whether the job's wrapper process still runs (pid and start time match). A live pane
+    means the job runs (its wrapper may be exiting this instant); a pane that died without a
+    recorded status was killed (its wrapper too); a job with neither pane nor process nor
+    status is lost. Callers should read the status files after the pane/process snapshot.
     """
     out = []
     for job in running:
@@ -53,6 +54,8 @@ def reconcile(
             out.append(Ended(job.id, exit_codes[job.id]))
             continue
         pane = panes.get(job.tmux_pane or "")
+        if pane is not None and job.pid is not None and pane.pid != job.pid:
+            pane = None  # a new tmux server reused the pane id: not our job's pane
         if pane is not None and pane.dead:
             if pane.dead_signal:
                 code = 128 + pane.dead_signal
@@ -60,13 +63,9 @@ def reconcile(
             else:
                 out.append(Ended(job.id, pane.dead_status, "exit status from tmux"))
             continue
-        if alive.get(job.id):
-            continue  # window alive, or gone while the process still runs: adopt
-        if pane is not None and job.pid is None:
-            continue  # launched but its pid is not recorded yet
-        out.append(
-            Ended(job.id, None, "lost: its window and process vanished without an exit status")
-        )
+        if pane is not None or alive.get(job.id):
+            continue  # its pane lives (the wrapper records the status), or its process does
+        out.append(Ended(job.id, None, "lost: its window closed before it recorded an exit status"))
     return out
 
 

@@ -100,7 +100,10 @@ def wrapper_script(
     lines += [
         f"printf '\\033[2m[tmuxtrain] job {job_id} attempt {attempt} in %s\\033[0m\\n' {q(cwd)}",
         f"if cd {q(cwd)}; then",
-        "  trap ':' INT TERM HUP",  # a handler, not ignore: the child gets default signals
+        # The command is a foreground child, so Ctrl-C reaches it and the wrapper outlives it
+        # to record its status. INT and TERM get a handler (not "ignore", which the child
+        # would inherit); HUP keeps its default so closing the window ends wrapper and job.
+        "  trap ':' INT TERM",
         f"  /bin/sh -c {q(command)}",
         "  code=$?",
         "else",

@@ -1,0 +1,135 @@
+"""Shared fixtures: every test gets its own TMUXTRAIN_HOME and its own tmux server.
+
+Nothing here touches the user's tmux server or state; the private server (and with it the
+scheduler and every job window) is killed when the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tmuxtrain.api import Client
+from tmuxtrain.settings import Settings, from_env
+
+FAST_CONFIG = """\
+retry_backoff: 0.2s
+cancel_grace: 2s
+headroom: 0
+"""
+
+
+def wait_until(
+    cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll `cond` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
+        time.sleep(interval)
+
+
+@dataclass
+class Env:
+    """One isolated tmuxtrain installation: home, tmux socket, GPU source, config."""
+
+    root: Path
+    settings: Settings
+    environ: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch
+
+    def set(self, key: str, value: str) -> None:
+        """Change a TMUXTRAIN_* variable for this process and the CLI processes it starts."""
+        self.monkeypatch.setenv(key, value)
+        self.environ[key] = value
+        self.settings = from_env(self.environ)
+
+    def client(self) -> Client:
+        return Client(self.settings)
+
+    def cli(
+        self, *args: str, timeout: float = 60, check: bool = False, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real `tmuxtrain` command in a fresh process."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "tmuxtrain.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.environ,
+            cwd=kw.pop("cwd", self.root),
+            stdin=subprocess.DEVNULL,
+            **kw,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tmuxtrain {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+        return proc
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.settings.socket or "", *args], capture_output=True, text=True
+        ).stdout
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def tt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    socket = f"tmuxtrain-test-{uuid.uuid4().hex[:10]}"
+    config = tmp_path / "config.yaml"
+    config.write_text(FAST_CONFIG)
+    values = {
+        "TMUXTRAIN_HOME": str(tmp_path / "home"),
+        "TMUXTRAIN_TMUX_SOCKET": socket,
+        "TMUXTRAIN_GPUS": "fake:2x24GiB",
+        "TMUXTRAIN_CONFIG": str(config),
+        "TMUXTRAIN_SESSION": "tmuxtrain",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.chdir(tmp_path)
+    environ = dict(os.environ)
+    env = Env(tmp_path, from_env(environ), environ, monkeypatch)
+    try:
+        yield env
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+        _kill_leftovers(env.settings)
+
+
+def _kill_leftovers(settings: Settings) -> None:
+    """End what this test's jobs left running (by the pids it recorded), e.g. a job that
+    ignores SIGHUP survives its tmux server."""
+    if not os.path.exists(settings.db_path):
+        return
+    from tmuxtrain.daemon import session_members
+    from tmuxtrain.store import Store
+
+    store = Store(settings.db_path)
+    try:
+        for job in store.jobs():
+            if job.pid:
+                for pid in session_members(job.pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+    finally:
+        store.close()

@@ -1,0 +1,346 @@
+"""End to end: real tmux server (private socket), real SQLite, real scheduler process, real
+job processes; only the GPUs are simulated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import Env, wait_until
+
+
+def states(tt: Env) -> dict[int, str]:
+    return {j["id"]: j["state"] for j in tt.client().list()}
+
+
+def job(tt: Env, job_id: int) -> dict:
+    return tt.client().show(job_id)
+
+
+def wait_state(tt: Env, job_id: int, *want: str, timeout: float = 20) -> dict:
+    return wait_until(
+        lambda: (j := job(tt, job_id))["state"] in want and j,
+        timeout,
+        what=f"job {job_id} to be {want}",
+    )
+
+
+def add(tt: Env, *args: str) -> list[int]:
+    proc = tt.cli("add", *args, check=True)
+    return [int(x) for x in proc.stdout.split()]
+
+
+def test_job_runs_in_its_window_with_gpus_env_cwd_and_a_tty(tt: Env) -> None:
+    work = tt.root / "work dir"
+    work.mkdir()
+    tt.write(
+        "job.yaml",
+        f"""
+name: probe
+cwd: {work}
+env: {{GREETING: "hi there", NUM: 3}}
+vram: 4GiB
+command: >
+  printf 'cvd=%s order=%s id=%s port=%s greet=%s num=%s\\n'
+  "$CUDA_VISIBLE_DEVICES" "$CUDA_DEVICE_ORDER" "$TMUXTRAIN_JOB_ID" "$MASTER_PORT" "$GREETING" "$NUM";
+  pwd; if [ -t 1 ]; then echo tty=yes; else echo tty=no; fi
+""",
+    )
+    [job_id] = add(tt, "job.yaml")
+    j = wait_state(tt, job_id, "succeeded")
+    text = Path(j["log_path"]).read_text()
+    assert f"cvd=0 order=PCI_BUS_ID id={job_id} port=" in text
+    assert "greet=hi there num=3" in text
+    assert str(work) in text
+    assert "tty=yes" in text
+    assert j["exit_code"] == 0 and j["gpus"] == [0]
+    # The window is named ID-NAME and stays after the job ends.
+    windows = tt.tmux("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_id} #{window_name}")
+    assert f"{j['tmux_window']} {job_id}-probe" in windows
+
+
+def test_job_inherits_the_submitters_environment_unless_clean(tt: Env) -> None:
+    tt.set("MY_SETTING", "from-submitter")
+    [a] = add(tt, "--gpus", "0", "--", 'echo "v=$MY_SETTING"')
+    [b] = add(tt, "--gpus", "0", "--clean-env", "--", 'echo "v=$MY_SETTING path=$PATH"')
+    wait_state(tt, a, "succeeded")
+    wait_state(tt, b, "succeeded")
+    assert "v=from-submitter" in Path(job(tt, a)["log_path"]).read_text()
+    assert "v= path=/usr/local/bin:/usr/bin:/bin" in Path(job(tt, b)["log_path"]).read_text()
+
+
+def test_concurrency_matches_free_gpus_and_never_overcommits(tt: Env) -> None:
+    tt.set("TMUXTRAIN_GPUS", "fake:3x24GiB")
+    marker = tt.root / "running"
+    marker.mkdir()
+    # Each job records itself as running while it runs; exclusive jobs: at most 3 at once.
+    cmd = f"touch {marker}/$TMUXTRAIN_JOB_ID; ls {marker} | wc -l >> {tt.root}/seen; sleep 0.6; rm {marker}/$TMUXTRAIN_JOB_ID"
+    ids = add(tt, "--gpus", "1", "--", cmd) + add(tt, "--gpus", "1", "--", cmd)
+    ids += [i for _ in range(5) for i in add(tt, "--gpus", "1", "--", cmd)]
+    assert tt.client().wait(ids, timeout=60)
+    seen = [int(x) for x in (tt.root / "seen").read_text().split()]
+    assert max(seen) <= 3
+    assert max(seen) == 3  # and it does use all three GPUs
+    gpus_used = {tuple(job(tt, i)["gpus"]) for i in ids}
+    assert gpus_used <= {(0,), (1,), (2,)}
+
+
+def test_shared_gpus_by_vram_respect_other_users_memory(tt: Env) -> None:
+    gpus = tt.write("gpus.yaml", "- {name: Fake A100, memory: 40GiB, used: 10GiB}\n")
+    tt.set("TMUXTRAIN_GPUS", f"fake:{gpus}")
+    ids = [i for _ in range(4) for i in add(tt, "--vram", "10GiB", "--", "sleep 30")]
+    # 40 GiB - 10 GiB used by someone else = room for three 10 GiB jobs.
+    wait_until(lambda: list(states(tt).values()).count("running") == 3, what="3 running")
+    time.sleep(0.3)  # give the scheduler a few more ticks to (wrongly) start the fourth
+    st = states(tt)
+    assert list(st.values()).count("running") == 3
+    pending = next(i for i in ids if st[i] == "pending")
+    assert job(tt, pending)["reason"] == "waiting for 1 GPU with 10 GiB free"
+    g = tt.client().gpus()[0]
+    assert g["memory_used_mib"] == 40 * 1024 and sorted(g["jobs"]) == sorted(
+        i for i in ids if st[i] == "running"
+    )
+    # The other user's process exits: the fourth job starts within the next ticks.
+    gpus.write_text("- {name: Fake A100, memory: 40GiB, used: 0}\n")
+    wait_state(tt, pending, "running")
+    tt.cli("cancel", *map(str, ids), check=True)
+
+
+def test_priority_and_dependencies(tt: Env) -> None:
+    tt.set("TMUXTRAIN_GPUS", "fake:1x24GiB")
+    order = tt.root / "order"
+    gate = tt.root / "gate"
+    [first] = add(tt, "--name", "first", "--", f"echo first >> {order}; while [ ! -e {gate} ]; do sleep 0.05; done")
+    wait_state(tt, first, "running")
+    tt.write(
+        "chain.yaml",
+        f"""
+defaults: {{gpus: 1}}
+jobs:
+  - {{name: low, command: "echo low >> {order}", priority: 0}}
+  - {{name: high, command: "echo high >> {order}", priority: 10}}
+  - {{name: after-low, command: "echo after-low >> {order}", after: [low], priority: 100}}
+""",
+    )
+    ids = add(tt, "chain.yaml")
+    gate.touch()
+    assert tt.client().wait([first, *ids], timeout=30)
+    # high before low despite coming later; after-low waits for low despite its priority.
+    assert order.read_text().split() == ["first", "high", "low", "after-low"]
+
+
+def test_failed_dependency_cancels_dependents_and_wait_exits_1(tt: Env) -> None:
+    [a] = add(tt, "--gpus", "0", "--name", "base", "--", "exit 4")
+    [b] = add(tt, "--gpus", "0", "--after", "base", "--", "echo never")
+    [c] = add(tt, "--gpus", "0", "--after", str(b), "--", "echo never")
+    proc = tt.cli("wait", str(c), timeout=30)
+    assert proc.returncode == 1
+    assert job(tt, a)["state"] == "failed" and job(tt, a)["exit_code"] == 4
+    jb, jc = job(tt, b), job(tt, c)
+    assert jb["state"] == "cancelled" and f"dependency {a} (base) failed" in jb["reason"]
+    assert jc["state"] == "cancelled" and f"dependency {b}" in jc["reason"]
+    assert not Path(jb["log_path"]).exists()  # never ran
+
+
+def test_retries_until_success_and_retry_on(tt: Env) -> None:
+    count = tt.root / "count"
+    # Fails twice, then succeeds: with retries 2 it ends succeeded on attempt 3.
+    cmd = f"echo x >> {count}; [ $(wc -l < {count}) -ge 3 ]"
+    [a] = add(tt, "--gpus", "0", "--retries", "2", "--", cmd)
+    j = wait_state(tt, a, "succeeded", "failed")
+    assert j["state"] == "succeeded" and j["attempt"] == 3
+    assert [at["exit_code"] for at in j["attempts"]] == [1, 1, 0]
+    # retry_on that does not match the log: no retry.
+    tt.write(
+        "oom.yaml",
+        "command: echo 'some other error'; exit 1\ngpus: 0\nretries: 3\nretry_on: ['CUDA out of memory']\n",
+    )
+    [b] = add(tt, "oom.yaml")
+    jb = wait_state(tt, b, "failed")
+    assert jb["attempt"] == 1 and "retry_on" in jb["reason"]
+    tt.write(
+        "oom2.yaml",
+        "command: echo 'RuntimeError CUDA out of memory.'; exit 1\ngpus: 0\nretries: 1\nretry_on: ['CUDA out of memory']\n",
+    )
+    [c] = add(tt, "oom2.yaml")
+    jc = wait_until(
+        lambda: (j := job(tt, c))["state"] == "failed" and j["attempt"] == 2 and j,
+        what="2 attempts",
+    )
+    assert len(jc["attempts"]) == 2
+
+
+def test_cancel_pending_and_running_jobs(tt: Env) -> None:
+    tt.set("TMUXTRAIN_GPUS", "fake:1x24GiB")
+    [a] = add(tt, "--", "sleep 60")
+    [b] = add(tt, "--", "sleep 60")
+    wait_state(tt, a, "running")
+    assert job(tt, b)["state"] == "pending"
+    tt.cli("cancel", str(b), check=True)
+    assert job(tt, b)["state"] == "cancelled"
+    t0 = time.monotonic()
+    tt.cli("cancel", str(a), check=True)
+    ja = wait_state(tt, a, "cancelled")
+    assert time.monotonic() - t0 < 5  # Ctrl-C is enough for sleep
+    assert ja["exit_code"] == 130
+    assert tt.cli("retry", str(a)).returncode == 0
+    wait_state(tt, a, "running")
+    tt.cli("cancel", str(a), check=True)
+    wait_state(tt, a, "cancelled")
+
+
+def test_cancel_escalates_to_sigkill_for_the_whole_tree(tt: Env) -> None:
+    script = tt.write(
+        "stubborn.sh",
+        "trap '' INT TERM\n(trap '' INT TERM; sleep 300) &\necho $! > child.pid\nwhile true; do sleep 0.1; done\n",
+    )
+    [a] = add(tt, "--gpus", "0", "--", f"exec sh {script}")
+    wait_state(tt, a, "running")
+    child = int(
+        wait_until(
+            lambda: (tt.root / "child.pid").exists() and (tt.root / "child.pid").read_text().strip()
+        )
+    )
+    t0 = time.monotonic()
+    tt.cli("cancel", str(a), check=True)
+    j = wait_state(tt, a, "cancelled", timeout=15)
+    assert time.monotonic() - t0 >= 1.0  # took the grace period (2 s in the test config)
+    assert j["exit_code"] == 128 + signal.SIGKILL
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_until(gone, what="the grandchild to be killed")
+
+
+def test_timeout_fails_the_job(tt: Env) -> None:
+    tt.write("slow.yaml", "command: sleep 30\ngpus: 0\ntimeout: 1s\n")
+    [a] = add(tt, "slow.yaml")
+    j = wait_state(tt, a, "failed", timeout=15)
+    assert j["reason"].startswith("timeout after 1s")
+
+
+def test_hostile_names_and_commands_are_literal(tt: Env) -> None:
+    pwned = tt.root / "PWNED"  # every payload runs in tt.root, so would create this file
+    name = "x$(touch PWNED)`touch PWNED`;#{pane_id}#(touch PWNED)"
+    env = "V=$(touch PWNED)#(touch PWNED)"
+    [a] = add(tt, "--gpus", "0", "--name", name, "--env", env, "--", 'printf "%s\\n" "$V"')
+    j = wait_state(tt, a, "succeeded")
+    assert j["name"] == name
+    assert not pwned.exists()
+    windows = tt.tmux("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_id}\t#{window_name}")
+    wname = dict(line.split("\t", 1) for line in windows.splitlines())[j["tmux_window"]]
+    assert wname == f"{a}-{name}"
+    assert "$(touch PWNED)#(touch PWNED)" in Path(j["log_path"]).read_text()
+    assert json.loads(tt.cli("ls", "--json", check=True).stdout)[0]["name"] == name
+
+
+def test_output_of_a_job_that_exits_at_once_reaches_the_log(tt: Env) -> None:
+    ids = [
+        i
+        for n in range(15)
+        for i in add(tt, "--gpus", "0", "--no-start", "--", f"echo instant-{n}")
+    ]
+    tt.client().up()
+    assert tt.client().wait(ids, timeout=60)
+    for n, i in enumerate(ids):
+        assert f"instant-{n}" in Path(job(tt, i)["log_path"]).read_text()
+
+
+def test_scheduler_crash_loses_nothing(tt: Env) -> None:
+    tt.set("TMUXTRAIN_GPUS", "fake:2x24GiB")
+    gate = tt.root / "gate"
+    runs = tt.root / "runs"
+    cmd = f"echo $TMUXTRAIN_JOB_ID >> {runs}; while [ ! -e {gate} ]; do sleep 0.05; done; exit 7"
+    [a] = add(tt, "--", cmd)
+    [b] = add(tt, "--", cmd)
+    wait_state(tt, a, "running")
+    wait_state(tt, b, "running")
+    pid = tt.client().status()["scheduler"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not tt.client().status()["scheduler"]["running"], what="scheduler dead")
+    gate.touch()  # both jobs end while no scheduler runs
+    [c] = add(tt, "--no-start", "--gpus", "0", "--", "echo later")
+    time.sleep(0.3)
+    assert job(tt, a)["state"] == "running"  # nobody has looked yet
+    tt.cli("up", check=True)
+    assert job(tt, c)["state"] in ("pending", "running", "succeeded")
+    ja, jb = wait_state(tt, a, "failed"), wait_state(tt, b, "failed")
+    assert ja["exit_code"] == 7 and jb["exit_code"] == 7
+    wait_state(tt, c, "succeeded")
+    assert sorted(runs.read_text().split()) == sorted([str(a), str(b)])  # nothing ran twice
+
+
+def test_scheduler_restart_adopts_running_jobs(tt: Env) -> None:
+    gate = tt.root / "gate"
+    [a] = add(tt, "--gpus", "0", "--", f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    wait_state(tt, a, "running")
+    tt.cli("down", check=True)
+    assert not tt.client().status()["scheduler"]["running"]
+    tt.cli("up", check=True)
+    time.sleep(0.5)
+    assert job(tt, a)["state"] == "running"  # adopted, not lost
+    gate.touch()
+    assert wait_state(tt, a, "succeeded")["attempt"] == 1
+
+
+def test_killed_window_is_recorded_not_rerun(tt: Env) -> None:
+    [a] = add(tt, "--gpus", "0", "--", "sleep 60")
+    j = wait_state(tt, a, "running")
+    tt.tmux("kill-window", "-t", j["tmux_window"])
+    j = wait_state(tt, a, "failed")
+    assert j["attempt"] == 1
+
+
+def test_one_scheduler_per_home(tt: Env) -> None:
+    tt.cli("up", check=True)
+    pid = tt.client().status()["scheduler"]["pid"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tmuxtrain.daemon"],
+        env=tt.environ,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert "already runs" in proc.stderr
+    assert tt.client().status()["scheduler"]["pid"] == pid
+
+
+def test_status_down_up_and_jobs_survive_down(tt: Env) -> None:
+    st = json.loads(tt.cli("status", "--json", check=True).stdout)
+    assert st["scheduler"] == {"running": False, "pid": None}
+    [a] = add(tt, "--gpus", "0", "--", "sleep 2; echo done")
+    st = json.loads(tt.cli("status", "--json", check=True).stdout)
+    assert st["scheduler"]["running"] and st["scheduler"]["pid"] > 0
+    wait_state(tt, a, "running")
+    tt.cli("down", check=True)
+    # The job goes on in its window while no scheduler runs, and is recorded on the next up.
+    wait_until(lambda: "done" in Path(job(tt, a)["log_path"]).read_text(), what="job output")
+    tt.cli("up", check=True)
+    wait_state(tt, a, "succeeded")
+
+
+def test_concurrent_submitters(tt: Env) -> None:
+    """8 processes adding 10 jobs each at once: 80 jobs, 80 distinct ids."""
+    tmuxtrain = os.path.join(os.path.dirname(sys.executable), "tmuxtrain")
+    script = "; ".join(f"{tmuxtrain} add --no-start --gpus 0 -- true" for _ in range(10))
+    procs = [
+        subprocess.Popen(
+            ["sh", "-c", script], env=tt.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(8)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    ids = [int(x) for out, _ in outs for x in out.split()]
+    assert len(ids) == len(set(ids)) == 80
+    assert len(tt.client().list()) == 80

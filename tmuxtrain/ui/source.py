@@ -1,0 +1,185 @@
+"""Where the dashboard's data comes from: one `DataSource` per app, called from worker threads.
+
+The sqlite connection inside a `Client` must not be used by two threads at once, so reads go
+through one client under one lock, and actions (cancel, retry, add, start the scheduler; some
+take seconds) through a second client under another lock, so they never stall a refresh.
+A refresh re-reads the jobs only when another connection committed since the last one
+(`data_version`), which our own actions do too, since they use the second connection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tmuxtrain.api import Client
+from tmuxtrain.core.model import Job, JobState
+
+T = TypeVar("T")
+
+LOG_TAIL_BYTES = 64 * 1024  # what the live log pane starts from
+LOG_MAX_STEP = 512 * 1024  # more new bytes than this in one refresh: jump to the tail
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
+
+
+def clean_log(text: str) -> list[str]:
+    """Raw terminal output -> lines as they last looked: colours dropped, and a progress bar
+    redrawn with `\\r` kept as its last drawing only."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    lines = []
+    for line in text.split("\n"):
+        if "\r" in line:
+            parts = [p for p in line.split("\r") if p]
+            line = parts[-1] if parts else ""
+        lines.append("".join(c if c.isprintable() or c == "\t" else "?" for c in line))
+    return lines
+
+
+@dataclass
+class LogChunk:
+    """New text of the selected job's log; `reset` means replace, not append."""
+
+    job_id: int
+    text: str
+    reset: bool
+
+
+@dataclass
+class Snapshot:
+    """One refresh's reading. `jobs` is None when nothing was committed since the last one."""
+
+    jobs: Sequence[Job] | None
+    gpus: Sequence[dict[str, Any]]
+    gpu_note: str
+    scheduler: dict[str, Any]
+    counts: dict[str, int]
+    history: tuple[int, dict[str, list[list[float | None]]]] | None = None
+    log: LogChunk | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class DataSource:
+    """Reads for the refresh worker, and runs actions; thread-safe by its two locks."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._read_lock = threading.Lock()
+        self._act_lock = threading.Lock()
+        self._actor: Client | None = None
+        self._version: int | None = None
+        self._jobs: Sequence[Job] = ()
+        self._history_key: tuple[int, Any] | None = None
+        self._log: tuple[int, str, int] | None = None  # job id, path, bytes read so far
+
+    # ---- reading (the refresh worker) -------------------------------------------------
+
+    def fetch(self, selected: int | None = None, force: bool = False) -> Snapshot:
+        """Everything one refresh shows; `selected` also brings its metric history (when it
+        changed) and the new part of its log."""
+        with self._read_lock:
+            c = self.client
+            errors: list[str] = []
+            version = c.data_version()  # read first: a commit during the read is seen next time
+            jobs: Sequence[Job] | None = None
+            if force or version != self._version:
+                jobs = self._jobs = c.list_jobs()
+                self._version = version
+            running = [j for j in self._jobs if j.state is JobState.RUNNING]
+            try:
+                gpus = c.gpus_polled(running)
+                note = c.gpu_probe_note()
+            except Exception as e:  # a probe failure is shown, never fatal to the dashboard
+                gpus, note = [], f"GPU probe failed: {e}"
+            status = c.status()
+            snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"], errors=errors)
+            if selected is not None:
+                job = next((j for j in self._jobs if j.id == selected), None)
+                if job is not None:
+                    snap.history = self._history(job, force)
+                    snap.log = self._read_log(job)
+            return snap
+
+    def _history(
+        self, job: Job, force: bool
+    ) -> tuple[int, dict[str, list[list[float | None]]]] | None:
+        key = (job.id, (job.metrics, job.attempt, job.state))
+        if key == self._history_key and not force:
+            return None
+        self._history_key = key
+        return job.id, self.client.metrics(job.id)
+
+    def _read_log(self, job: Job) -> LogChunk | None:
+        path = job.log_path
+        if not path:
+            return None
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        known = self._log
+        reset = known is None or known[0] != job.id or known[1] != path or size < known[2]
+        start = 0 if reset else known[2]  # type: ignore[index]
+        if reset or size - start > LOG_MAX_STEP:
+            reset = True
+            start = max(0, size - LOG_TAIL_BYTES)
+        if not reset and size == start:
+            return None
+        data = b""
+        if size > start:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read(size - start)
+            except OSError:
+                data = b""
+        # Keep an incomplete last line (or multibyte character) for the next read.
+        cut = data.rfind(b"\n") + 1 if not reset or start else len(data)
+        if reset and start:  # a tail begins mid-line: drop the partial first line
+            data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+            cut = data.rfind(b"\n") + 1
+            start = size - (len(data) - cut) - (len(data) - len(data))
+        consumed = data[:cut] if cut else b""
+        self._log = (job.id, path, size - (len(data) - len(consumed)))
+        return LogChunk(job.id, consumed.decode("utf-8", "replace"), reset)
+
+    def forget_log(self) -> None:
+        """The next read of the selected job's log starts again from its tail."""
+        with self._read_lock:
+            self._log = None
+            self._history_key = None
+
+    def read_whole_log(self, path: str, start: int = 0, limit: int = 8 * 2**20) -> tuple[str, int]:
+        """From `start` to the end (at most `limit` bytes, the newest ones): (text, new end)."""
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return "", start
+        if size < start:
+            start = 0
+        begin = max(start, size - limit)
+        with open(path, "rb") as f:
+            f.seek(begin)
+            data = f.read(size - begin)
+        cut = data.rfind(b"\n") + 1
+        return data[:cut].decode("utf-8", "replace"), begin + cut
+
+    # ---- actions (action workers) -----------------------------------------------------
+
+    def act(self, fn: Callable[[Client], T]) -> T:
+        """Run `fn` with the action client (made on first use), one action at a time."""
+        with self._act_lock:
+            if self._actor is None:
+                self._actor = Client(self.client.settings)
+            return fn(self._actor)
+
+    def close(self) -> None:
+        with self._read_lock:
+            self.client.close_gpu_probe()
+        with self._act_lock:
+            if self._actor is not None:
+                self._actor.close()
+                self._actor = None
