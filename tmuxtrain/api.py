@@ -276,6 +276,16 @@ class Client:
             )
         return out
 
+    def list_gpu_count(self) -> int:
+        """How many GPUs the configured source sees (0 when there is no driver)."""
+        from tmuxtrain.gpus import open_probe
+
+        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+        try:
+            return len(probe.probe())
+        finally:
+            probe.close()
+
     def gpu_source_note(self) -> str:
         from tmuxtrain.gpus import open_probe
 
@@ -492,6 +502,10 @@ class Client:
 
     def attach_argv(self, ref: str | int) -> list[str]:
         job = self.job(ref)
+        deadline = time.monotonic() + 3
+        while job.state is JobState.RUNNING and not job.tmux_window and time.monotonic() < deadline:
+            time.sleep(0.02)  # claimed a moment ago: its window id is being recorded
+            job = self.store.get(job.id)
         if not job.tmux_window:
             why = (
                 "has not started yet" if job.state is JobState.PENDING else "has no window any more"

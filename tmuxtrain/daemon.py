@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from tmuxtrain.core import reconcile as rec
-from tmuxtrain.core.metrics import LogParser
+from tmuxtrain.core.metrics import LogParser, Sample
 from tmuxtrain.core.model import FINISHED, Config, GpuInfo, Job, JobState
 from tmuxtrain.core.schedule import decide
 from tmuxtrain.gpus import GpuProbe, open_probe
@@ -187,6 +187,7 @@ class Tail:
     parser: LogParser
     offset: int
     last_stored: dict[str, float] = field(default_factory=dict)
+    stored: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -421,6 +422,23 @@ class Scheduler:
         for job in self.store.jobs([JobState.RUNNING]):
             self._read_log(job, now)
 
+    @staticmethod
+    def _thin(
+        tail: Tail, samples: list[Sample], age: float, now: float
+    ) -> list[tuple[str, float, float | None]]:
+        """Which samples go into the history: all of a metric's first 1,000, then at most one
+        per `age / 1000` seconds, so a week-long run stays a few MB; the newest value is
+        always in the job's latest metrics."""
+        keep = []
+        for s in samples:
+            count = tail.stored.get(s.name, 0)
+            due = now - tail.last_stored.get(s.name, -1e18) >= age / 1000
+            if count < 1000 or due:
+                keep.append((s.name, s.value, s.step))
+                tail.stored[s.name] = count + 1
+                tail.last_stored[s.name] = now
+        return keep
+
     def _flush_tail(self, job: Job, now: float) -> None:
         self._read_log(job, now)
 
@@ -440,14 +458,7 @@ class Scheduler:
             data = f.read(min(size - tail.offset, 8 * 2**20))
         tail.offset += len(data)
         samples = tail.parser.feed(data, now)
-        keep = []
-        start = job.started_at or now
-        # Thin the stored history so a week-long run stays small (about 2,000 points/metric).
-        min_gap = max(1.0, (now - start) / 2000)
-        for s in samples:
-            if now - tail.last_stored.get(s.name, -1e18) >= min_gap:
-                keep.append((s.name, s.value, s.step))
-                tail.last_stored[s.name] = now
+        keep = self._thin(tail, samples, now - (job.started_at or now), now)
         latest = dict(tail.parser.latest)
         if keep or latest != job.metrics:
             self.store.add_metrics(job.id, keep, latest, now, tail.offset)

@@ -57,6 +57,8 @@ def load_text(text: str, path: str) -> Any:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if e.context_mark is not None and "stream end" in str(e.problem):
+            mark = e.context_mark  # "unclosed [ at end of file": point at the opening line
         line = mark.line + 1 if mark is not None else None
         problem = " ".join(str(p) for p in (e.context, e.problem) if p) or "malformed YAML"
         raise SpecError(path, line, None, f"invalid YAML: {problem}") from None

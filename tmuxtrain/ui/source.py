@@ -9,6 +9,7 @@ A refresh re-reads the jobs only when another connection committed since the las
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import threading
@@ -40,8 +41,18 @@ def clean_log(text: str) -> list[str]:
 
 
 @dataclass
+class _LogPos:
+    """How far the selected job's log was read; the decoder holds a split UTF-8 character."""
+
+    job_id: int
+    path: str
+    offset: int
+    decoder: codecs.IncrementalDecoder
+
+
+@dataclass
 class LogChunk:
-    """New text of the selected job's log; `reset` means replace, not append."""
+    """New raw text of the selected job's log (may end mid-line); `reset`: replace, not append."""
 
     job_id: int
     text: str
@@ -73,7 +84,7 @@ class DataSource:
         self._version: int | None = None
         self._jobs: Sequence[Job] = ()
         self._history_key: tuple[int, Any] | None = None
-        self._log: tuple[int, str, int] | None = None  # job id, path, bytes read so far
+        self._log: _LogPos | None = None
 
     # ---- reading (the refresh worker) -------------------------------------------------
 
@@ -121,13 +132,17 @@ class DataSource:
         except OSError:
             size = 0
         known = self._log
-        reset = known is None or known[0] != job.id or known[1] != path or size < known[2]
-        start = 0 if reset else known[2]  # type: ignore[index]
-        if reset or size - start > LOG_MAX_STEP:
-            reset = True
-            start = max(0, size - LOG_TAIL_BYTES)
-        if not reset and size == start:
-            return None
+        if (
+            known is not None
+            and (known.job_id, known.path) == (job.id, path)
+            and known.offset <= size <= known.offset + LOG_MAX_STEP
+        ):
+            if size == known.offset:
+                return None
+            start, reset, decoder = known.offset, False, known.decoder
+        else:  # another job, a truncated file, or too much at once: start from the tail
+            start, reset = max(0, size - LOG_TAIL_BYTES), True
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         data = b""
         if size > start:
             try:
@@ -136,15 +151,10 @@ class DataSource:
                     data = f.read(size - start)
             except OSError:
                 data = b""
-        # Keep an incomplete last line (or multibyte character) for the next read.
-        cut = data.rfind(b"\n") + 1 if not reset or start else len(data)
-        if reset and start:  # a tail begins mid-line: drop the partial first line
+        self._log = _LogPos(job.id, path, start + len(data), decoder)
+        if reset and start > 0:  # a tail starts mid-line: drop that partial line
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
-            cut = data.rfind(b"\n") + 1
-            start = size - (len(data) - cut) - (len(data) - len(data))
-        consumed = data[:cut] if cut else b""
-        self._log = (job.id, path, size - (len(data) - len(consumed)))
-        return LogChunk(job.id, consumed.decode("utf-8", "replace"), reset)
+        return LogChunk(job.id, decoder.decode(data), reset)
 
     def forget_log(self) -> None:
         """The next read of the selected job's log starts again from its tail."""
