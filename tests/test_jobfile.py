@@ -86,7 +86,7 @@ def test_file_too_large(tmp_path: Path) -> None:
     [
         ("command: x\nname: [a\ngpus: 1\n", 3),
         ("command: x\n  bad: indent\n", 2),
-        ("command: x\nenv: {A: 1\n", 3),
+        ("command: x\nenv: {A: 1\n", 2),  # unclosed at end of file: the opening line
         ("command: 'x\n", 2),
     ],
 )
@@ -182,9 +182,7 @@ def test_apply_overrides_on_a_plain_dict() -> None:
 
 
 def test_overrides_on_a_single_job_file(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "name: a\ncommand: x\ngpus: 1\npriority: 1\nenv: {A: '1', B: '2'}\n"
-    )
+    path = write(tmp_path, "name: a\ncommand: x\ngpus: 1\npriority: 1\nenv: {A: '1', B: '2'}\n")
     [spec] = load_jobs(
         path, {"gpus": 2, "vram": "4GiB", "priority": 9, "env": {"B": "x", "C": "y"}}
     )

@@ -12,6 +12,7 @@ so `tmuxtrain ls` starts fast.
 
 from __future__ import annotations
 
+import builtins
 import os
 import shlex
 import time
@@ -190,7 +191,7 @@ class Client:
 
     # ---- reading ----------------------------------------------------------------------
 
-    def list(self, state: str | None = None) -> list[dict[str, Any]]:
+    def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
         states = None
         if state:
             try:
@@ -211,7 +212,7 @@ class Client:
         out["spec"] = job.spec.to_dict()
         return out
 
-    def metrics(self, ref: str | int) -> dict[str, list[list[float | None]]]:
+    def metrics(self, ref: str | int) -> dict[str, builtins.list[builtins.list[float | None]]]:
         return self.store.metric_history(self.store.resolve(ref))
 
     def events(
@@ -244,7 +245,7 @@ class Client:
             "socket": self.settings.socket,
         }
 
-    def gpus(self) -> list[dict[str, Any]]:
+    def gpus(self) -> builtins.list[dict[str, Any]]:
         """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""
         from tmuxtrain.daemon import probe_gpus
         from tmuxtrain.gpus import open_probe
@@ -297,7 +298,9 @@ class Client:
 
     # ---- changing jobs ----------------------------------------------------------------
 
-    def cancel(self, refs: Iterable[str | int], reason: str = "cancelled by user") -> list[int]:
+    def cancel(
+        self, refs: Iterable[str | int], reason: str = "cancelled by user"
+    ) -> builtins.list[int]:
         """Pending jobs are dropped; running ones get Ctrl-C now, then SIGTERM and SIGKILL to
         their process tree from the scheduler after the grace period."""
         ids = [self.store.resolve(r) for r in refs]
@@ -358,7 +361,7 @@ class Client:
         self.ensure_scheduler()
         return job.id
 
-    def hold(self, refs: Iterable[str | int], held: bool = True) -> list[int]:
+    def hold(self, refs: Iterable[str | int], held: bool = True) -> builtins.list[int]:
         ids = [self.store.resolve(r) for r in refs]
         for job_id in ids:
             job = self.store.get(job_id)
@@ -500,7 +503,7 @@ class Client:
             time.sleep(0.02)
         return True
 
-    def attach_argv(self, ref: str | int) -> list[str]:
+    def attach_argv(self, ref: str | int) -> builtins.list[str]:
         job = self.job(ref)
         deadline = time.monotonic() + 3
         while job.state is JobState.RUNNING and not job.tmux_window and time.monotonic() < deadline:

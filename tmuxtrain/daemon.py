@@ -157,21 +157,21 @@ def probe_gpus(probe: GpuProbe, running: list[Job], previous: list[GpuInfo]) -> 
             totals = {g.index: g.memory_total_mib or 0 for g in probe.probe()}
         held: dict[int, dict[int, int]] = {}
         for j in running:
-            for g in j.gpus:
-                held.setdefault(g, {})[j.id] = (
-                    j.vram_mib if j.vram_mib is not None else totals.get(g, 0)
+            for index in j.gpus:
+                held.setdefault(index, {})[j.id] = (
+                    j.vram_mib if j.vram_mib is not None else totals.get(index, 0)
                 )
         return probe.probe(held)
-    gpus = probe.probe()
-    if not running or not any(g.processes for g in gpus):
-        return gpus
+    snapshot = probe.probe()
+    if not running or not any(g.processes for g in snapshot):
+        return snapshot
     owner: dict[int, int] = {}
     for j in running:
         if j.pid:
             for p in process_tree(j.pid):
                 owner[p.pid] = j.id
     out = []
-    for g in gpus:
+    for g in snapshot:
         used: dict[int, int] = {}
         for pid, mib in g.processes:
             if pid in owner and mib is not None:

@@ -33,8 +33,10 @@ def run_demo(client: Client, open_ui: bool = True) -> int:
     if not client.settings.gpus:
         note = client.gpu_source_note()
         if client.list_gpu_count() == 0:
-            print(f"{note}\nNo NVIDIA GPU found: the demo simulates 4 x 24 GiB GPUs "
-                  f"(TMUXTRAIN_GPUS={SIMULATED}).")
+            print(
+                f"{note}\nNo NVIDIA GPU found: the demo simulates 4 x 24 GiB GPUs "
+                f"(TMUXTRAIN_GPUS={SIMULATED})."
+            )
             os.environ["TMUXTRAIN_GPUS"] = SIMULATED
             if client.scheduler_running():  # it runs without GPUs: restart it on the fakes
                 client.down()

@@ -295,7 +295,7 @@ class Store:
         self, states: Iterable[JobState] | None = None, ids: Iterable[int] | None = None
     ) -> list[Job]:
         """Jobs in id order, optionally only those states or ids."""
-        sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", []
+        sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
         where = []
         if states is not None:
             st = [s.value for s in states]

@@ -15,7 +15,6 @@ before it by matching the *reversed* line from there.
 
 from __future__ import annotations
 
-import codecs
 import math
 import re
 from collections.abc import Mapping
@@ -79,16 +78,20 @@ _END_OR_COLON = r"""(?=[\s;:|)\]}'"]|,(?!\d)|$)"""  # "epoch 3: ..."
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
 
-# Chunk pre-filter: each built-in format has one of these, and each starts with a literal.
-# `_WORDS` marks lines worth the scan for space-separated values ("epoch 3 loss 0.42").
+_ANSI_BYTES = re.compile(_ANSI.pattern.encode())
+
+# Chunk pre-filter, run on the raw bytes (decoding comes later, for the few lines found):
+# each built-in format has one of these, and each starts with a literal. `_WORDS` marks
+# lines worth the scan for space-separated values ("epoch 3 loss 0.42").
 _WORDS = 1
-_TRIGGERS: tuple[tuple[re.Pattern[str], int], ...] = (
-    (re.compile(r"""=[ \t]*['"]?(?:tensor\()?[-+]?\.?\d"""), 0),
+_CUSTOM = 2  # found by a job's own pattern: only those lines are searched with them
+_TRIGGERS: tuple[tuple[re.Pattern[bytes], int], ...] = (
+    (re.compile(rb"""=[ \t]*['"]?(?:tensor\()?[-+]?\.?\d"""), 0),
     # not a clock: "12:30:45" has two digits before the `:`, "f1: 0.9" has one
-    (re.compile(rf""":(?<![\d:]\d:)[ \t]*['"]?{_NUM}{_END}"""), 0),
-    (re.compile(r"/[ \t]*\d"), 0),
-    (re.compile(r"oss[ \t]+[-+]?\.?\d"), _WORDS),
-    (re.compile(r"poch[ \t]+\d"), _WORDS),
+    (re.compile(rf""":(?<![\d:]\d:)[ \t]*['"]?{_NUM}{_END}""".encode()), 0),
+    (re.compile(rb"/[ \t]*\d"), 0),
+    (re.compile(rb"oss[ \t]+[-+]?\.?\d"), _WORDS),
+    (re.compile(rb"poch[ \t]+\d"), _WORDS),
 )
 
 # `key=1`, `key: 1`, `'key': 1` (HF dicts), `"key": 1` (JSON lines), `key=tensor(0.31, ...)`
@@ -111,7 +114,8 @@ _SLASH_REV = re.compile(
       # fairseq train_inner: "epoch 001:    100 / 1000 loss=9.5, ..."
     | [ \t]+:(?P<fe>\d+)[ \t]+hcope(?![\w-])
       # timm: "Train: 3 [ 450/1000 ( 45%)]  Loss: ...", "Test: [  0/390]  Loss: ..."
-    | [ \t]*\[[ \t]*(?:(?P<te>\d+)[ \t]*)?(?:\)AME\([ \t]*)?:[ \t]*(?P<timm>niart|tset|lave)(?![\w-])
+    | [ \t]*\[[ \t]*(?:(?P<te>\d+)[ \t]*)?(?:\)AME\([ \t]*)?:[ \t]*
+      (?P<timm>niart|tset|lave)(?![\w-])
       # tqdm: "{desc}: 45%|████▌     | 450/1000 [00:30<00:37, 14.8it/s, loss=0.31]"
     | [ \t]*(?P<bar>\|)
       # Keras, at the start of the line: "450/1000 [=====>....] - ETA: 12s - loss: 0.40"
@@ -133,8 +137,8 @@ _PIPE_FIELD = re.compile(rf"[ \t]*([A-Za-z_][\w.-]*)[ \t]+({_NUM})[ \t]*")
 _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 _PLAN_MAX_LINE = 400  # longer lines are rare and would make the memo big
 _PLAN_CACHE = 1024  # shapes remembered per parser, then forgotten all at once
-# (hints, ((name, value start, value end), ...), ((start, end, text that must match), ...))
-_Plan = tuple[int, tuple[tuple[str, int, int], ...], tuple[tuple[int, int, str], ...]]
+# (hints, ((name, value start, value end), ...), ((start, end, bytes that must match), ...))
+_Plan = tuple[int, tuple[tuple[str, int, int], ...], tuple[tuple[int, int, bytes], ...]]
 
 # Hints a line gives about its progress counters (bit flags).
 _HINT_PER_EPOCH = 1  # its step counter restarts every epoch (Lightning, Keras, timm ...)
@@ -369,6 +373,30 @@ def _apply_custom(line: str, custom: Mapping[str, re.Pattern[str]], out: dict[st
                 out[name] = value
 
 
+def _make_plan(line: str, raw: bytes, reading: _Reading) -> _Plan | None:
+    """How to read lines shaped like `raw` again: byte spans of its values and names."""
+    if len(line) == len(raw):
+        offset = list(range(len(raw) + 1))  # ASCII: characters are bytes
+    elif line.encode() == raw:
+        offset = [0]
+        for ch in line:
+            offset.append(offset[-1] + len(ch.encode()))
+    else:
+        return None  # invalid UTF-8: offsets would not map back
+    spans = reading.spans
+    items = tuple((k, offset[spans[k][0]], offset[spans[k][1]]) for k in reading.out)
+    checks = tuple((offset[a], offset[b], raw[offset[a] : offset[b]]) for a, b, _ in reading.checks)
+    return reading.hints, items, checks
+
+
+def _bytes_pattern(rx: re.Pattern[str]) -> re.Pattern[bytes] | None:
+    """A custom pattern as a raw-bytes pre-filter (ASCII semantics), or None if it has none."""
+    try:
+        return re.compile(rx.pattern.encode("ascii"), rx.flags & ~re.UNICODE)
+    except (UnicodeEncodeError, re.error):
+        return None
+
+
 def parse_line(
     line: str, custom: Mapping[str, str | re.Pattern[str]] | None = None
 ) -> dict[str, float]:
@@ -495,21 +523,27 @@ class _Progress:
 class LogParser:
     """Incremental parser for one job's log: feed it bytes as they arrive, get samples back.
 
-    Memory is bounded: the decoder's few bytes, one incomplete line (at most `max_partial`
-    characters; a longer line is dropped whole), and the latest value per metric name.
+    Memory is bounded: one incomplete line (at most `max_partial` bytes; a longer line is
+    dropped whole), the latest value per metric name (at most MAX_METRICS names) and a
+    memo of line shapes (at most _PLAN_CACHE).
     """
 
     def __init__(self, custom: dict[str, str] | None = None, max_partial: int = 65536) -> None:
         self._custom = compile_custom(custom)
-        self._triggers = _TRIGGERS + tuple((rx, 0) for rx in self._custom.values())
+        self._triggers = list(_TRIGGERS)
+        self._every_line = False  # a custom pattern that cannot pre-filter raw bytes
+        for rx in self._custom.values():
+            trigger = _bytes_pattern(rx)
+            if trigger is None:
+                self._every_line = True
+            else:
+                self._triggers.append((trigger, _CUSTOM))
         self._max_partial = max_partial
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
+        self._partial = b""
         self._skipping = False  # inside a line that outgrew max_partial: drop to its end
         # name -> (latest value, step it was reported at; None for the state names)
         self._last: dict[str, tuple[float, float | None]] = {}
         self._progress = _Progress()
-        # line shape -> how it was read; see `_lines`
         self._plans: tuple[dict[bytes, _Plan], dict[bytes, _Plan]] = ({}, {})  # by line flags
 
     @property
@@ -532,89 +566,96 @@ class LogParser:
     def feed(self, data: bytes, now: float) -> list[Sample]:
         """Parse newly arrived bytes (read at `now`); return the samples of completed lines.
 
-        A line ends at `\\n` or `\\r` (a progress-bar redraw is a line of its own). Readings
-        repeated with the same value at the same step, such as a bar redrawn with the same
-        numbers, are reported once; `epoch`, `epochs` and `steps` only when they change.
+        A line ends at `\\n` or `\\r` (a progress-bar redraw is a line of its own) and is
+        decoded as UTF-8 only once complete, so a character split between two feeds is
+        whole. Readings repeated with the same value at the same step, such as a bar redrawn
+        with the same numbers, are reported once; `epoch`, `epochs` and `steps` only when
+        they change.
         """
-        text = self._decoder.decode(data)
-        if not text:
-            return []
         if self._skipping:
-            cut = min((i for i in (text.find("\n"), text.find("\r")) if i >= 0), default=-1)
-            if cut < 0:
+            cuts = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+            if not cuts:
                 return []
             self._skipping = False
-            text = text[cut:]
-        text = self._partial + text
-        if "\x1b" in text:
-            text = _ANSI.sub("", text)
-        if "\r" in text:
-            text = text.replace("\r", "\n")
-        cut = text.rfind("\n")
-        self._partial = text[cut + 1 :]
+            data = data[min(cuts) :]
+        buf = self._partial + data
+        if b"\x1b" in buf:
+            buf = _ANSI_BYTES.sub(b"", buf)
+        if b"\r" in buf:
+            buf = buf.replace(b"\r", b"\n")
+        cut = buf.rfind(b"\n")
+        self._partial = buf[cut + 1 :]
         if len(self._partial) > self._max_partial:
-            self._partial = ""
+            self._partial = b""
             self._skipping = True
         if cut < 0:
             return []
-        return self._lines(text[:cut], now)
+        return self._lines(buf[:cut], now)
 
-    def _candidates(self, text: str) -> list[tuple[int, int]]:
+    def _candidates(self, buf: bytes) -> list[tuple[int, int]]:
         """(line start, flags) of the lines that may carry a metric; the rest is never read."""
         found: dict[int, int] = {}
-        rfind, find = text.rfind, text.find
+        rfind, find = buf.rfind, buf.find
+        if self._every_line:
+            pos = 0
+            while pos >= 0:
+                found[pos] = _WORDS | _CUSTOM
+                pos = find(b"\n", pos) + 1 or -1
         for rx, flag in self._triggers:
             search = rx.search
             pos = 0
             while True:
-                m = search(text, pos)
+                m = search(buf, pos)
                 if m is None:
                     break
                 i = m.start()
-                start = rfind("\n", 0, i) + 1
+                start = rfind(b"\n", 0, i) + 1
                 found[start] = found.get(start, 0) | flag
-                pos = find("\n", i) + 1
+                pos = find(b"\n", i) + 1
                 if not pos:
                     break
         return sorted(found.items())
 
-    def _lines(self, text: str, now: float) -> list[Sample]:
+    def _lines(self, buf: bytes, now: float) -> list[Sample]:
         samples: list[Sample] = []
         progress = self._progress
         last, plans = self._last, self._plans
-        custom, limit, n = self._custom, self._max_partial, len(text)
-        find, isfinite = text.find, math.isfinite
-        for start, flags in self._candidates(text):
-            end = find("\n", start)
+        custom, limit, n = self._custom, self._max_partial, len(buf)
+        find, isfinite = buf.find, math.isfinite
+        for start, flags in self._candidates(buf):
+            end = find(b"\n", start)
             if end < 0:
                 end = n
             if end - start > limit:
                 continue  # as if it had arrived in pieces: the same result however it is split
-            line = text[start:end]
-            metrics: dict[str, float] = {}
+            raw = buf[start:end]
+            line = None
             plan = None
+            memo = plans[flags & _WORDS]
             if end - start <= _PLAN_MAX_LINE:
-                shape = line.encode().translate(_DIGITS_TO_0)
-                plan = plans[flags].get(shape)
-                if plan is not None and plan[2] and any(line[a:b] != t for a, b, t in plan[2]):
+                shape = raw.translate(_DIGITS_TO_0)
+                plan = memo.get(shape)
+                if plan is not None and plan[2] and any(raw[a:b] != t for a, b, t in plan[2]):
                     plan = None  # same shape, other digits in a name ("acc@1" / "acc@5")
             if plan is None:
-                reading = _read(line, flags)
+                line = raw.decode("utf-8", "replace")
+                reading = _read(line, flags & _WORDS)
                 metrics, hints = reading.out, reading.hints
                 if end - start <= _PLAN_MAX_LINE:
-                    memo = plans[flags]
-                    if len(memo) >= _PLAN_CACHE:
-                        memo.clear()
-                    items = tuple((k, *reading.spans[k]) for k in metrics)
-                    memo[shape] = (hints, items, tuple(reading.checks))
+                    made = _make_plan(line, raw, reading)
+                    if made is not None:
+                        if len(memo) >= _PLAN_CACHE:
+                            memo.clear()
+                        memo[shape] = made
             else:
                 hints = plan[0]
+                metrics = {}
                 for name, a, b in plan[1]:
-                    value = float(line[a:b])
+                    value = float(raw[a:b])
                     if isfinite(value):
                         metrics[name] = value
-            if custom:
-                _apply_custom(line, custom, metrics)
+            if flags & _CUSTOM:
+                _apply_custom(line or raw.decode("utf-8", "replace"), custom, metrics)
             if not metrics:
                 continue
             if hints & _HINT_PLAIN_BAR and "steps" in metrics and not self._main_bar(metrics):

@@ -109,9 +109,11 @@ def _unknown_keys(ctx: _Ctx, doc: LDict, allowed: Iterable[str], prefix: str) ->
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", LDict: "a mapping", list: "a list", LList: "a list"}.get(
-        type(value), type(value).__name__
-    )
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 def _expect(ctx: _Ctx, doc: LDict, key: str, field: str, kinds: tuple[type, ...], what: str) -> Any:

@@ -69,9 +69,7 @@ class JobTable(DataTable[Text]):
             self.job_id = job_id
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__(
-            cursor_type="row", zebra_stripes=False, cell_padding=CELL_PADDING, **kw
-        )
+        super().__init__(cursor_type="row", zebra_stripes=False, cell_padding=CELL_PADDING, **kw)
         self.palette = Palette.default()
         self.layout_name = ""
         self._rows: dict[int, _Row] = {}

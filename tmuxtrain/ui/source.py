@@ -88,9 +88,12 @@ class DataSource:
 
     # ---- reading (the refresh worker) -------------------------------------------------
 
-    def fetch(self, selected: int | None = None, force: bool = False) -> Snapshot:
-        """Everything one refresh shows; `selected` also brings its metric history (when it
-        changed) and the new part of its log."""
+    def fetch(
+        self, selected: int | None = None, force: bool = False, fresh: bool = False
+    ) -> Snapshot:
+        """Everything one refresh shows. `selected` also brings its metric history (when it
+        changed) and the new part of its log; `fresh` reads both from scratch (the screen
+        dropped what it had). `force` re-reads the jobs even when nothing was committed."""
         with self._read_lock:
             c = self.client
             errors: list[str] = []
@@ -107,18 +110,19 @@ class DataSource:
                 gpus, note = [], f"GPU probe failed: {e}"
             status = c.status()
             snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"], errors=errors)
+            if fresh:
+                self._history_key = None
+                self._log = None
             if selected is not None:
                 job = next((j for j in self._jobs if j.id == selected), None)
                 if job is not None:
-                    snap.history = self._history(job, force)
+                    snap.history = self._history(job)
                     snap.log = self._read_log(job)
             return snap
 
-    def _history(
-        self, job: Job, force: bool
-    ) -> tuple[int, dict[str, list[list[float | None]]]] | None:
+    def _history(self, job: Job) -> tuple[int, dict[str, list[list[float | None]]]] | None:
         key = (job.id, (job.metrics, job.attempt, job.state))
-        if key == self._history_key and not force:
+        if key == self._history_key:
             return None
         self._history_key = key
         return job.id, self.client.metrics(job.id)
@@ -155,12 +159,6 @@ class DataSource:
         if reset and start > 0:  # a tail starts mid-line: drop that partial line
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
         return LogChunk(job.id, decoder.decode(data), reset)
-
-    def forget_log(self) -> None:
-        """The next read of the selected job's log starts again from its tail."""
-        with self._read_lock:
-            self._log = None
-            self._history_key = None
 
     def read_whole_log(self, path: str, start: int = 0, limit: int = 8 * 2**20) -> tuple[str, int]:
         """From `start` to the end (at most `limit` bytes, the newest ones): (text, new end)."""

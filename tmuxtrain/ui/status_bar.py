@@ -39,6 +39,10 @@ class StatusBar(Widget):
             self._state = state
             self.refresh()
 
+    def set_filter(self, filter_text: str) -> None:
+        scheduler, counts, gpu_note, _ = self._state
+        self.show(scheduler, counts, gpu_note, filter_text)
+
     def render(self) -> Text:
         scheduler, counts, gpu_note, filter_text = self._state
         p = self.palette

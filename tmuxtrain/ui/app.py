@@ -1,0 +1,433 @@
+"""`tmuxtrain ui`: the dashboard. GPUs on top, the queue, and the selected job's settings,
+metric curve and live log below; keys act on the selected job.
+
+All I/O happens in thread workers (`DataSource`); results come back as messages and are
+applied on the UI thread by patching widgets, so a refresh never blocks typing. The app is
+built by `make_app(client, ...)` from its inputs (clock, refresh period, how to run the
+attach command) so tests, the screenshot script and the benchmark build it the same way.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import DataTable, Footer
+
+from tmuxtrain.api import Client
+from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.ui import view
+from tmuxtrain.ui.add_job_screen import AddJobScreen
+from tmuxtrain.ui.confirm_screen import ConfirmScreen
+from tmuxtrain.ui.filter_bar import FilterBar
+from tmuxtrain.ui.gpu_panel import GpuPanel
+from tmuxtrain.ui.job_info import JobInfo
+from tmuxtrain.ui.job_table import JobTable
+from tmuxtrain.ui.log_screen import LogScreen
+from tmuxtrain.ui.log_tail import LogTail
+from tmuxtrain.ui.metric_plot import MetricPlot
+from tmuxtrain.ui.palette import Palette
+from tmuxtrain.ui.source import DataSource, Snapshot
+from tmuxtrain.ui.status_bar import StatusBar
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[Any]"]
+REFRESH_S = 0.75  # about 1.3 refreshes a second
+SELECT_DEBOUNCE_S = 0.12  # arrow keys held down: fetch the detail once they stop
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[Any]:
+    """Run the attach command on the user's terminal (the app is suspended meanwhile)."""
+    return subprocess.run(list(argv), check=False)
+
+
+def run_quiet(argv: Sequence[str]) -> subprocess.CompletedProcess[Any]:
+    """Run a tmux command that must not touch the terminal (switch-client)."""
+    return subprocess.run(list(argv), check=False, capture_output=True, text=True)
+
+
+class Fetched(Message):
+    """A refresh's snapshot, from the worker thread; `selected` is what it read detail for."""
+
+    def __init__(self, snap: Snapshot | None, selected: int | None, error: str = "") -> None:
+        super().__init__()
+        self.snap = snap
+        self.selected = selected
+        self.error = error
+
+
+class Done(Message):
+    """An action finished: a note for the user, and whether it failed."""
+
+    def __init__(self, text: str, error: bool = False, attach: list[str] | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+        self.attach = attach
+
+
+class TmuxtrainApp(App[int]):
+    """The dashboard; build it with `make_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tmuxtrain"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "attach", "attach", key_display="⏎/a"),
+        Binding("c", "cancel", "cancel"),
+        Binding("r", "retry", "retry"),
+        Binding("plus,equals_sign", "priority(1)", "prio", key_display="+"),
+        Binding("minus", "priority(-1)", "prio", key_display="-"),
+        Binding("l", "log", "log"),
+        Binding("n", "add", "add"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("u", "up", "start scheduler"),
+        Binding("m", "metric", "metric", show=False),
+        Binding("x", "axis", "x axis", show=False),
+        Binding("t", "toggle_theme", "light/dark", show=False),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float | None = REFRESH_S,
+        run_command: Runner = run_command,
+        run_quiet: Runner = run_quiet,
+    ) -> None:
+        super().__init__()
+        self.source = DataSource(client)
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.run_command = run_command
+        self.run_quiet = run_quiet
+        self.palette = Palette.default()
+        self.jobs: Sequence[Job] = ()
+        self.by_id: dict[int, Job] = {}
+        self.scheduler: dict[str, Any] = {"running": False, "pid": None}
+        self.loads = 0  # snapshots applied (tests wait on it)
+        self.last_error = ""
+        self._fetching = False
+        self._again = False  # a refresh was asked for while one ran
+        self._fresh_detail = True  # the next fetch re-reads the selected job's history and log
+        self._shown_detail: int | None = None  # the job whose plot and log are on screen
+        self._select_timer: Any = None
+
+    # ---- building ---------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield GpuPanel(id="gpus")
+        yield JobTable(id="jobs")
+        with Horizontal(id="detail"):
+            yield JobInfo(id="info")
+            yield MetricPlot(id="plot")
+            yield LogTail(id="tail")
+        yield FilterBar(id="filter")
+        yield Footer(compact=True)
+
+    @property
+    def table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    def on_mount(self) -> None:
+        self.query_one(FilterBar).display = False
+        self._apply_palette()
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._apply_palette(True))
+        self.table.focus()
+        self.refresh_now(force=True)
+        if self.refresh_s:
+            self.set_interval(self.refresh_s, self.refresh_now)
+
+    def _apply_palette(self, repaint: bool = False) -> None:
+        """Cells and bars carry concrete colours: recolour them for the new theme."""
+        self.palette = Palette.from_variables(self.theme_variables, dark=self.current_theme.dark)
+        for widget in self.query("StatusBar, GpuPanel, JobTable, JobInfo, MetricPlot, LogTail"):
+            widget.palette = self.palette  # type: ignore[attr-defined]
+            widget.refresh()
+        if repaint:
+            self.table.repaint()
+
+    # ---- refreshing -------------------------------------------------------------------
+
+    def refresh_now(self, force: bool = False) -> None:
+        """Start a refresh in a worker thread, unless one is running (then once more after)."""
+        if self._fetching:
+            self._again = True
+            return
+        self._fetching = True
+        fresh, self._fresh_detail = self._fresh_detail, False
+        self._fetch(self.table.selected_id, force, fresh)
+
+    @work(thread=True, group="refresh", exit_on_error=False)
+    def _fetch(self, selected: int | None, force: bool, fresh: bool) -> None:
+        try:
+            snap = self.source.fetch(selected, force=force or fresh, fresh=fresh)
+            self.post_message(Fetched(snap, selected))
+        except Exception as e:  # shown in the status line; the next tick tries again
+            self.post_message(Fetched(None, selected, f"{type(e).__name__}: {e}"))
+
+    def on_fetched(self, message: Fetched) -> None:
+        self._fetching = False
+        if message.snap is not None:
+            self.apply_snapshot(message.snap, message.selected)
+        elif message.error != self.last_error:
+            self.last_error = message.error
+            self.notify(message.error, title="refresh failed", severity="error")
+        if self._again:
+            self._again = False
+            self.refresh_now()
+
+    def visible_jobs(self) -> Sequence[Job]:
+        words = self.query_one(FilterBar).words
+        return [j for j in self.jobs if view.matches(j, words)] if words else self.jobs
+
+    def apply_snapshot(self, snap: Snapshot, selected: int | None) -> None:
+        """Patch every widget from one snapshot (UI thread)."""
+        now = self.clock()
+        changed = snap.jobs is not None
+        if snap.jobs is not None:
+            self.jobs = snap.jobs
+            self.by_id = {j.id: j for j in snap.jobs}
+        self.table.sync(self.visible_jobs(), now, changed=changed)
+        if snap.scheduler != self.scheduler:
+            self.scheduler = snap.scheduler
+            self.refresh_bindings()
+        self.query_one(StatusBar).show(
+            snap.scheduler, snap.counts, snap.gpu_note, self.query_one(FilterBar).value
+        )
+        names = {j.id: j.spec.name for j in self.jobs if j.state is JobState.RUNNING}
+        self.query_one(GpuPanel).show(snap.gpus, names, snap.gpu_note)
+        current = self.table.selected_id
+        self.query_one(JobInfo).show(self.by_id.get(current) if current else None, now)
+        if selected == current and current is not None:
+            if snap.history is not None and snap.history[0] == current:
+                self.query_one(MetricPlot).show(current, snap.history[1])
+            if snap.log is not None and snap.log.job_id == current:
+                self.query_one(LogTail).feed(current, snap.log.text, snap.log.reset)
+            self._shown_detail = current
+        elif current != self._shown_detail:
+            self._fresh_detail = True  # read for another job: read this one's from scratch
+            self._again = True
+        self.loads += 1
+
+    # ---- selection --------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        job_id = self.table.selected_id
+        if job_id == self._shown_detail:
+            return
+        self.query_one(JobInfo).show(self.by_id.get(job_id) if job_id else None, self.clock())
+        self.query_one(MetricPlot).show(job_id, {})
+        self.query_one(LogTail).reset(job_id)
+        self._shown_detail = None
+        self._fresh_detail = True
+        if self._select_timer is not None:
+            self._select_timer.stop()
+        self._select_timer = self.set_timer(SELECT_DEBOUNCE_S, self.refresh_now)
+
+    def selected_job(self) -> Job | None:
+        job_id = self.table.selected_id
+        return self.by_id.get(job_id) if job_id is not None else None
+
+    # ---- actions ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "up":  # only offered while the scheduler is down
+            return None if self.scheduler.get("running") else True
+        return True
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _act(self, what: str, fn: Callable[[Client], Any], ok: Callable[[Any], str]) -> None:
+        """Run one action on the action client; report back as a Done message."""
+        try:
+            self.post_message(Done(ok(self.source.act(fn))))
+        except TmuxtrainError as e:
+            self.post_message(Done(str(e), error=True))
+        except Exception as e:  # anything else: say so, keep the dashboard alive
+            self.post_message(Done(f"{what} failed: {type(e).__name__}: {e}", error=True))
+
+    def on_done(self, message: Done) -> None:
+        if message.attach is not None:
+            self._go_to_window(message.attach)
+            return
+        if message.text:
+            self.notify(message.text, severity="error" if message.error else "information")
+        self.refresh_now()
+
+    def action_attach(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        if not job.tmux_window:
+            why = "has not started yet" if job.state is JobState.PENDING else "has no window"
+            self.notify(f"job {job.id} {why}; press l for its log", severity="warning")
+            return
+        self._attach_argv(job.id)
+
+    @on(JobTable.AttachRequested)
+    def _attach_requested(self, message: JobTable.AttachRequested) -> None:
+        self.action_attach()
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _attach_argv(self, job_id: int) -> None:
+        try:
+            argv = self.source.act(lambda c: c.attach_argv(job_id))
+        except Exception as e:
+            self.post_message(Done(str(e), error=True))
+            return
+        self.post_message(Done("", attach=argv))
+
+    def _go_to_window(self, argv: list[str]) -> None:
+        """Inside tmux on the jobs' server: switch this client to the job's window (the
+        dashboard keeps running; the usual tmux keys come back). Elsewhere: give the terminal
+        to `tmux attach` until the user detaches, then come back."""
+        if "switch-client" in argv:
+            self._switch(argv)
+            return
+        try:
+            with self.suspend():
+                self.run_command(argv)
+        except SuspendNotSupported:
+            self.notify("cannot leave the dashboard in this terminal", severity="error")
+        self.refresh_now(force=True)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _switch(self, argv: list[str]) -> None:
+        proc = self.run_quiet(argv)
+        if proc.returncode != 0:
+            err = (proc.stderr or "").strip() or f"exit {proc.returncode}"
+            self.post_message(Done(f"tmux: {err}", error=True))
+
+    def action_cancel(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        if job.state.finished:
+            self.notify(f"job {job.id} already {job.state.value}", severity="warning")
+            return
+        what = "stop" if job.state is JobState.RUNNING else "drop"
+        question = f"Cancel job {job.id} ({view.printable(job.spec.name)})?\n" + (
+            f"It is running on GPU {','.join(map(str, job.gpus)) or '-'}: it gets Ctrl-C, "
+            "then SIGTERM, then SIGKILL."
+            if job.state is JobState.RUNNING
+            else "It is pending: it will not start."
+        )
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act(
+                    "cancel", lambda c: c.cancel([job.id]), lambda _: f"{what}ping job {job.id}"
+                )
+
+        self.push_screen(ConfirmScreen(question, yes="Cancel job"), answer)
+
+    def action_retry(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self._act("retry", lambda c: c.retry(job.id), lambda i: f"job {i} queued again")
+
+    def action_priority(self, delta: int) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        new = job.spec.priority + delta
+        self._act(
+            "priority",
+            lambda c: c.set_priority(job.id, new),
+            lambda i: f"job {i}: priority {new}",
+        )
+
+    def action_log(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            screen = LogScreen(self.source, job.id, job.spec.name, job.log_path, self.refresh_s)
+            self.push_screen(screen)
+
+    def action_add(self) -> None:
+        def added(path: str | None) -> None:
+            if path:
+                self._act(
+                    "add",
+                    lambda c: c.add_files([path]),
+                    lambda ids: (
+                        f"queued job{'s' if len(ids) > 1 else ''} " + ", ".join(map(str, ids))
+                    ),
+                )
+
+        self.push_screen(AddJobScreen(), added)
+
+    def action_up(self) -> None:
+        self._act(
+            "start",
+            lambda c: c.up(),
+            lambda started: "scheduler started" if started else "scheduler already running",
+        )
+
+    def action_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.display = True
+        bar.focus()
+
+    @on(FilterBar.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.table.sync(self.visible_jobs(), self.clock())
+        self.query_one(StatusBar).set_filter(self.query_one(FilterBar).value)
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        bar = self.query_one(FilterBar)
+        if not bar.value:
+            bar.display = False
+        self.table.focus()
+
+    def action_metric(self) -> None:
+        self.query_one(MetricPlot).cycle()
+
+    def action_axis(self) -> None:
+        self.query_one(MetricPlot).toggle_axis()
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    async def action_quit(self) -> None:
+        self.exit(0)
+
+
+def make_app(
+    client: Client,
+    *,
+    clock: Callable[[], float] = time.time,
+    refresh_s: float | None = REFRESH_S,
+    run_command: Runner = run_command,
+    run_quiet: Runner = run_quiet,
+    theme: str | None = None,
+) -> TmuxtrainApp:
+    """The dashboard for `client`. Tests pass a frozen `clock`, `refresh_s=None` (refresh
+    only on demand) and a recording `run_command`."""
+    app = TmuxtrainApp(
+        client, clock=clock, refresh_s=refresh_s, run_command=run_command, run_quiet=run_quiet
+    )
+    if theme:
+        app.theme = theme
+    return app
+
+
+def run_ui(client: Client) -> int:
+    """`tmuxtrain ui`: run the dashboard until q; the exit status."""
+    app = make_app(client)
+    try:
+        app.run()
+    finally:
+        app.source.close()
+    return app.return_code or 0
