@@ -210,7 +210,20 @@ class Client:
         out = job_json(job)
         out["attempts"] = self.store.attempts(job.id)
         out["spec"] = job.spec.to_dict()
+        out["checkpoints"] = self.checkpoints(job)
         return out
+
+    def checkpoints(self, job: Job) -> builtins.list[dict[str, Any]]:
+        """A job's checkpoints with their evaluation's state and metrics; with `keep_best`,
+        the best one is marked `best: true`."""
+        from tmuxtrain.core.checkpoints import best_index
+
+        cks = self.store.checkpoints(job.id)
+        metric = job.spec.checkpoints.keep_best if job.spec.checkpoints else None
+        best = best_index(cks, metric) if metric else None
+        for i, c in enumerate(cks):
+            c["best"] = i == best
+        return cks
 
     def metrics(self, ref: str | int) -> dict[str, builtins.list[builtins.list[float | None]]]:
         return self.store.metric_history(self.store.resolve(ref))
@@ -523,9 +536,14 @@ class Client:
 
     _polled_probe: Any = None  # the GpuProbe gpus_polled() keeps open
 
-    def list_jobs(self, states: Iterable[JobState] | None = None) -> Sequence[Job]:
-        """Jobs (id order) as `core.model.Job` objects, without `list()`'s JSON conversion."""
-        return self.store.jobs(list(states) if states is not None else None)
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, ids: Iterable[int] | None = None
+    ) -> Sequence[Job]:
+        """Jobs (id order) as `core.model.Job` objects, without `list()`'s JSON conversion;
+        only those states and/or ids when given."""
+        return self.store.jobs(
+            list(states) if states is not None else None, list(ids) if ids is not None else None
+        )
 
     def data_version(self) -> int:
         """Changes whenever another process commits to the database (SQLite's `PRAGMA

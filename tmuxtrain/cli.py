@@ -134,6 +134,13 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
                 for k, v in j["metrics"].items()
             ),
         )
+    for ck in j["checkpoints"]:
+        scores = " ".join(
+            f"{k}={v:.4g}" for k, v in ck["metrics"].items() if isinstance(v, (int, float))
+        )
+        mark = " (best)" if ck["best"] else ""
+        state = f"eval job {ck['eval_job_id']} {ck['eval_state']}"
+        print(f"checkpoint {ck['path']}: {state} {scores}{mark}")
     for at in j["attempts"]:
         print(f"attempt {at['attempt']}: exit {at['exit_code']} gpus {at['gpus']} {at['reason']}")
     return 0

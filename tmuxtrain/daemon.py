@@ -11,10 +11,12 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import glob
 import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from tmuxtrain.core import reconcile as rec
+from tmuxtrain.core.checkpoints import Seen, eval_spec, settle
 from tmuxtrain.core.metrics import LogParser, Sample
 from tmuxtrain.core.model import FINISHED, Config, GpuInfo, Job, JobState
 from tmuxtrain.core.schedule import decide
@@ -39,6 +42,7 @@ from tmuxtrain.store import Store
 
 log = logging.getLogger("tmuxtrain.daemon")
 FULL_RECONCILE_S = 5.0  # a full pane/process check even when nothing nudged us
+CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
 HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
 
 
@@ -212,6 +216,8 @@ class Scheduler:
         self.last_full = 0.0
         self.dirty = True  # something may have changed: do a full reconcile
         self.gpus: list[GpuInfo] = []
+        self.ck_known: dict[int, set[str]] = {}
+        self.ck_seen: dict[int, dict[str, Seen]] = {}
         self.stopping = False
 
     # ---- one step ---------------------------------------------------------------------
@@ -231,6 +237,7 @@ class Scheduler:
         if any(j.state is JobState.PENDING for j in active):
             self._schedule(active, now)
         self._tail_logs(now)
+        self._watch_checkpoints(now)
         self._reap_hooks()
         self.dirty = False
 
@@ -463,6 +470,47 @@ class Scheduler:
         if keep or latest != job.metrics:
             self.store.add_metrics(job.id, keep, latest, now, tail.offset)
 
+    # ---- checkpoints ------------------------------------------------------------------
+
+    def _watch_checkpoints(self, now: float) -> None:
+        """Queue an evaluation for every new checkpoint file once it stopped growing (also
+        for a few seconds after its job ended, for the last one). Each path is evaluated
+        once, across restarts too: the store refuses a second record of it."""
+        watching = [
+            j
+            for j in self.store.jobs([JobState.RUNNING, *FINISHED], with_checkpoints=True)
+            if j.state is JobState.RUNNING or now - (j.finished_at or 0) < CHECKPOINT_AFTER_S
+        ]
+        for job in watching:
+            ck = job.spec.checkpoints
+            if ck is None:
+                continue
+            known = self.ck_known.get(job.id)
+            if known is None:
+                known = self.ck_known[job.id] = self.store.checkpoint_paths(job.id)
+            observed: dict[str, tuple[int, float]] = {}
+            for path in glob.glob(os.path.join(job.spec.cwd, ck.watch)):
+                if path not in known:
+                    with contextlib.suppress(OSError):
+                        st = os.stat(path)
+                        if stat.S_ISREG(st.st_mode):
+                            observed[path] = (st.st_size, st.st_mtime)
+            seen, ready = settle(self.ck_seen.get(job.id, {}), observed, now)
+            self.ck_seen[job.id] = seen
+            for path in ready:
+                known.add(path)
+                eval_id = self.store.add_checkpoint_eval(
+                    job.id,
+                    path,
+                    eval_spec(job.spec, path),
+                    self.store.env_of(job.id),
+                    now,
+                    self.settings.logs_dir,
+                )
+                if eval_id is not None:
+                    log.info("job %s: checkpoint %s -> evaluation job %s", job.id, path, eval_id)
+                    self.dirty = True
+
     # ---- hooks ------------------------------------------------------------------------
 
     def _hook(self, job: Job, event: str, code: int | None) -> None:
@@ -472,6 +520,18 @@ class Scheduler:
         with shell characters is never executed.
         """
         commands = [c for c in (self.config.hooks.get(event), job.spec.hooks.get(event)) if c]
+        if self.config.notify and event in ("succeeded", "failed") and shutil.which("notify-send"):
+            argv = ["notify-send", f"tmuxtrain: job {job.id} {event}", job.name]
+            with contextlib.suppress(OSError):
+                self.hooks.append(
+                    subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         if not commands:
             return
         env = dict(os.environ)

@@ -51,8 +51,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             cancel_requested_at REAL,
             cancel_reason TEXT NOT NULL DEFAULT '',
             metrics TEXT NOT NULL DEFAULT '{}',
-            log_offset INTEGER NOT NULL DEFAULT 0
+            log_offset INTEGER NOT NULL DEFAULT 0,
+            has_checkpoints INTEGER NOT NULL DEFAULT 0
         );
+        CREATE INDEX jobs_checkpoints ON jobs(has_checkpoints) WHERE has_checkpoints = 1;
         CREATE INDEX jobs_state ON jobs(state);
         CREATE INDEX jobs_name ON jobs(name);
         CREATE TABLE attempts (
@@ -236,40 +238,100 @@ class Store:
         A negative dependency -k names the k-th job of this same batch, whose id is not
         known before the insert.
         """
-        ids: list[int] = []
         with self.tx() as db:
-            hashes: dict[int, str] = {}
-            for spec, after, env in items:
-                env_hash = None
-                if env is not None:
-                    env_hash = hashes.get(id(env))
-                    if env_hash is None:
-                        data = json.dumps(env, sort_keys=True)
-                        env_hash = hashlib.sha256(data.encode()).hexdigest()
-                        db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
-                        hashes[id(env)] = env_hash
-                deps = [ids[-d - 1] if d < 0 else d for d in after]
-                cur = db.execute(
-                    "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, "
-                    "submitted_at, parent_id) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
-                    (
-                        spec.name,
-                        json.dumps(spec.to_dict(), separators=(",", ":")),
-                        env_hash,
-                        json.dumps(deps),
-                        spec.priority,
-                        now,
-                        parent_id,
-                    ),
-                )
-                job_id = int(cur.lastrowid or 0)
-                db.execute(
-                    "UPDATE jobs SET log_path = ? WHERE id = ?",
-                    (os.path.join(logs_dir, f"{job_id}.log"), job_id),
-                )
-                self._event(db, now, job_id, "submitted", {"name": spec.name})
-                ids.append(job_id)
+            return self._insert(db, items, now, logs_dir, parent_id)
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        items: Sequence[tuple[JobSpec, tuple[int, ...], dict[str, str] | None]],
+        now: float,
+        logs_dir: str,
+        parent_id: int | None,
+    ) -> list[int]:
+        ids: list[int] = []
+        hashes: dict[int, str] = {}
+        for spec, after, env in items:
+            env_hash = None
+            if env is not None:
+                env_hash = hashes.get(id(env))
+                if env_hash is None:
+                    data = json.dumps(env, sort_keys=True)
+                    env_hash = hashlib.sha256(data.encode()).hexdigest()
+                    db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
+                    hashes[id(env)] = env_hash
+            deps = [ids[-d - 1] if d < 0 else d for d in after]
+            cur = db.execute(
+                "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, submitted_at,"
+                " parent_id, has_checkpoints) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    json.dumps(spec.to_dict(), separators=(",", ":")),
+                    env_hash,
+                    json.dumps(deps),
+                    spec.priority,
+                    now,
+                    parent_id,
+                    int(spec.checkpoints is not None),
+                ),
+            )
+            job_id = int(cur.lastrowid or 0)
+            db.execute(
+                "UPDATE jobs SET log_path = ? WHERE id = ?",
+                (os.path.join(logs_dir, f"{job_id}.log"), job_id),
+            )
+            self._event(db, now, job_id, "submitted", {"name": spec.name})
+            ids.append(job_id)
         return ids
+
+    # ---- checkpoints ------------------------------------------------------------------
+
+    def checkpoint_paths(self, job_id: int) -> set[str]:
+        rows = self.db.execute("SELECT path FROM checkpoints WHERE job_id = ?", (job_id,))
+        return {r[0] for r in rows}
+
+    def add_checkpoint_eval(
+        self,
+        job_id: int,
+        path: str,
+        spec: JobSpec,
+        env: dict[str, str] | None,
+        now: float,
+        logs_dir: str,
+    ) -> int | None:
+        """Record a checkpoint and queue its evaluation job, once: None if already known."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO checkpoints (job_id, path, seen_at) VALUES (?, ?, ?)",
+                (job_id, path, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            [eval_id] = self._insert(db, [(spec, (), env)], now, logs_dir, job_id)
+            db.execute(
+                "UPDATE checkpoints SET eval_job_id = ? WHERE job_id = ? AND path = ?",
+                (eval_id, job_id, path),
+            )
+            self._event(db, now, job_id, "checkpoint", {"path": path, "eval_job_id": eval_id})
+            return eval_id
+
+    def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT c.path, c.seen_at, c.eval_job_id, j.state, j.metrics FROM checkpoints c "
+            "LEFT JOIN jobs j ON j.id = c.eval_job_id WHERE c.job_id = ? "
+            "ORDER BY c.seen_at, c.path",
+            (job_id,),
+        )
+        return [
+            {
+                "path": p,
+                "seen_at": t,
+                "eval_job_id": e,
+                "eval_state": st,
+                "metrics": json.loads(m) if m else {},
+            }
+            for p, t, e, st, m in rows
+        ]
 
     def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
         with self.tx() as db:
@@ -292,11 +354,17 @@ class Store:
         return _row_to_job(row)
 
     def jobs(
-        self, states: Iterable[JobState] | None = None, ids: Iterable[int] | None = None
+        self,
+        states: Iterable[JobState] | None = None,
+        ids: Iterable[int] | None = None,
+        *,
+        with_checkpoints: bool = False,
     ) -> list[Job]:
-        """Jobs in id order, optionally only those states or ids."""
+        """Jobs in id order, optionally only those states or ids (or with a checkpoints:)."""
         sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
         where = []
+        if with_checkpoints:
+            where.append("has_checkpoints = 1")
         if states is not None:
             st = [s.value for s in states]
             where.append(f"state IN ({','.join('?' * len(st))})")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +28,11 @@ __all__ = ["LogParser", "Sample", "compile_custom", "parse_line"]
 # one per layer) must not grow the parser without bound; names past this are ignored.
 MAX_METRICS = 256
 
-# Time constant (seconds) of the ETA's rate smoothing: long enough to ride out bursts of
-# output and validation pauses, short enough to follow a real change of speed.
-ETA_TAU_S = 120.0
+# The ETA's rate is the progress made over about this many seconds: long enough to ride
+# out bursts of output, stalled data loaders and validation pauses, short enough to follow
+# a real change of speed. It is measured from a few anchor points, so memory stays bounded.
+ETA_WINDOW_S = 300.0
+_ETA_ANCHORS = 32
 
 # Keys that look numeric but are bookkeeping, not metrics (Lightning's `v_num`, timm's
 # `Data:`/`Time:` timings, Lightning's "TPU available: False, using: 0 TPU cores" ...).
@@ -76,7 +79,7 @@ _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _END = r"""(?=[\s;|)\]}'"]|,(?!\d)|$)"""
 _END_OR_COLON = r"""(?=[\s;:|)\]}'"]|,(?!\d)|$)"""  # "epoch 3: ..."
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
 
 _ANSI_BYTES = re.compile(_ANSI.pattern.encode())
 
@@ -425,9 +428,10 @@ class _Progress:
         self.step_epoch: float | None = None  # the epoch when `step` was last read
         self.summary = False  # the last epoch line also reported results (an epoch's end)
         self.value: float | None = None  # progress in [0, 1]
-        self.t_last: float | None = None
-        self.p_last = 0.0
-        self.rate: float | None = None  # progress per second, smoothed
+        self.head: tuple[float, float] | None = None  # (time, progress) of the last reading
+        # earlier readings, at least ETA_WINDOW_S / _ETA_ANCHORS seconds apart
+        self.anchors: deque[tuple[float, float]] = deque(maxlen=_ETA_ANCHORS + 2)
+        self.rate: float | None = None  # progress per second over the window
 
     def update(self, m: Mapping[str, float], hints: int, now: float) -> None:
         epoch, step = m.get("epoch"), m.get("step")
@@ -484,31 +488,36 @@ class _Progress:
         return None
 
     def _advance(self, now: float) -> None:
-        """Fold a new progress point into a time-weighted moving average of the rate.
+        """Take a progress reading; the rate is the progress since the oldest anchor in the
+        window over the time since then.
 
-        Lines arrive in bursts (pipe-pane buffering, a feed per tick), so points sharing a
-        `now` just move the newest point; the rate is measured between distinct times, each
-        interval weighted by its length, which makes the estimate the same whether the
-        progress came in one burst or a hundred.
+        A reading is stamped with the time its bytes were read, so output that comes in
+        bursts (pipe-pane buffering, a stalled loader, a validation pass) looks like
+        progress in steps; over a window of minutes those steps average out, where the rate
+        of the last interval alone would swing between zero and many times the truth.
         """
         p = self.fraction()
         if p is None:
             return
         self.value = p
-        if self.t_last is None or p < self.p_last:
-            # First point, or progress went back (a new per-epoch bar when the number of
-            # epochs is unknown): start measuring again, keep the rate learned so far.
-            self.t_last, self.p_last = now, p
-        elif now > self.t_last:
-            dt = now - self.t_last
-            inst = (p - self.p_last) / dt
-            if self.rate is None:
-                self.rate = inst
-            else:
-                self.rate += (1.0 - math.exp(-dt / ETA_TAU_S)) * (inst - self.rate)
-            self.t_last, self.p_last = now, p
-        else:
-            self.p_last = p
+        head, anchors = self.head, self.anchors
+        if head is not None and p < head[1]:
+            # Progress went back (a per-epoch count with the number of epochs unknown):
+            # measure afresh, keeping the last rate until there is a new one.
+            anchors.clear()
+            head = None
+        if (
+            head is not None
+            and now > head[0]
+            and (not anchors or head[0] - anchors[-1][0] >= ETA_WINDOW_S / _ETA_ANCHORS)
+        ):
+            anchors.append(head)  # the last reading of an earlier time
+        t = now if head is None else max(now, head[0])
+        self.head = (t, p)
+        while len(anchors) > 1 and anchors[1][0] <= t - ETA_WINDOW_S:
+            anchors.popleft()
+        if anchors and t > anchors[0][0]:
+            self.rate = (p - anchors[0][1]) / (t - anchors[0][0])
 
     def eta_s(self) -> float | None:
         """Seconds left at the smoothed rate, as of the last progress reading."""

@@ -243,4 +243,5 @@ class Config:
     runner: str = "tmux"
     retry_backoff_s: float = 5.0
     cancel_grace_s: float = 10.0
+    notify: bool = False  # desktop notification (notify-send) when a job ends
     slurm: dict[str, Any] = field(default_factory=dict)

@@ -491,6 +491,8 @@ def parse_config(doc: Any, path: str) -> Config:
         kw["runner"] = _str(ctx, doc, "runner", "runner")
         if kw["runner"] not in RUNNERS:
             raise ctx.fail(doc.line_of("runner"), "runner", f"must be one of {', '.join(RUNNERS)}")
+    if "notify" in doc:
+        kw["notify"] = _expect(ctx, doc, "notify", "notify", (bool,), "true or false")
     if "backfill" in doc:
         kw["backfill"] = _expect(ctx, doc, "backfill", "backfill", (bool,), "true or false")
     if "headroom" in doc:

@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import DataTable, Footer
 
@@ -80,15 +81,15 @@ class TmuxtrainApp(App[int]):
     TITLE = "tmuxtrain"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "attach", "attach", key_display="⏎/a"),
+        Binding("a", "attach", "attach", key_display="⏎"),
         Binding("c", "cancel", "cancel"),
         Binding("r", "retry", "retry"),
-        Binding("plus,equals_sign", "priority(1)", "prio", key_display="+"),
-        Binding("minus", "priority(-1)", "prio", key_display="-"),
+        Binding("plus,equals_sign", "priority(1)", "prio", key_display="+/-"),
+        Binding("minus", "priority(-1)", "prio-", show=False),
         Binding("l", "log", "log"),
         Binding("n", "add", "add"),
         Binding("slash", "filter", "filter", key_display="/"),
-        Binding("u", "up", "start scheduler"),
+        Binding("u", "up", "start"),
         Binding("m", "metric", "metric", show=False),
         Binding("x", "axis", "x axis", show=False),
         Binding("t", "toggle_theme", "light/dark", show=False),
@@ -133,7 +134,7 @@ class TmuxtrainApp(App[int]):
             yield MetricPlot(id="plot")
             yield LogTail(id="tail")
         yield FilterBar(id="filter")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> JobTable:
@@ -164,9 +165,13 @@ class TmuxtrainApp(App[int]):
         if self._fetching:
             self._again = True
             return
+        try:
+            selected = self.table.selected_id
+        except NoMatches:  # a timer that fired while the app shuts down
+            return
         self._fetching = True
         fresh, self._fresh_detail = self._fresh_detail, False
-        self._fetch(self.table.selected_id, force, fresh)
+        self._fetch(selected, force, fresh)
 
     @work(thread=True, group="refresh", exit_on_error=False)
     def _fetch(self, selected: int | None, force: bool, fresh: bool) -> None:

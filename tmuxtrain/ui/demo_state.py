@@ -278,8 +278,12 @@ def _counters(d: DemoJob, frac: float) -> dict[str, float]:
         done = min(total, round(frac * total))
         epoch = min(d.epochs, done // d.steps + 1)
         step = done - (epoch - 1) * d.steps
-        return {"epoch": float(epoch), "epochs": float(d.epochs), "step": float(step),
-                "steps": float(d.steps)}  # fmt: skip
+        return {
+            "epoch": float(epoch),
+            "epochs": float(d.epochs),
+            "step": float(step),
+            "steps": float(d.steps),
+        }
     if d.steps:
         return {"step": float(round(frac * d.steps)), "steps": float(d.steps)}
     return {}
@@ -406,3 +410,71 @@ def _add(store: Store, s: Settings, d: DemoJob, now: float, points: int, seed: i
     elif d.state is JobState.PENDING:
         store.update(job_id, held=d.held, attempt=d.attempt)
         store.set_reasons({job_id: d.reason})
+
+
+def build_bench(home: str, jobs: int = 1000, gpus: int = 8, now: float = DEMO_NOW) -> Settings:
+    """A big queue for the refresh benchmark: `jobs` jobs on `gpus` GPUs, two running per
+    GPU with metric histories, a fifth pending, the rest finished."""
+    gpu_list: list[dict[str, object]] = [
+        {"name": "Fake H100 80GB HBM3", "memory": "80GiB", "utilization": 90, "temperature": 60}
+        for _ in range(gpus)
+    ]
+    settings = demo_settings(home, gpu_list)
+    store = Store(settings.db_path)
+    try:
+        specs = [
+            JobSpec(
+                name=f"sweep-lr{i % 7}e-4-s{i}",
+                command=f"python3 train.py --lr {i % 7}e-4 --seed {i}",
+                cwd="/home/you/experiments",
+                gpus=1,
+                vram_mib=30 * GIB,
+                project=f"p{i % 3}",
+            )
+            for i in range(jobs)
+        ]
+        ids = store.add_jobs([(s, (), None) for s in specs], now - 86400, settings.logs_dir)
+        running = ids[: min(len(ids), 2 * gpus)]
+        pending = ids[len(running) : len(running) + jobs // 5]
+        finished = ids[len(running) + len(pending) :]
+        for n, job_id in enumerate(running):
+            start = now - 3600 - n
+            store.transition(
+                job_id,
+                JobState.RUNNING,
+                start,
+                expect=[JobState.PENDING],
+                gpus=(n % gpus,),
+                started_at=start,
+                tmux_window=f"@{job_id}",
+            )
+            for k in range(20):
+                rows = [("loss", 2 / (1 + k + i / 10), float(k * 100 + i * 10)) for i in range(10)]
+                latest = {"loss": rows[-1][1], "step": rows[-1][2], "steps": 1e4, "eta_s": 600.0}
+                store.add_metrics(job_id, rows, latest, start + k * 60, 0)
+            with open(os.path.join(settings.logs_dir, f"{job_id}.log"), "w") as f:
+                f.writelines(f"step {k}/10000 loss={1 / (k + 1):.4f}\n" for k in range(500))
+        store.set_reasons({i: "waiting for 1 GPU with 30 GiB free" for i in pending})
+        for n, job_id in enumerate(finished):
+            start = now - 80000 + n * 60
+            store.transition(
+                job_id,
+                JobState.RUNNING,
+                start,
+                expect=[JobState.PENDING],
+                gpus=(n % gpus,),
+                started_at=start,
+            )
+            state = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)[n % 3]
+            store.transition(
+                job_id,
+                state,
+                start + 50,
+                expect=[JobState.RUNNING],
+                finished_at=start + 50,
+                exit_code={JobState.SUCCEEDED: 0, JobState.FAILED: 1}.get(state),
+                metrics={"loss": 0.1 + n / 1e4, "epoch": 3.0, "epochs": 3.0},
+            )
+    finally:
+        store.close()
+    return settings

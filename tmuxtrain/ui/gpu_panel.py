@@ -31,12 +31,21 @@ class GpuPanel(Widget):
             return
         layout_changed = len(gpus) != len(self._gpus)
         self._gpus, self._names, self._note = gpus, names, note
-        simulated = any(g.get("simulated") for g in gpus)
-        self.border_title = "GPUs" + (" · simulated" if simulated else "")
+        self._titles()
         self.refresh(layout=layout_changed)
 
-    def on_mount(self) -> None:
-        self.border_subtitle = "[$primary]█[/] tmuxtrain jobs  [$warning]█[/] other processes"
+    def on_resize(self) -> None:
+        self._titles()
+
+    def _titles(self) -> None:
+        """Title, and the bar's legend: below when there is a bottom border, else beside."""
+        simulated = any(g.get("simulated") for g in self._gpus)
+        legend = "[$primary]█[/] tmuxtrain jobs  [$warning]█[/] other processes"
+        title = "GPUs" + (" · simulated" if simulated else "")
+        if self.styles.border_bottom[0] in ("", "none", "hidden"):
+            self.border_title, self.border_subtitle = f"{title} · {legend}", ""
+        else:
+            self.border_title, self.border_subtitle = title, legend
 
     def _columns(self) -> int:
         return 2 if len(self._gpus) > 4 and self.size.width < 120 else 1
@@ -96,7 +105,7 @@ class GpuPanel(Widget):
         figs_w = 8 if compact else 13
         name_w = min(name_w, 14 if compact else 24)
         fixed = 3 + name_w + 4 + 1 + figs_w + 1 + (10 if compact else 15) + 1
-        jobs_min = 6 if compact else 18
+        jobs_min = 16 if compact else 24
         bar_w = max(10, min(48, width - fixed - jobs_min))
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"{g.get('index', '?'):>2} ", style="bold")

@@ -37,65 +37,81 @@ class JobInfo(Widget):
         self.refresh()
 
     def render(self) -> Text:
+        """Lines cut to the width (never wrapped mid-field), except the command (two lines)
+        and the metrics (as many lines as they need)."""
         p = self.palette
         job = self._job
+        width = max(10, self.content_region.width)
         if job is None:
             return Text("no job selected: add one with n", style=p.muted)
         s = job.spec
         sep = Text(" · ", style=p.muted)
-        t = Text(overflow="ellipsis")
-        t.append(view.printable(s.name), style="bold")
-        t.append("  ")
-        t.append_text(view.state_text(job, p))
-        t.append("\n")
 
-        where = Text(no_wrap=True, overflow="ellipsis")
+        def joined(parts: list[Text | str]) -> Text:
+            out = Text(no_wrap=True, overflow="ellipsis")
+            for part in parts:
+                if not part:
+                    continue
+                if out.plain:
+                    out.append_text(sep)
+                out.append_text(part if isinstance(part, Text) else Text(part))
+            return out
+
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(view.printable(s.name), style="bold")
+        title.append("  ")
+        title.append_text(view.state_text(job, p))
+        lines = [title]
+
         if job.gpus:
-            where.append(f"GPU {','.join(map(str, job.gpus))}")
+            where = f"GPU {','.join(map(str, job.gpus))}"
         elif s.gpus == 0:
-            where.append("CPU only")
+            where = "CPU only"
         else:
-            where.append(f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}")
-        where.append_text(sep)
-        where.append("exclusive" if s.vram_mib is None else f"{format_mib(s.vram_mib)} each")
-        where.append_text(sep)
-        where.append(f"prio {s.priority}")
-        if s.project != "default":
-            where.append_text(sep)
-            where.append(view.printable(s.project))
-        t.append_text(where)
-        t.append("\n")
+            where = f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"
+        vram = "exclusive" if s.vram_mib is None else f"{format_mib(s.vram_mib)} each"
+        project = view.printable(s.project) if s.project != "default" else ""
+        lines.append(joined([where, vram, f"prio {s.priority}", project]))
 
-        when = Text(no_wrap=True, overflow="ellipsis")
         run = view.runtime_s(job, self._now)
-        if run is not None:
-            when.append(f"ran {format_duration(run)}")
         eta = job.metrics.get("eta_s")
-        if job.state is JobState.RUNNING and eta is not None:
-            when.append_text(sep)
-            when.append(f"eta {format_duration(eta)}")
-        extra = [view.progress_label(job.metrics)]
-        if job.attempt > 1 or s.retries:
-            extra.append(f"attempt {job.attempt}/{s.retries + 1}")
-        if job.after_ids:
-            extra.append("after " + ",".join(map(str, job.after_ids)))
-        for item in filter(None, extra):
-            if when.plain:
-                when.append_text(sep)
-            when.append(item)
+        when = joined(
+            [
+                "" if run is None else f"ran {format_duration(run)}",
+                f"eta {format_duration(eta)}"
+                if job.state is JobState.RUNNING and eta is not None
+                else "",
+                view.progress_label(job.metrics),
+                f"attempt {job.attempt}/{s.retries + 1}" if job.attempt > 1 or s.retries else "",
+                "after " + ",".join(map(str, job.after_ids)) if job.after_ids else "",
+            ]
+        )
         if when.plain:
-            t.append_text(when)
-            t.append("\n")
+            lines.append(when)
         why = view.why_text(job)
         if why:
-            t.append(view.printable(why) + "\n", style=p.err if job.exit_code else p.warn)
-        t.append("$ " + view.printable(s.command) + "\n", style=p.muted)
+            style = p.err if job.state is JobState.FAILED else p.warn
+            lines.append(Text(view.printable(why), style=style, no_wrap=True, overflow="ellipsis"))
 
         metrics = [(k, v) for k, v in job.metrics.items() if k not in PROGRESS_KEYS]
         metrics.sort(key=lambda kv: (kv[0] != "loss", kv[0]))
-        for i, (k, v) in enumerate(metrics):
-            if i:
-                t.append("  ")
-            t.append(f"{k} ", style=p.muted)
-            t.append(metric_value(v), style="bold" if k == "loss" else "")
-        return t
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for k, v in metrics:
+            item = Text()
+            item.append(f"{k} ", style=p.muted)
+            item.append(metric_value(v), style="bold" if k == "loss" else "")
+            if line.plain and line.cell_len + 2 + item.cell_len > width:
+                lines.append(line)
+                line = Text(no_wrap=True, overflow="ellipsis")
+            if line.plain:
+                line.append("  ")
+            line.append_text(item)
+        if line.plain:
+            lines.append(line)
+
+        command = "$ " + view.printable(s.command)
+        first, rest = command[:width], command[width:]
+        lines.append(Text(first, style=p.muted, no_wrap=True))
+        if rest:
+            lines.append(Text(rest, style=p.muted, no_wrap=True, overflow="ellipsis"))
+        return Text("\n", no_wrap=True).join(lines)

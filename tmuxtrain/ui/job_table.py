@@ -37,8 +37,8 @@ WIDE = (
 )
 NARROW = (
     ("id", "id", 4),
-    ("name", "name", 15),
-    ("state", "state", 9),
+    ("name", "name", 14),
+    ("state", "state", 10),
     ("gpus", "gpu", 3),
     ("progress", "progress / why", 19),
     ("loss", "loss", 7),

@@ -13,6 +13,7 @@ import codecs
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from tmuxtrain.core.model import Job, JobState
 
 T = TypeVar("T")
 
+FULL_READ_S = 30.0  # re-read finished jobs too this often (a window trimmed, say)
 LOG_TAIL_BYTES = 64 * 1024  # what the live log pane starts from
 LOG_MAX_STEP = 512 * 1024  # more new bytes than this in one refresh: jump to the tail
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
@@ -82,7 +84,10 @@ class DataSource:
         self._act_lock = threading.Lock()
         self._actor: Client | None = None
         self._version: int | None = None
-        self._jobs: Sequence[Job] = ()
+        self._full_at: float | None = None
+        self._active: Sequence[Job] = ()
+        self._finished: dict[int, Job] = {}
+        self._by_id: dict[int, Job] = {}
         self._history_key: tuple[int, Any] | None = None
         self._log: _LogPos | None = None
 
@@ -93,32 +98,70 @@ class DataSource:
     ) -> Snapshot:
         """Everything one refresh shows. `selected` also brings its metric history (when it
         changed) and the new part of its log; `fresh` reads both from scratch (the screen
-        dropped what it had). `force` re-reads the jobs even when nothing was committed."""
+        dropped what it had). `force` re-reads every job even when nothing was committed."""
         with self._read_lock:
             c = self.client
-            errors: list[str] = []
-            version = c.data_version()  # read first: a commit during the read is seen next time
-            jobs: Sequence[Job] | None = None
-            if force or version != self._version:
-                jobs = self._jobs = c.list_jobs()
-                self._version = version
-            running = [j for j in self._jobs if j.state is JobState.RUNNING]
+            version = c.data_version()  # read first: a commit during the reads is seen next time
+            status = c.status()
+            jobs = self._read_jobs(version, status["counts"], force)
+            running = [j for j in self._active if j.state is JobState.RUNNING]
             try:
                 gpus = c.gpus_polled(running)
                 note = c.gpu_probe_note()
             except Exception as e:  # a probe failure is shown, never fatal to the dashboard
                 gpus, note = [], f"GPU probe failed: {e}"
-            status = c.status()
-            snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"], errors=errors)
+            snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"])
             if fresh:
                 self._history_key = None
                 self._log = None
             if selected is not None:
-                job = next((j for j in self._jobs if j.id == selected), None)
+                job = self._by_id.get(selected)
                 if job is not None:
                     snap.history = self._history(job)
                     snap.log = self._read_log(job)
             return snap
+
+    def _read_jobs(
+        self, version: int, counts: dict[str, int], force: bool
+    ) -> Sequence[Job] | None:
+        """All jobs, or None when nothing was committed since the last read.
+
+        Only pending and running jobs are re-read on each change: finished jobs do not change
+        (a retry makes them pending again), so they are kept, and read once when they leave
+        the active set. The per-state counts check that nothing slipped past (a job added
+        and cancelled between two refreshes); a full read also happens every FULL_READ_S.
+        """
+        c = self.client
+        full = force or self._full_at is None or time.monotonic() - self._full_at > FULL_READ_S
+        if not full and version == self._version:
+            return None
+        self._version = version
+        if full:
+            everything = c.list_jobs()
+            self._finished = {j.id: j for j in everything if j.state.finished}
+            self._active = [j for j in everything if not j.state.finished]
+            self._full_at = time.monotonic()
+        else:
+            active = c.list_jobs([JobState.PENDING, JobState.RUNNING])
+            now_active = {j.id for j in active}
+            gone = [i for i in (j.id for j in self._active) if i not in now_active]
+            if gone:
+                for j in c.list_jobs(ids=gone):
+                    if j.state.finished:
+                        self._finished[j.id] = j
+            for i in now_active:
+                self._finished.pop(i, None)
+            self._active = active
+            seen = {s.value: 0 for s in JobState}
+            for j in self._finished.values():
+                seen[j.state.value] += 1
+            for j in active:
+                seen[j.state.value] += 1
+            if any(seen[k] != counts.get(k, 0) for k in seen):
+                return self._read_jobs(version, counts, True)
+        jobs = [*self._active, *self._finished.values()]
+        self._by_id = {j.id: j for j in jobs}
+        return jobs
 
     def _history(self, job: Job) -> tuple[int, dict[str, list[list[float | None]]]] | None:
         key = (job.id, (job.metrics, job.attempt, job.state))

@@ -1,0 +1,92 @@
+"""Checkpoint-triggered evaluation end to end: the example training script writes
+checkpoints, each complete one gets exactly one evaluation job, scores attach to it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from tests.conftest import Env, wait_until
+from tmuxtrain.core.checkpoints import Seen, best_index, eval_spec, settle
+from tmuxtrain.core.model import CheckpointSpec, JobSpec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "tmuxtrain" / "examples"
+
+
+def test_settle_waits_until_a_file_stops_growing() -> None:
+    state, ready = settle({}, {"a.pt": (10, 1.0)}, now=100.0)
+    assert ready == [] and state["a.pt"] == Seen(10, 1.0, 100.0)
+    state, ready = settle(state, {"a.pt": (20, 2.0)}, now=100.5)  # still growing
+    assert ready == [] and state["a.pt"].since == 100.5
+    state, ready = settle(state, {"a.pt": (20, 2.0)}, now=101.0)
+    assert ready == []  # unchanged for 0.5 s only
+    state, ready = settle(state, {"a.pt": (20, 2.0)}, now=101.6)
+    assert ready == ["a.pt"]
+    state, ready = settle(state, {}, now=102.0)
+    assert state == {} and ready == []
+
+
+def test_eval_spec_quotes_the_path_and_outranks_training() -> None:
+    parent = JobSpec(
+        name="run", command="train", cwd="/w", priority=3, project="p", env={"A": "1"},
+        checkpoints=CheckpointSpec(watch="ck/*.pt", eval="python eval.py {checkpoint} --x", gpus=0),
+    )  # fmt: skip
+    spec = eval_spec(parent, "/w/ck/it's 1.pt")
+    assert spec.command == "python eval.py '/w/ck/it'\"'\"'s 1.pt' --x"
+    assert spec.priority == 4 and spec.gpus == 0 and spec.project == "p" and spec.env == {"A": "1"}
+    assert spec.name == "run-eval-it's 1.pt" and spec.cwd == "/w"
+
+
+def test_best_index_minimises_losses_and_maximises_the_rest() -> None:
+    cks = [
+        {"metrics": {"eval_loss": 0.5, "eval_acc": 0.7}},
+        {"metrics": {"eval_loss": 0.3, "eval_acc": 0.6}},
+        {"metrics": {}},
+    ]
+    assert best_index(cks, "eval_loss") == 1
+    assert best_index(cks, "eval_acc") == 0
+    assert best_index(cks, "min:eval_acc") == 1
+    assert best_index(cks, "nothing") is None
+
+
+def test_each_checkpoint_is_evaluated_once_with_scores(tt: Env) -> None:
+    work = tt.root / "work"
+    work.mkdir()
+    for name in ("train_example.py", "eval_example.py"):
+        shutil.copy(EXAMPLES / name, work / name)
+    py = sys.executable
+    tt.write(
+        "job.yaml",
+        f"""
+name: mlp
+cwd: {work}
+gpus: 0
+command: {py} train_example.py --epochs 3 --steps 10 --sleep 0.05 --out runs/mlp
+checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkpoint}}', gpus: 0, keep_best: eval_acc}}
+""",
+    )
+    [train] = [int(x) for x in tt.cli("add", "job.yaml", check=True).stdout.split()]
+    c = tt.client()
+
+    def evals_done() -> list[dict] | None:
+        cks = c.show(train)["checkpoints"]
+        return cks if len(cks) == 3 and all(ck["eval_state"] == "succeeded" for ck in cks) else None
+
+    cks = wait_until(evals_done, timeout=60, what="3 evaluated checkpoints")
+    assert [Path(ck["path"]).name for ck in cks] == ["epoch1.pt", "epoch2.pt", "epoch3.pt"]
+    for ck in cks:
+        assert 0.0 < ck["metrics"]["eval_acc"] <= 1.0 and "eval_loss" in ck["metrics"]
+    best = [ck for ck in cks if ck["best"]]
+    assert len(best) == 1 and best[0]["metrics"]["eval_acc"] == max(
+        ck["metrics"]["eval_acc"] for ck in cks
+    )
+    evals = [j for j in c.list() if j["parent_id"] == train]
+    assert len(evals) == 3  # exactly once each
+    # A restarted scheduler does not evaluate them again.
+    tt.cli("down", check=True)
+    tt.cli("up", check=True)
+    tt.cli("add", "--gpus", "0", "--", "true", check=True)
+    assert c.wait(timeout=30)
+    assert len([j for j in c.list() if j["parent_id"] == train]) == 3
+    assert "best" in tt.cli("show", str(train), check=True).stdout
