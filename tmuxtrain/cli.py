@@ -342,6 +342,26 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sbatch(c: Client, a: argparse.Namespace) -> int:
+    from tmuxtrain.jobfile import load_config, load_jobs
+    from tmuxtrain.runners import slurm
+
+    config = load_config(c.settings.config_path)
+    opts = slurm.SlurmOptions.from_config(
+        config.slurm, partition=a.partition, account=a.account, extra=tuple(a.command)
+    )
+    specs = [s for path in a.files for s in load_jobs(path)]
+    plan = slurm.plan(specs, opts, a.out)
+    slurm.write(plan)
+    if not a.submit:
+        for _, path, _ in plan.scripts:
+            print(path)
+        return 0
+    for name, job_id in slurm.submit(plan).items():
+        print(f"{job_id}\t{name}")
+    return 0
+
+
 def cmd_ui(c: Client, a: argparse.Namespace) -> int:
     from tmuxtrain.ui.app import run_ui
 
@@ -428,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", type=int, default=0, metavar="EVENT_ID", help="resume after this event id"
     )
     sp.add_argument("--json", action="store_true", help="(events are always JSON lines)")
+    sp = add("sbatch", cmd_sbatch, "write job files as Slurm sbatch scripts, and submit them")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--out", default="sbatch", help="folder for the scripts (default: ./sbatch)")
+    sp.add_argument("--submit", action="store_true", help="run sbatch, in dependency order")
+    sp.add_argument("--partition", help="Slurm partition (default: config slurm.partition)")
+    sp.add_argument("--account", help="Slurm account (default: config slurm.account)")
     add("ui", cmd_ui, "the dashboard")
     sp = add("demo", cmd_demo, "start the scheduler, queue the example jobs, open the dashboard")
     sp.add_argument("--no-ui", action="store_true", help="only queue the jobs")
@@ -442,8 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, command = argv[:i], argv[i + 1 :]
     args = parser.parse_args(argv)
-    if command and args.cmd != "add":
-        parser.error("a command after -- only goes with `add`")
+    if command and args.cmd not in ("add", "sbatch"):
+        parser.error("a command after -- only goes with `add` (or extra flags with `sbatch`)")
     args.command = command
     client = Client()
     try:

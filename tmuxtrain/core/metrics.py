@@ -425,7 +425,8 @@ class _Progress:
         self.zero_based = False  # epochs counted from 0 (Lightning, timm) once we see an epoch 0
         self.per_epoch: bool | None = None  # does the step counter restart every epoch?
         self.per_epoch_seen = False  # per_epoch was observed, not guessed from the format
-        self.step_epoch: float | None = None  # the epoch when `step` was last read
+        self.step_read: float | None = None  # the last step read (`step` may be reset to 0)
+        self.step_epoch: float | None = None  # the epoch when it was read
         self.summary = False  # the last epoch line also reported results (an epoch's end)
         self.value: float | None = None  # progress in [0, 1]
         self.head: tuple[float, float] | None = None  # (time, progress) of the last reading
@@ -438,6 +439,10 @@ class _Progress:
         if epoch is not None:
             if epoch == 0:
                 self.zero_based = True
+            if self.per_epoch and step is None and self.epoch is not None and epoch > self.epoch:
+                # Keras: "Epoch 2/3" comes before the first step line of that epoch; the last
+                # step read (1000/1000) belongs to the epoch before.
+                self.step = 0.0
             self.epoch = epoch
             self.summary = step is None and len(m.keys() - _PROGRESS_NAMES) > 0
         if m.get("epochs"):
@@ -448,17 +453,17 @@ class _Progress:
             self.per_epoch = True
         if step is not None:
             if (
-                self.step is not None
+                self.step_read is not None
                 and self.epoch is not None
                 and self.step_epoch is not None
                 and self.epoch > self.step_epoch
-                and step != self.step
+                and step != self.step_read
             ):
                 # The epoch moved on since the last step reading: a restarted counter is
                 # per-epoch, one that kept growing is global, whatever the format suggested.
-                self.per_epoch = step < self.step
+                self.per_epoch = step < self.step_read
                 self.per_epoch_seen = True
-            self.step = step
+            self.step = self.step_read = step
             self.step_epoch = self.epoch
         self._advance(now)
 

@@ -80,6 +80,7 @@ CONFIG_KEYS = (
     "retry_backoff",
     "cancel_grace",
 )
+SLURM_KEYS = ("partition", "account", "extra", "log_dir")
 POLICIES = ("fifo", "priority", "fair-share")
 RUNNERS = ("tmux", "slurm")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -527,5 +528,7 @@ def parse_config(doc: Any, path: str) -> Config:
         _unknown_keys(ctx, hdoc, HOOK_EVENTS, "hooks.")
         kw["hooks"] = {k: _str(ctx, hdoc, k, f"hooks.{k}") for k in hdoc}
     if "slurm" in doc:
-        kw["slurm"] = dict(_mapping(ctx, doc, "slurm", "slurm"))
+        sdoc = _mapping(ctx, doc, "slurm", "slurm")
+        _unknown_keys(ctx, sdoc, SLURM_KEYS, "slurm.")
+        kw["slurm"] = dict(sdoc)
     return Config(**kw)

@@ -68,6 +68,7 @@ def measure_refresh_detail(
                 apply=statistics.fmean(apply_s),
                 rows_formatted=statistics.fmean(formatted),
                 rows=app.table.row_count,
+                active=sum(1 for j in app.jobs if not j.state.finished),
             )
 
     try:
@@ -89,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--refreshes", type=int, default=30)
+    p.add_argument(
+        "--pending", type=int, default=None, help="pending jobs (default: a fifth of them)"
+    )
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = build_bench(f"{tmp}/home", jobs=a.jobs, gpus=a.gpus)
+        settings = build_bench(f"{tmp}/home", jobs=a.jobs, gpus=a.gpus, pending=a.pending)
         r = measure_refresh_detail(Client(settings), a.refreshes)
     print(
-        f"{a.jobs} jobs, {a.gpus} GPUs, {a.refreshes} busy refreshes: "
+        f"{a.jobs} jobs ({r['active']} pending or running), {a.gpus} GPUs, "
+        f"{a.refreshes} busy refreshes: "
         f"{r['mean'] * 1e3:.1f} ms mean, {r['median'] * 1e3:.1f} ms median, "
         f"{r['max'] * 1e3:.1f} ms max per refresh "
         f"(read {r['fetch'] * 1e3:.1f} ms in the worker, apply {r['apply'] * 1e3:.1f} ms on the "

@@ -412,9 +412,15 @@ def _add(store: Store, s: Settings, d: DemoJob, now: float, points: int, seed: i
         store.set_reasons({job_id: d.reason})
 
 
-def build_bench(home: str, jobs: int = 1000, gpus: int = 8, now: float = DEMO_NOW) -> Settings:
+def build_bench(
+    home: str,
+    jobs: int = 1000,
+    gpus: int = 8,
+    now: float = DEMO_NOW,
+    pending: int | None = None,
+) -> Settings:
     """A big queue for the refresh benchmark: `jobs` jobs on `gpus` GPUs, two running per
-    GPU with metric histories, a fifth pending, the rest finished."""
+    GPU with metric histories, `pending` (default a fifth) waiting, the rest finished."""
     gpu_list: list[dict[str, object]] = [
         {"name": "Fake H100 80GB HBM3", "memory": "80GiB", "utilization": 90, "temperature": 60}
         for _ in range(gpus)
@@ -435,8 +441,9 @@ def build_bench(home: str, jobs: int = 1000, gpus: int = 8, now: float = DEMO_NO
         ]
         ids = store.add_jobs([(s, (), None) for s in specs], now - 86400, settings.logs_dir)
         running = ids[: min(len(ids), 2 * gpus)]
-        pending = ids[len(running) : len(running) + jobs // 5]
-        finished = ids[len(running) + len(pending) :]
+        n_pending = jobs // 5 if pending is None else pending
+        waiting = ids[len(running) : len(running) + n_pending]
+        finished = ids[len(running) + len(waiting) :]
         for n, job_id in enumerate(running):
             start = now - 3600 - n
             store.transition(
@@ -454,7 +461,7 @@ def build_bench(home: str, jobs: int = 1000, gpus: int = 8, now: float = DEMO_NO
                 store.add_metrics(job_id, rows, latest, start + k * 60, 0)
             with open(os.path.join(settings.logs_dir, f"{job_id}.log"), "w") as f:
                 f.writelines(f"step {k}/10000 loss={1 / (k + 1):.4f}\n" for k in range(500))
-        store.set_reasons({i: "waiting for 1 GPU with 30 GiB free" for i in pending})
+        store.set_reasons({i: "waiting for 1 GPU with 30 GiB free" for i in waiting})
         for n, job_id in enumerate(finished):
             start = now - 80000 + n * 60
             store.transition(

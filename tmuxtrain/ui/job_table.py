@@ -50,8 +50,12 @@ CELL_PADDING = 1
 
 @dataclass
 class _Row:
+    """What a row shows, and of which reading: `job` is the Job object last shown."""
+
     sig: tuple[Any, ...]
     cells: dict[str, Text]
+    job: Job | None = None
+    order_key: tuple[Any, ...] = ()
 
 
 class JobTable(DataTable[Text]):
@@ -121,6 +125,7 @@ class JobTable(DataTable[Text]):
         """Format every row again (after a theme change: colours live in the cells)."""
         for row in self._rows.values():
             row.sig = ()
+            row.job = None
         if self._jobs:
             self.sync(self._jobs, self._now)
 
@@ -169,30 +174,46 @@ class JobTable(DataTable[Text]):
                         self._set(job.id, "runtime", view.runtime_text(job, now))
             self.rows_formatted = 0
             return
+        reorder = False
         wanted = {j.id for j in jobs}
         for job_id in [i for i in self._rows if i not in wanted]:
             del self._rows[job_id]
             self.remove_row(str(job_id))
+            reorder = True
+        running = JobState.RUNNING
         for job in jobs:
-            sig = view.signature(job)
             row = self._rows.get(job.id)
+            if row is not None and row.job is job:  # the very same reading: nothing new
+                if job.state is running and not self.narrow:
+                    self._set(job.id, "runtime", view.runtime_text(job, now))
+                continue
+            sig = view.signature(job)
+            key = view.order_key(job)
             if row is None:
                 cells = self._cells(job, now)
                 formatted += 1
-                self._rows[job.id] = _Row(sig, cells)
+                self._rows[job.id] = _Row(sig, cells, job, key)
                 self.add_row(*(cells[c] for c in self._column_keys()), key=str(job.id))
-            elif row.sig != sig:
+                reorder = True
+                continue
+            row.job = job
+            if row.order_key != key:
+                row.order_key = key
+                reorder = True
+            if row.sig != sig:
                 formatted += 1
                 row.sig = sig
-                for key, cell in self._cells(job, now).items():
-                    self._set(job.id, key, cell)
-            elif job.state is JobState.RUNNING and not self.narrow:
+                for col, cell in self._cells(job, now).items():
+                    self._set(job.id, col, cell)
+            elif job.state is running and not self.narrow:
                 self._set(job.id, "runtime", view.runtime_text(job, now))
-        order = [j.id for j in sorted(jobs, key=view.order_key)]
-        if order != self._order:
-            self._order = order
-            rank = {str(i): n for n, i in enumerate(order)}
-            self.sort("id", key=lambda cell: rank[cell.plain])
+        if reorder:
+            rows = self._rows
+            order = sorted(wanted, key=lambda i: rows[i].order_key)
+            if order != self._order:
+                self._order = order
+                rank = {str(i): n for n, i in enumerate(order)}
+                self.sort("id", key=lambda cell: rank[cell.plain])
         self.rows_formatted = formatted
 
     def _column_keys(self) -> list[str]:

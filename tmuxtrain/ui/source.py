@@ -121,9 +121,7 @@ class DataSource:
                     snap.log = self._read_log(job)
             return snap
 
-    def _read_jobs(
-        self, version: int, counts: dict[str, int], force: bool
-    ) -> Sequence[Job] | None:
+    def _read_jobs(self, version: int, counts: dict[str, int], force: bool) -> Sequence[Job] | None:
         """All jobs, or None when nothing was committed since the last read.
 
         Only pending and running jobs are re-read on each change: finished jobs do not change
