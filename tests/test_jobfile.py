@@ -96,12 +96,6 @@ def test_malformed_yaml_reports_the_line(tmp_path: Path, data: str, line: int) -
     assert e.message.startswith("invalid YAML: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: jobfile.load_text turns yaml.reader.ReaderError (a control character such as "
-    "ESC from pasted terminal colours) into a SpecError without a line, whose message spans two "
-    "lines ('...\\n  in \"<unicode string>\", position N')",
-)
 def test_control_character_reports_one_line_with_line_number(tmp_path: Path) -> None:
     path = write(tmp_path, "command: x\n\x1b[0mgpus: 1\n")
     with pytest.raises(SpecError) as info:

@@ -449,12 +449,6 @@ def test_concurrent_submitters(tmp_path: Path) -> None:
     s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a job that runs after a job listed later in the same file gets a negative "
-    "batch dependency pointing forward; Store.add_jobs reads ids[-d - 1] before that job is "
-    "inserted and raises IndexError (a traceback, nothing queued)",
-)
 def test_dependency_on_a_later_job_of_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "chain.yaml"
     path.write_text(

@@ -80,6 +80,11 @@ def job_json(job: Job, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def _spec_error(spec: JobSpec, field: str, message: str) -> SpecError:
+    path, _, line = spec.source.rpartition(":")
+    return SpecError(path or spec.source, int(line) if line.isdigit() else None, field, message)
+
+
 def adhoc_name(argv: Sequence[str]) -> str:
     """A readable default name for `add -- CMD`: the script, not the interpreter."""
     words = list(argv)
@@ -155,9 +160,11 @@ class Client:
         """Resolve dependencies (names in this batch first, then existing jobs) and insert."""
         from tmuxtrain.jobenv import submit_environment
 
+        given = list(specs)
+        specs = self._dependency_order(given)
         batch = {s.name: i for i, s in enumerate(specs)}
         items: list[tuple[JobSpec, tuple[int, ...]]] = []
-        # Ids of this batch are not known before insert: reserve them as negatives.
+        # Ids of this batch are not known before insert: -(k+1) stands for its k-th job.
         for spec in specs:
             deps = []
             for ref in spec.after:
@@ -167,18 +174,39 @@ class Client:
                 try:
                     deps.append(self._resolve_dep(ref))
                 except TmuxtrainError as e:
-                    path, _, line = spec.source.rpartition(":")
-                    raise SpecError(
-                        path or spec.source, int(line) if line.isdigit() else None, "after", str(e)
-                    ) from None
+                    raise _spec_error(spec, "after", str(e)) from None
             items.append((spec, tuple(deps)))
         env = submit_environment(True)
         minimal = submit_environment(False)
         rows = [(spec, deps, env if spec.inherit_env else minimal) for spec, deps in items]
-        ids = self.store.add_jobs(rows, time.time(), self.settings.logs_dir, parent_id)
+        inserted = self.store.add_jobs(rows, time.time(), self.settings.logs_dir, parent_id)
+        by_spec = {id(s): i for s, i in zip(specs, inserted, strict=True)}
+        ids = [by_spec[id(s)] for s in given]  # in the order the files gave them
         if start:
             self.ensure_scheduler()
         return ids
+
+    @staticmethod
+    def _dependency_order(specs: Sequence[JobSpec]) -> builtins.list[JobSpec]:
+        """Jobs of one submission with each after the jobs of the batch it depends on (so a
+        file may list `evaluate` before `train`); a cycle is a SpecError."""
+        names = {s.name for s in specs}
+        out: builtins.list[JobSpec] = []
+        placed: set[str] = set()
+        pending = list(specs)
+        while pending:
+            ready = [
+                s
+                for s in pending
+                if all(d in placed or d not in names or d == s.name for d in s.after)
+            ]
+            if not ready:
+                cycle = ", ".join(s.name for s in pending)
+                raise _spec_error(pending[0], "after", f"dependency cycle among: {cycle}")
+            out += ready
+            placed.update(s.name for s in ready)
+            pending = [s for s in pending if s.name not in placed]
+        return out
 
     def _resolve_dep(self, ref: str) -> int:
         text = ref.strip()

@@ -33,6 +33,7 @@ from tmuxtrain.core.checkpoints import Seen, eval_spec, settle
 from tmuxtrain.core.metrics import LogParser, Sample
 from tmuxtrain.core.model import FINISHED, Config, GpuInfo, Job, JobState
 from tmuxtrain.core.schedule import decide
+from tmuxtrain.core.spec import HOOK_FIELDS, fill
 from tmuxtrain.gpus import GpuProbe, open_probe
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.jobfile import load_config
@@ -545,10 +546,9 @@ class Scheduler:
             "project": job.spec.project,
             "gpus": ",".join(map(str, job.gpus)),
         }
+        assert set(fields) == set(HOOK_FIELDS)
         for k, v in fields.items():
             env[f"TMUXTRAIN_JOB_{k.upper()}"] = v
-        from tmuxtrain.core.spec import fill
-
         for command in commands:
             shell = fill(
                 command, {k: f'"${{TMUXTRAIN_JOB_{k.upper()}}}"' for k in fields}, KeyError

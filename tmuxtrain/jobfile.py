@@ -62,6 +62,10 @@ def load_text(text: str, path: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         problem = " ".join(str(p) for p in (e.context, e.problem) if p) or "malformed YAML"
         raise SpecError(path, line, None, f"invalid YAML: {problem}") from None
+    except yaml.reader.ReaderError as e:  # a control character, e.g. pasted colour codes
+        line = text[: e.position].count("\n") + 1
+        char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise SpecError(path, line, None, f"invalid YAML: control character {char}") from None
     except yaml.YAMLError as e:
         raise SpecError(path, None, None, f"invalid YAML: {e}") from None
 

@@ -444,6 +444,8 @@ class Store:
         return cur.rowcount == 1
 
     def update(self, job_id: int, **fields: Any) -> None:
+        if not fields:
+            return
         bad = set(fields) - WRITABLE
         if bad:
             raise ValueError(f"not writable: {bad}")

@@ -189,12 +189,6 @@ def test_backfill_lets_a_small_later_job_start() -> None:
     assert d.reasons[2] == "waiting for 1 GPU with 40 GiB free"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: decide() backfills any later job that fits, even onto the GPU an exclusive "
-    "head is waiting for; DESIGN says backfill may start small jobs only where they cannot "
-    "delay the head's reservation, so the head can starve",
-)
 def test_backfill_never_delays_an_exclusive_head() -> None:
     # Job 2 waits for GPU 0 to be free of jobs. Starting job 3 there means job 2 must now
     # also wait for job 3, and for every later small job that keeps landing there.

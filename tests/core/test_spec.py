@@ -277,11 +277,6 @@ def test_unknown_key_in_jobs_list_and_defaults() -> None:
     assert "did you mean 'defaults'" in e.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spec._unknown_keys (and the env./matrix. key checks) put the raw key in the "
-    "message, so a key holding a newline makes a multi-line error",
-)
 @pytest.mark.parametrize(
     "text",
     [
@@ -449,12 +444,6 @@ def test_unknown_placeholder_names_field_and_line(text: str, line: int, field: s
     assert "{{ }}" in e.message  # tells how to write a literal brace
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spec._parse_job.unknown() looks up the line of the last part of a dotted "
-    "field ('A' of env.A, 'watch' of checkpoints.watch) in the job, so it reports the job's "
-    "first line instead of the line of the env/checkpoints entry",
-)
 @pytest.mark.parametrize(
     ("text", "lines", "field"),
     [

@@ -71,17 +71,31 @@ def allocate(
     headroom_mib: int = 1024,
     max_jobs_per_gpu: int = 4,
     loads: Sequence[GpuLoad] | None = None,
+    exclude: frozenset[int] = frozenset(),
 ) -> Allocation:
     """Pick `request.gpus` distinct GPUs that can take the request, never over-committing one.
 
     Exclusive requests take the lowest free indices. Shared requests pack: GPUs that already
     run jobs first, then the least free memory that still fits, so whole GPUs stay free for
-    exclusive jobs. `loads` may be passed in when the caller already computed them.
+    exclusive jobs. `loads` may be passed in when the caller already computed them; GPUs
+    in `exclude` (reserved for another job) are not offered.
     """
     if request.gpus == 0:
         return Allocation(())
     if loads is None:
         loads = gpu_loads(gpus, holdings, headroom_mib)
+    if exclude:
+        free = [x for x in loads if x.index not in exclude]
+        alloc = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
+                         max_jobs_per_gpu=max_jobs_per_gpu, loads=free)  # fmt: skip
+        if alloc.ok:
+            return alloc
+        plain = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
+                         max_jobs_per_gpu=max_jobs_per_gpu, loads=loads)  # fmt: skip
+        if plain.ok:  # it would fit, but only on GPUs the head of the queue waits for
+            held = ",".join(map(str, sorted(exclude)))
+            return Allocation((), f"GPU {held} reserved for the job at the head of the queue")
+        return plain
     if request.gpus > len(loads):
         have = "no GPUs" if not loads else f"{_plural(len(loads), 'GPU')}"
         return Allocation((), f"needs {_plural(request.gpus, 'GPU')}, this machine has {have}")
@@ -116,3 +130,21 @@ def allocate(
         )
     fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
     return Allocation(tuple(sorted(x.index for x in fit_loads[: request.gpus])))
+
+
+def reserve(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> frozenset[int]:
+    """The GPUs a job that cannot start now is first in line for (for backfill: later jobs
+    must not take them, or the head would wait for those too). Exclusive requests reserve
+    the GPUs with the fewest jobs, shared ones those with the most free memory; a request
+    that can never fit reserves nothing."""
+    if request.gpus == 0 or request.gpus > len(loads):
+        return frozenset()
+    if request.vram_mib is not None:
+        need = request.vram_mib
+        able = [x for x in loads if (x.total_mib or 0) - headroom_mib >= need]
+        ranked = sorted(able, key=lambda x: (x.free_mib is None, -(x.free_mib or 0), x.index))
+    else:
+        ranked = sorted(loads, key=lambda x: (x.external_mib is None, x.jobs, x.index))
+    if len(ranked) < request.gpus:
+        return frozenset()
+    return frozenset(x.index for x in ranked[: request.gpus])

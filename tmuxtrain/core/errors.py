@@ -16,7 +16,8 @@ class SpecError(TmuxtrainError):
         self.path, self.line, self.field, self.message = path, line, field, message
         where = path if line is None else f"{path}:{line}"
         what = f"{field}: {message}" if field else message
-        super().__init__(f"{where}: {what}")
+        # One line, whatever the file held (a key may contain a newline).
+        super().__init__(f"{where}: {what}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class NotFound(TmuxtrainError):

@@ -352,14 +352,14 @@ def _read(line: str, flags: int = _WORDS) -> _Reading:
                 r.put(name, line, *m.span(1))
         at = 0
         for f in fields or ():
-            m = _PIPE_FIELD.fullmatch(f)
-            if m:
-                name = _name(m.group(1))
+            field = _PIPE_FIELD.fullmatch(f)
+            if field:
+                name = _name(field.group(1))
                 if name:
-                    r.key(line, at, at + m.end(1))
+                    r.key(line, at, at + field.end(1))
                     if prefix and name != "epoch":
                         name = prefix + name
-                    r.put(name, line, at + m.start(2), at + m.end(2))
+                    r.put(name, line, at + field.start(2), at + field.end(2))
             at += len(f) + 1
     return r
 
@@ -673,7 +673,8 @@ class LogParser:
             if not metrics:
                 continue
             if hints & _HINT_PLAIN_BAR and "steps" in metrics and not self._main_bar(metrics):
-                del metrics["step"], metrics["steps"]
+                metrics.pop("step", None)
+                metrics.pop("steps")
             if not _PROGRESS_NAMES.isdisjoint(metrics):
                 progress.update(metrics, hints, now)
             x = progress.x()

@@ -8,7 +8,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tmuxtrain.core.allocate import allocate, gpu_loads
+from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
 from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.units import format_duration
 
@@ -79,8 +79,10 @@ def decide(
     pending job depends on that is not in `jobs`. Order: policy order; for each pending job,
     skip it if held, cancel it if a dependency failed or was cancelled, wait if a dependency
     has not succeeded or its retry backoff has not passed, else place it on GPUs. With
-    `backfill` off, the first job that cannot be placed blocks all later ones (strict order);
-    with it on, later jobs that fit start (the head keeps its place in the queue).
+    `backfill` off, the first job that cannot be placed blocks all later GPU jobs (strict
+    order); with it on, that job (the head) reserves the GPUs it is first in line for, and
+    later jobs may start only on the other GPUs, so they never delay it. CPU-only jobs
+    compete for no GPU and always start.
     Precondition: running jobs carry the GPUs they hold.
     """
     running = [j for j in jobs if j.state is JobState.RUNNING]
@@ -92,6 +94,7 @@ def decide(
     failed_shapes: dict[tuple[int, int | None], str] = {}
     out = Decisions()
     blocked_by: Job | None = None
+    reserved: frozenset[int] | None = None  # backfill: the head's GPUs
 
     for job in policy_order(pending, running, config):
         if job.held:
@@ -116,7 +119,7 @@ def decide(
             wait = format_duration(job.not_before - now)
             out.reasons[job.id] = f"retry {job.attempt} in {wait}"
             continue
-        if blocked_by is not None:
+        if blocked_by is not None and job.gpus_requested > 0:
             out.reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
         shape = (job.gpus_requested, job.vram_mib)
@@ -130,6 +133,7 @@ def decide(
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
+                exclude=reserved or frozenset(),
             )
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))
@@ -141,4 +145,6 @@ def decide(
             out.reasons[job.id] = alloc.reason
         if not config.backfill:
             blocked_by = job
+        elif reserved is None:
+            reserved = reserve(loads, Request(*shape), config.headroom_mib)
     return out

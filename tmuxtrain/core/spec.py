@@ -67,6 +67,8 @@ JOB_KEYS = (
 )
 CHECKPOINT_KEYS = ("watch", "eval", "gpus", "vram", "keep_best")
 HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
+# `{field}` a hook may use; each becomes "${TMUXTRAIN_JOB_FIELD}" when the hook runs.
+HOOK_FIELDS = ("id", "name", "state", "exit_code", "attempt", "log", "project", "gpus")
 CONFIG_KEYS = (
     "policy",
     "backfill",
@@ -99,11 +101,23 @@ class _Ctx:
         return SpecError(self.path, line, field, message)
 
 
+# What people coming from Slurm, pueue or docker-compose type; checked before fuzzy matching.
+ALIASES = {
+    "retry": "retries", "gpu": "gpus", "ngpus": "gpus", "deps": "after", "depends_on": "after",
+    "dependencies": "after", "workdir": "cwd", "dir": "cwd", "chdir": "cwd", "mem": "vram",
+    "memory": "vram", "time": "timeout", "cmd": "command", "run": "command", "script": "command",
+    "environment": "env", "group": "project", "nice": "priority",
+}  # fmt: skip
+
+
 def _unknown_keys(ctx: _Ctx, doc: LDict, allowed: Iterable[str], prefix: str) -> None:
     allowed = tuple(allowed)
     for key in doc:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            alias = ALIASES.get(str(key).lower())
+            hint = (
+                [alias] if alias in allowed else difflib.get_close_matches(str(key), allowed, n=1)
+            )
             msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             msg += "" if hint else f"; allowed: {', '.join(allowed)}"
             raise ctx.fail(doc.line_of(key), prefix + str(key), msg)
@@ -220,6 +234,8 @@ def _placeholders(template: str) -> set[str]:
 
 
 def _fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return repr(value) if abs(value) >= 1e-4 or value == 0 else f"{value:g}"
     return str(value)
@@ -334,14 +350,17 @@ def _parse_job(
     name_t = _str(ctx, job, "name", field + "name", allow_num=True) if "name" in job else fallback
     if not name_t.strip() or "\n" in name_t or len(name_t) > 200:
         raise ctx.fail(job.line_of("name"), field + "name", "must be one non-empty line (max 200)")
-    if combos != [{}] and not _placeholders(name_t) & set(combos[0]):
-        name_t += "".join(f"-{k}{{{k}}}" for k in combos[0])
+    if combos != [{}]:  # every matrix key must show in the name, or names would repeat
+        missing = [k for k in combos[0] if k not in _placeholders(name_t)]
+        name_t += "".join(f"-{k}{{{k}}}" for k in missing)
 
-    def unknown(fname: str, allowed: Iterable[str]) -> Callable[[str], Exception]:
+    def unknown(
+        fname: str, allowed: Iterable[str], line: int | None = None
+    ) -> Callable[[str], Exception]:
         def make(key: str) -> Exception:
             known = ", ".join(sorted(allowed)) or "none (add a matrix:)"
             return ctx.fail(
-                job.line_of(fname.rsplit(".", 1)[-1].split("[")[0]),
+                line if line is not None else job.line_of(fname.split(".", 1)[0]),
                 field + fname,
                 f"unknown placeholder {{{key}}}; known: {known}"
                 " (write {{ }} for a literal brace)",
@@ -372,6 +391,7 @@ def _parse_job(
         inherit = _expect(ctx, job, "inherit_env", field + "inherit_env", (bool,), "true or false")
 
     env_t: dict[str, str] = {}
+    env_lines: dict[str, int | None] = {}
     if "env" in job:
         env_doc = _mapping(ctx, job, "env", field + "env")
         for key, value in env_doc.items():
@@ -381,6 +401,7 @@ def _parse_job(
                 )
             if isinstance(value, (dict, list)):
                 raise ctx.fail(env_doc.line_of(key), f"{field}env.{key}", "expected a string")
+            env_lines[key] = env_doc.line_of(key)
             env_t[key] = (
                 ""
                 if value is None
@@ -400,7 +421,7 @@ def _parse_job(
     if "hooks" in job:
         hdoc = _mapping(ctx, job, "hooks", field + "hooks")
         _unknown_keys(ctx, hdoc, HOOK_EVENTS, field + "hooks.")
-        hooks = {k: _str(ctx, hdoc, k, f"{field}hooks.{k}") for k in hdoc}
+        hooks = _hooks(ctx, hdoc, field + "hooks.")
 
     ck_doc: LDict | None = None
     if "checkpoints" in job:
@@ -423,7 +444,9 @@ def _parse_job(
             if home and (c == "~" or c.startswith("~/")):
                 c = home + c[1:]
             cwd = posixpath.normpath(posixpath.join(base_dir, c))
-        env = {k: fill(v, values, unknown(f"env.{k}", values)) for k, v in env_t.items()}
+        env = {
+            k: fill(v, values, unknown(f"env.{k}", values, env_lines[k])) for k, v in env_t.items()
+        }
         ck = None
         if ck_doc is not None:
             ck_values = {**values, "checkpoint": "{checkpoint}"}
@@ -431,12 +454,12 @@ def _parse_job(
                 watch=fill(
                     _str(ctx, ck_doc, "watch", field + "checkpoints.watch"),
                     values,
-                    unknown("checkpoints.watch", values),
+                    unknown("checkpoints.watch", values, ck_doc.line_of("watch")),
                 ),
                 eval=fill(
                     _str(ctx, ck_doc, "eval", field + "checkpoints.eval"),
                     ck_values,
-                    unknown("checkpoints.eval", ck_values),
+                    unknown("checkpoints.eval", ck_values, ck_doc.line_of("eval")),
                 ),
                 gpus=_int(ctx, ck_doc, "gpus", field + "checkpoints.gpus", 0, 64)
                 if "gpus" in ck_doc
@@ -470,6 +493,20 @@ def _parse_job(
             )
         )
     return specs
+
+
+def _hooks(ctx: _Ctx, hdoc: LDict, prefix: str) -> dict[str, str]:
+    hooks = {}
+    for key in hdoc:
+        hooks[key] = _str(ctx, hdoc, key, prefix + key)
+        bad = sorted(_placeholders(hooks[key]) - set(HOOK_FIELDS))
+        if bad:
+            raise ctx.fail(
+                hdoc.line_of(key),
+                prefix + key,
+                f"unknown placeholder {{{bad[0]}}}; known: {', '.join(HOOK_FIELDS)}",
+            )
+    return hooks
 
 
 def parse_config(doc: Any, path: str) -> Config:
@@ -526,7 +563,7 @@ def parse_config(doc: Any, path: str) -> Config:
     if "hooks" in doc:
         hdoc = _mapping(ctx, doc, "hooks", "hooks")
         _unknown_keys(ctx, hdoc, HOOK_EVENTS, "hooks.")
-        kw["hooks"] = {k: _str(ctx, hdoc, k, f"hooks.{k}") for k in hdoc}
+        kw["hooks"] = _hooks(ctx, hdoc, "hooks.")
     if "slurm" in doc:
         sdoc = _mapping(ctx, doc, "slurm", "slurm")
         _unknown_keys(ctx, sdoc, SLURM_KEYS, "slurm.")

@@ -225,6 +225,15 @@ class TmuxtrainApp(App[int]):
             self._again = True
         self.loads += 1
 
+    def is_settled(self) -> bool:
+        """Loaded, nothing in flight, and the selected job's detail on screen (tests and the
+        screenshot wait for this instead of sleeping)."""
+        if self.loads < 1 or self._fetching or self._again or self._fresh_detail:
+            return False
+        if self.workers and any(w.group == "refresh" and w.is_running for w in self.workers):
+            return False
+        return self.table.selected_id == self._shown_detail
+
     # ---- selection --------------------------------------------------------------------
 
     @on(DataTable.RowHighlighted, "#jobs")

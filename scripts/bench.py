@@ -1,0 +1,1105 @@
+#!/usr/bin/env python3
+"""tmuxtrain benchmarks (issue 5): turnaround against task-spooler, promotion latency,
+submission, idle cost, the scheduling policy, log parsing and the dashboard refresh.
+
+    .venv/bin/python scripts/bench.py --quick          # a reduced run, under two minutes
+    .venv/bin/python scripts/bench.py                  # the full run (several minutes)
+    .venv/bin/python scripts/bench.py --only turnaround --json
+
+Every benchmark that runs the real thing gets its own TMUXTRAIN_HOME, its own tmux server
+(`tmux -L tmuxtrain-bench-...`, killed at the end) and simulated GPUs; the user's tmux server
+and state are never touched. Only processes this script started are ended, by pid.
+Results go to stdout as one table (or JSON with --json); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+
+from tmuxtrain.api import Client
+from tmuxtrain.core.model import Config, GpuInfo, Job, JobSpec, JobState
+from tmuxtrain.settings import Settings, from_env
+from tmuxtrain.store import Store
+
+SECTIONS = ("turnaround", "promotion", "submit", "idle", "decide", "logparse", "ui")
+MIB = 1
+GIB = 1024
+MB = 1_000_000  # throughput is in decimal MB/s, like dd and fio
+
+
+# ---- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One measured figure: `value` in `unit`, its target, and what limits it."""
+
+    section: str
+    what: str
+    value: float
+    unit: str
+    target: str = ""
+    ok: bool | None = None  # None: no target (context figures, peers)
+    limit: str = ""
+    detail: str = ""
+
+    def shown(self) -> str:
+        """The value with its unit, in a readable precision."""
+        v = self.value
+        if self.unit == "x":
+            return f"{v:.1f}x"
+        if self.unit == "%":
+            return f"{v:.2f} %"
+        text = f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{text} {self.unit}"
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, so stdout stays the table or JSON."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of `values`, nearest-rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Rows as a plain-text table (also valid Markdown)."""
+    head = ["section", "what", "value", "target", "ok", "limited by / detail"]
+    body = [
+        [
+            r.section,
+            r.what,
+            r.shown(),
+            r.target or "-",
+            {True: "PASS", False: "FAIL", None: "-"}[r.ok],
+            "; ".join(x for x in (r.limit, r.detail) if x),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    widths[-1] = len(head[-1])  # the last column is free text: do not pad it
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(b) for b in body)])
+
+
+# ---- an isolated tmuxtrain installation -----------------------------------------------------
+
+
+def tmuxtrain_argv() -> list[str]:
+    """The `tmuxtrain` console script of this interpreter's environment, as a user runs it."""
+    script = os.path.join(os.path.dirname(sys.executable), "tmuxtrain")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "tmuxtrain.cli"]
+
+
+class Home:
+    """A private TMUXTRAIN_HOME, tmux socket, config and GPU source; `close` ends it all."""
+
+    def __init__(self, gpus: str, config: str = "") -> None:
+        self.root = tempfile.mkdtemp(prefix="tmuxtrain-bench-")
+        self.socket = f"tmuxtrain-bench-{uuid.uuid4().hex[:10]}"
+        cfg = os.path.join(self.root, "config.yaml")
+        with open(cfg, "w") as f:
+            f.write("headroom: 0\nkeep_finished_windows: 20\n" + config)
+        self.env = dict(os.environ)
+        for k in ("TMUX", "TMUX_PANE"):
+            self.env.pop(k, None)
+        self.env.update(
+            TMUXTRAIN_HOME=os.path.join(self.root, "home"),
+            TMUXTRAIN_TMUX_SOCKET=self.socket,
+            TMUXTRAIN_GPUS=gpus,
+            TMUXTRAIN_CONFIG=cfg,
+            TMUXTRAIN_SESSION="tmuxtrain",
+        )
+        self.settings: Settings = from_env(self.env)
+        self._store: Store | None = None
+        self.scheduler: int | None = None
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> tuple[float, str]:
+        """Run the real `tmuxtrain` command; (wall seconds, stdout)."""
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [*tmuxtrain_argv(), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+        dt = time.perf_counter() - t0
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"tmuxtrain {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
+        return dt, proc.stdout
+
+    def up(self) -> float:
+        """Start the scheduler (`tmuxtrain up`); returns the seconds it took."""
+        dt, _ = self.cli("up")
+        self.scheduler = self.scheduler_pid()
+        return dt
+
+    def scheduler_pid(self) -> int:
+        """The scheduler's pid, from `tmuxtrain status --json`."""
+        _, out = self.cli("status", "--json")
+        pid = json.loads(out)["scheduler"]["pid"]
+        if not pid:
+            raise RuntimeError("the scheduler is not running")
+        return int(pid)
+
+    @property
+    def store(self) -> Store:
+        """A reader connection of our own (WAL: never blocks the scheduler)."""
+        if self._store is None:
+            self.settings.ensure_dirs()
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    def write(self, name: str, doc: Any) -> str:
+        """A job file (JSON is YAML) in the root; returns its path."""
+        path = os.path.join(self.root, name)
+        with open(path, "w") as f:
+            f.write(doc if isinstance(doc, str) else json.dumps(doc))
+        return path
+
+    def wait_counts(
+        self, done: Callable[[dict[str, int]], bool], timeout: float, poll: float = 0.005
+    ) -> float:
+        """Poll the job counts until `done(counts)`; returns the wall time (time.time())."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.store.counts()
+            if done(c):
+                return time.time()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g}s; counts {c}")
+            time.sleep(poll)
+
+    def tmux_server_pid(self) -> int | None:
+        """Our private tmux server's pid (never the default server's)."""
+        proc = subprocess.run(
+            ["tmux", "-L", self.socket, "display-message", "-p", "#{pid}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return int(proc.stdout.strip()) if proc.stdout.strip().isdigit() else None
+
+    def close(self) -> None:
+        """Kill our tmux server, then whatever our jobs or scheduler left, by pid."""
+        from tmuxtrain.daemon import session_members
+
+        pids: set[int] = set()
+        with contextlib.suppress(Exception):
+            for job in self.store.jobs([JobState.RUNNING]):
+                if job.pid:
+                    pids |= session_members(job.pid)
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
+        if self.scheduler:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(self.scheduler)
+                try:
+                    proc.wait(5)  # SIGHUP from the dying server stops it within a tick
+                except psutil.TimeoutExpired:
+                    proc.kill()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if self._store is not None:
+            self._store.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Home:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    """CPU seconds of a process, including the children it waited for (tmux clients)."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# ---- 1. turnaround against task-spooler --------------------------------------------------
+
+
+def tsp_makespan(n: int, slots: int = 4) -> float:
+    """Seconds for task-spooler to take `n` `true` jobs, from the first `tsp true` to the last
+    finish (polled every 5 ms), on its own socket in a temp dir."""
+    tsp = shutil.which("tsp") or shutil.which("ts")
+    if tsp is None:
+        raise RuntimeError("task-spooler missing: apt-get install -y task-spooler")
+    tmp = tempfile.mkdtemp(prefix="tmuxtrain-bench-tsp-")
+    env = {**os.environ, "TS_SOCKET": os.path.join(tmp, "socket"), "TMPDIR": tmp}
+    env["TS_MAXFINISHED"] = str(n + 10)
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [tsp, *args], env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    try:
+        run("-S", str(slots))  # starts its server, like `tmuxtrain up`
+        t0 = time.time()
+        for _ in range(n):
+            run("true")
+        while run().count(" finished ") < n:
+            time.sleep(0.005)
+        return time.time() - t0
+    finally:
+        subprocess.run([tsp, "-K"], env=env, capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_turnaround(quick: bool) -> list[Row]:
+    """N `true` jobs on 4 simulated GPUs (exclusive, one matrix file) vs `tsp -S 4`."""
+    n = 200 if quick else 500
+    log(f"turnaround: task-spooler, {n} jobs")
+    ts = tsp_makespan(n)
+    log(f"turnaround: tmuxtrain, {n} jobs")
+    with Home("fake:4x24GiB") as h:
+        t_up = h.up()
+        path = h.write(
+            "true.yaml", {"name": "t", "command": "true", "matrix": {"i": list(range(n))}}
+        )
+        t0 = time.time()
+        t_add, _ = h.cli("add", path)
+        t_end = h.wait_counts(lambda c: c["succeeded"] + c["failed"] == n, timeout=60 + n)
+        jobs = h.store.jobs()
+        failed = sum(j.state is not JobState.SUCCEEDED for j in jobs)
+        last = max(j.finished_at or 0 for j in jobs)
+        first_start = min(j.started_at or math.inf for j in jobs)
+    tt = t_end - t0
+    per_job = tt / n
+    rows = [
+        Row(
+            "turnaround",
+            f"task-spooler, {n} x true, -S 4",
+            ts,
+            "s",
+            limit="C, one fork per job",
+            detail=f"{ts / n * 1e3:.2f} ms/job",
+        ),
+        Row(
+            "turnaround",
+            f"tmuxtrain, {n} x true, 4 fake GPUs",
+            tt,
+            "s",
+            limit="3 tmux round trips + 1 SQLite commit per launch, a tick per finish",
+            detail=f"add {t_add:.2f} s, first start +{first_start - t0:.2f} s, last finish "
+            f"(scheduler clock) +{last - t0:.2f} s, {failed} not succeeded",
+        ),
+        Row(
+            "turnaround",
+            "tmuxtrain per-job overhead (makespan / N)",
+            per_job * 1e3,
+            "ms",
+            "< 10 ms",
+            per_job < 0.010,
+            limit="see the makespan row",
+        ),
+        Row(
+            "turnaround",
+            "makespan ratio tmuxtrain / task-spooler",
+            tt / ts,
+            "x",
+            "< 5x",
+            tt / ts < 5,
+            limit="floor about 2-3x (a tmux window costs 3-4 ms)",
+        ),
+        Row(
+            "turnaround",
+            "scheduler start-up (tmuxtrain up)",
+            t_up * 1e3,
+            "ms",
+            limit="Python start-up + tmux new-session + polling for the lock",
+        ),
+    ]
+    return rows
+
+
+# ---- 2. promotion latency -----------------------------------------------------------------
+
+
+def read_stamp(path: str) -> float | None:
+    """A `date +%s.%N` stamp, or None."""
+    try:
+        with open(path) as f:
+            return float(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def bench_promotion(quick: bool) -> list[Row]:
+    """One simulated GPU, a chain of exclusive jobs: from one job's exit (its last `date`) to
+    the next job's command starting (its first `date`)."""
+    samples = 50 if quick else 200
+    log(f"promotion: {samples} samples on 1 fake GPU")
+    with Home("fake:1x24GiB") as h:
+        h.up()
+        stamps = os.path.join(h.root, "stamps")
+        os.makedirs(stamps)
+        cmd = f"date +%s.%N > {stamps}/s.{{i}}; sleep 0.15; date +%s.%N > {stamps}/e.{{i}}"
+        path = h.write(
+            "chain.yaml", {"name": "p", "command": cmd, "matrix": {"i": list(range(samples + 1))}}
+        )
+        h.cli("add", path)
+        h.wait_counts(
+            lambda c: c["succeeded"] + c["failed"] == samples + 1,
+            timeout=60 + samples * 1.0,
+            poll=0.05,
+        )
+        jobs = sorted(h.store.jobs(), key=lambda j: j.id)
+        lat, notice, start = [], [], []
+        for i in range(samples):
+            end = read_stamp(f"{stamps}/e.{i}")
+            nxt = read_stamp(f"{stamps}/s.{i + 1}")
+            if end is None or nxt is None:
+                continue
+            lat.append(nxt - end)
+            fin = jobs[i].finished_at
+            if fin is not None:
+                notice.append(fin - end)  # exit -> the tick that saw it began
+                start.append(nxt - fin)  # that tick -> the next command runs
+    p50, p99 = statistics.median(lat), pct(lat, 0.99)
+    limit = "wake via fifo, then tmux list-panes + has-session + list-windows + new-window"
+    return [
+        Row(
+            "promotion",
+            f"exit -> next command, p50 ({len(lat)} samples)",
+            p50 * 1e3,
+            "ms",
+            "< 50 ms",
+            p50 < 0.050,
+            limit=limit,
+            detail=f"exit->tick {statistics.median(notice) * 1e3:.1f} ms, "
+            f"tick->command {statistics.median(start) * 1e3:.1f} ms (p50)",
+        ),
+        Row(
+            "promotion",
+            "exit -> next command, p99",
+            p99 * 1e3,
+            "ms",
+            limit=limit,
+            detail=f"max {max(lat) * 1e3:.1f} ms",
+        ),
+    ]
+
+
+# ---- 3. submission ----------------------------------------------------------------------
+
+
+def bench_submit(quick: bool) -> list[Row]:
+    """`add` of a 1,000-job matrix file; single ad-hoc adds in a row; `ls --json` with 10,000
+    jobs. Python start-up (`python -c pass`, and importing the CLI) is measured alongside."""
+    adhoc = 30 if quick else 100
+    rows = []
+    with Home("fake:4x24GiB") as h:
+        log("submit: 1,000-job matrix file")
+        path = h.write(
+            "matrix.yaml",
+            {
+                "name": "sweep-lr{lr}-s{seed}",
+                "command": "python train.py --lr {lr} --seed {seed}",
+                "gpus": 1,
+                "vram": "10GiB",
+                "env": {"WANDB_MODE": "offline"},
+                "matrix": {"lr": [f"{k}e-4" for k in range(1, 11)], "seed": list(range(100))},
+            },
+        )
+        times = [h.cli("add", "--no-start", path)[0] for _ in range(3)]
+        t_matrix = statistics.median(times)
+        rows.append(
+            Row(
+                "submit",
+                "add 1,000-job matrix file (--no-start)",
+                t_matrix * 1e3,
+                "ms",
+                "< 1000 ms",
+                t_matrix < 1.0,
+                limit="YAML parse + spec expansion + one SQLite transaction",
+                detail=f"median of 3: {', '.join(f'{t:.2f}' for t in times)} s",
+            )
+        )
+        log(f"submit: {adhoc} ad-hoc adds, interleaved with Python start-up baselines")
+        add_t, py_t, imp_t = [], [], []
+        for _ in range(adhoc):
+            add_t.append(h.cli("add", "--no-start", "--", "true")[0])
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            py_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import tmuxtrain.cli"], check=True)
+            imp_t.append(time.perf_counter() - t0)
+        a, p, m = statistics.median(add_t), statistics.median(py_t), statistics.median(imp_t)
+        rows.append(
+            Row(
+                "submit",
+                f"add --no-start -- true, p50 of {adhoc}",
+                a * 1e3,
+                "ms",
+                "< 150 ms",
+                a < 0.150,
+                limit="Python start-up + imports",
+                detail=f"p90 {pct(add_t, 0.9) * 1e3:.0f} ms; python -c pass "
+                f"{p * 1e3:.0f} ms, import tmuxtrain.cli {m * 1e3:.0f} ms; "
+                f"add = {a / p:.1f}x bare Python",
+            )
+        )
+    with Home("fake:8x80GiB") as h:
+        n = 10_000
+        log(f"submit: ls --json with {n} jobs")
+        fill_store(h.store, h.settings, n)
+        times = [h.cli("ls", "--json")[0] for _ in range(5)]
+        t_ls = statistics.median(times)
+        parts = ls_breakdown(h.settings)
+        rows.append(
+            Row(
+                "submit",
+                f"ls --json with {n:,} jobs",
+                t_ls * 1e3,
+                "ms",
+                "< 300 ms",
+                t_ls < 0.300,
+                limit="row decoding (JSON specs) + JSON output",
+                detail="in-process: "
+                + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in parts.items()),
+            )
+        )
+    return rows
+
+
+def realistic_spec(i: int, cwd: str) -> JobSpec:
+    """A sweep job as users write them (distinct name and command, shared rest)."""
+    return JobSpec(
+        name=f"sweep-lr{i % 7}e-4-s{i}",
+        command=f"python train.py --lr {i % 7}e-4 --seed {i} --epochs 10",
+        cwd=cwd,
+        env={"WANDB_MODE": "offline"},
+        gpus=1 + (i % 10 == 0),
+        vram_mib=[None, 10 * GIB, 20 * GIB, 40 * GIB][i % 4],
+        priority=i % 3,
+        project=f"p{i % 5}",
+        retries=1,
+        source=f"sweep.yaml:{1 + i % 20}",
+    )
+
+
+def fill_store(store: Store, settings: Settings, n: int) -> None:
+    """`n` jobs in one `add_jobs` transaction; 90 % then finished with metrics, 1 % running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+    ids = store.add_jobs(
+        [(realistic_spec(i, settings.home), (), env) for i in range(n)],
+        time.time() - 86400,
+        settings.logs_dir,
+    )
+    now = time.time() - 3600
+    for k, job_id in enumerate(ids[: int(n * 0.91)]):
+        store.transition(
+            job_id,
+            JobState.RUNNING,
+            now,
+            expect=[JobState.PENDING],
+            gpus=(k % 8,),
+            started_at=now,
+            tmux_window=f"@{job_id}",
+        )
+        latest = {"loss": 0.3 + k / n, "epoch": 10.0, "epochs": 10.0, "step": 1e4, "steps": 1e4}
+        store.add_metrics(job_id, [], latest, now, 0)
+        if k >= int(n * 0.01):
+            store.transition(
+                job_id,
+                JobState.SUCCEEDED,
+                now + 60,
+                expect=[JobState.RUNNING],
+                finished_at=now + 60,
+                exit_code=0,
+            )
+
+
+def ls_breakdown(settings: Settings) -> dict[str, float]:
+    """Where `ls --json` spends its time, in-process: reading jobs, to dicts, to JSON text."""
+    from tmuxtrain.api import job_json
+
+    c = Client(settings)
+    try:
+        t0 = time.perf_counter()
+        jobs = c.store.jobs()
+        t1 = time.perf_counter()
+        dicts = [job_json(j) for j in jobs]
+        t2 = time.perf_counter()
+        json.dumps(dicts)
+        t3 = time.perf_counter()
+    finally:
+        c.close()
+    return {"store.jobs": t1 - t0, "job_json": t2 - t1, "json.dumps": t3 - t2}
+
+
+# ---- 4. idle cost ---------------------------------------------------------------------------
+
+
+def measure_process(pids: dict[str, int], seconds: float) -> dict[str, tuple[float, float]]:
+    """(CPU % of one core, max RSS MB) of each pid over `seconds`, sampled every second."""
+    procs = {k: psutil.Process(p) for k, p in pids.items() if p}
+    start = {k: cpu_s(p) for k, p in procs.items()}
+    rss = dict.fromkeys(procs, 0.0)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for k, p in procs.items():
+            rss[k] = max(rss[k], p.memory_info().rss / MB)
+        time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
+    wall = time.monotonic() - t0
+    return {k: ((cpu_s(p) - start[k]) / wall * 100, rss[k]) for k, p in procs.items()}
+
+
+def bench_idle(quick: bool) -> list[Row]:
+    """The scheduler's CPU and RSS, first with 8 fake GPUs, 50 running (`sleep 1000`) and
+    1,000 pending jobs that cannot be placed, then with nothing to do."""
+    seconds = 15.0 if quick else 60.0
+    rows = []
+    with Home("fake:8x24GiB", "max_jobs_per_gpu: 7\n") as h:
+        h.up()
+        # 50 small jobs packed 7 a GPU touch all 8 GPUs, so no exclusive job fits.
+        path = h.write(
+            "busy.yaml",
+            {
+                "jobs": [
+                    {
+                        "name": "busy",
+                        "command": "sleep 1000",
+                        "vram": "2GiB",
+                        "matrix": {"i": list(range(50))},
+                    },
+                    {"name": "queued", "command": "true", "matrix": {"i": list(range(1000))}},
+                ]
+            },
+        )
+        h.cli("add", path)
+        h.wait_counts(lambda c: c["running"] >= 50, timeout=120, poll=0.1)
+        time.sleep(3)  # let the launch burst settle
+        counts = h.store.counts()
+        log(
+            f"idle: busy queue ({counts['running']} running, {counts['pending']} pending), "
+            f"{seconds:g} s"
+        )
+        m = measure_process(
+            {"scheduler": h.scheduler_pid(), "tmux": h.tmux_server_pid() or 0}, seconds
+        )
+        cpu, rss = m["scheduler"]
+        rows.append(
+            Row(
+                "idle",
+                f"scheduler CPU, {counts['running']} running + {counts['pending']} pending, 8 GPUs",
+                cpu,
+                "%",
+                "< 1 %",
+                cpu < 1.0,
+                limit="per-tick re-read of every pending job (~1 tick/s)",
+                detail=f"tmux server {m['tmux'][0]:.2f} %",
+            )
+        )
+        rows.append(
+            Row(
+                "idle",
+                "scheduler RSS, same",
+                rss,
+                "MB",
+                "< 100 MB",
+                rss < 100,
+                limit="Python + psutil + yaml + 1,050 Job objects",
+            )
+        )
+    with Home("fake:8x24GiB") as h:
+        h.up()
+        time.sleep(2)
+        log(f"idle: nothing to do, {seconds:g} s")
+        m = measure_process({"scheduler": h.scheduler_pid()}, seconds)
+        cpu, rss = m["scheduler"]
+        rows.append(
+            Row(
+                "idle",
+                "scheduler CPU, nothing to do",
+                cpu,
+                "%",
+                "< 1 %",
+                cpu < 1.0,
+                limit="one tick a second (a few SQLite reads)",
+            )
+        )
+        rows.append(
+            Row(
+                "idle",
+                "scheduler RSS, nothing to do",
+                rss,
+                "MB",
+                "< 100 MB",
+                rss < 100,
+                limit="the Python interpreter and imports",
+            )
+        )
+    return rows
+
+
+# ---- 5. the scheduling policy ---------------------------------------------------------------
+
+
+def policy_input(pending: int, gpus: int, seed: int = 5) -> tuple[list[Job], list[GpuInfo]]:
+    """`pending` jobs of mixed shapes (5 % with a dependency, priorities, 5 projects) and 16
+    running ones holding 30 GiB each on `gpus` 80 GiB GPUs."""
+    rnd = random.Random(seed)
+    infos = [
+        GpuInfo(i, f"GPU-fake-{i}", "Fake H100", 80 * GIB, 0, simulated=True) for i in range(gpus)
+    ]
+    jobs = []
+    for k in range(2 * gpus):
+        spec = JobSpec(
+            name=f"run{k}",
+            command="python train.py",
+            cwd="/w",
+            gpus=1,
+            vram_mib=30 * GIB,
+            project=f"p{k % 5}",
+        )
+        jobs.append(Job(k + 1, spec, JobState.RUNNING, gpus=(k % gpus,), started_at=0.0))
+    base = len(jobs) + 1
+    for k in range(pending):
+        spec = JobSpec(
+            name=f"job{k}",
+            command=f"python train.py --seed {k}",
+            cwd="/w",
+            gpus=rnd.choice((1, 1, 1, 2, 4)),
+            vram_mib=rnd.choice((None, 10 * GIB, 20 * GIB, 40 * GIB, 60 * GIB)),
+            priority=rnd.randrange(4),
+            project=f"p{rnd.randrange(5)}",
+        )
+        after = (base + rnd.randrange(k),) if k and rnd.random() < 0.05 else ()
+        jobs.append(
+            Job(base + k, spec, JobState.PENDING, after_ids=after, held=rnd.random() < 0.02)
+        )
+    return jobs, infos
+
+
+def bench_decide(quick: bool) -> list[Row]:
+    """`core.schedule.decide` for 10,000 pending jobs on 8 GPUs, per policy (median), and what
+    the scheduler's tick adds around it: reading those jobs from SQLite."""
+    from tmuxtrain.core.schedule import decide
+
+    repeats = 5 if quick else 20
+    jobs, infos = policy_input(10_000, 8)
+    rows = []
+    for name, cfg in [
+        ("priority", Config(policy="priority", headroom_mib=0)),
+        ("fifo", Config(policy="fifo", headroom_mib=0)),
+        ("fair-share", Config(policy="fair-share", headroom_mib=0, shares={"p0": 2.0})),
+        ("priority, no backfill", Config(policy="priority", backfill=False, headroom_mib=0)),
+    ]:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            d = decide(jobs, infos, cfg, 1000.0, {})
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append(
+            Row(
+                "decide",
+                f"decide(), 10,000 pending, 8 GPUs, {name}",
+                med * 1e3,
+                "ms",
+                "< 20 ms",
+                med < 0.020,
+                limit="one pass over the queue in Python",
+                detail=f"{len(d.launches)} launches, {len(d.reasons)} reasons",
+            )
+        )
+    log("decide: the tick's read of 10,000 jobs from SQLite")
+    tmp = tempfile.mkdtemp(prefix="tmuxtrain-bench-")
+    try:
+        store = Store(os.path.join(tmp, "t.db"))
+        store.add_jobs([(realistic_spec(i, tmp), (), None) for i in range(10_000)], 0.0, tmp)
+        times = []
+        for _ in range(max(3, repeats // 4)):
+            t0 = time.perf_counter()
+            store.jobs([JobState.PENDING, JobState.RUNNING])
+            times.append(time.perf_counter() - t0)
+        store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = statistics.median(times)
+    rows.append(
+        Row(
+            "decide",
+            "context: Store.jobs(pending, running), 10,000 rows",
+            med * 1e3,
+            "ms",
+            limit="json.loads + JobSpec per row (daemon reads it 2x a tick)",
+        )
+    )
+    return rows
+
+
+# ---- 6. log parsing ---------------------------------------------------------------------------
+
+NOISE = [
+    "2026-01-01 12:{m:02d}:{s:02d},{ms:03d} INFO data.py:{ln}: loaded shard {k} of 1024 "
+    "({n} samples)\n",
+    "/usr/lib/python3/site-packages/torch/utils/data/dataloader.py:558: UserWarning: This "
+    "DataLoader will create 16 worker processes in total.\n",
+    '  File "/home/you/train.py", line {ln}, in <module>\n',
+    "[rank0]: Gradient Accumulation steps = 1, world_size 4, pid {n}\n",
+    "Saving model checkpoint to runs/exp{k}/checkpoint-{n}\n",
+    "\x1b[32mINFO\x1b[0m \x1b[2m12:{m:02d}:{s:02d}\x1b[0m Using 4 GPUs, shard {k} ready\n",
+    "wandb: Syncing run fluent-sweep-{k} (run id 3kz{n})\n",
+    "Map: 100%|██████████| {n}/{n} [00:01<00:00, 8123.45 examples/s]\r",
+    "    x = self.model(batch)  # shape [{k}, 512, 768]\n",
+    "NCCL INFO Channel {k:02d}/32 : 0[{k}] -> 1[{ln}] via P2P/IPC\n",
+]
+METRIC = [
+    "step={n} loss={loss:.4f} lr={lr:.2e} grad_norm={g:.3f}\n",
+    "{{'loss': {loss:.4f}, 'grad_norm': {g:.3f}, 'learning_rate': {lr:.2e}, 'epoch': {ep:.2f}}}\n",
+    '{{"step": {n}, "train/loss": {loss:.5f}, "train/lr": {lr:.3e}}}\n',
+    "Epoch {e}:  {p:2d}%|█████▌    | {k}/1000 [00:30<00:37, 14.8it/s, loss={loss:.3f}, v_num=0]\r",
+    "{k}/1000 [=====>........] - ETA: 12s - loss: {loss:.4f} - accuracy: {acc:.4f}\r",
+    "| epoch {e:03d} | loss {loss:.3f} | ppl {ppl:.2f} | wps 1234 | ups 1.2 | lr {lr:.4g}\n",
+    "Train: {e} [ {k:4d}/1000 ({p:3d}%)]  Loss: {loss:.4f} ({loss:.4f})  Time: 0.312s,  102.3/s"
+    "  LR: {lr:.3e}  Data: 0.012 (0.013)\n",
+    "epoch {e} iter {k}: loss {loss:.4f}, val_acc: {acc:.3f}\n",
+]
+
+
+def synth_log(size: int, metric_share: float = 0.15, seed: int = 7) -> bytes:
+    """About `size` bytes of training output: mostly noise, `metric_share` of the lines in
+    the supported formats (key=value, HF dicts, JSON lines, tqdm/Lightning, Keras, fairseq,
+    timm, plain words), with ANSI colours and `\\r` redraws."""
+    rnd = random.Random(seed)
+    parts: list[str] = []
+    total = 0
+    k = 0
+    while total < size:
+        k += 1
+        src = METRIC if rnd.random() < metric_share else NOISE
+        loss = 2.5 / (1 + k * 1e-4)
+        line = rnd.choice(src).format(
+            m=k // 60 % 60,
+            s=k % 60,
+            ms=k % 1000,
+            ln=k % 900 + 10,
+            k=k % 1000,
+            n=k,
+            loss=loss,
+            lr=3e-4 * (1 - k / 1e8),
+            g=1 + (k % 97) / 100,
+            ep=k / 1000,
+            e=k // 1000,
+            p=k % 1000 // 10,
+            acc=1 - loss / 3,
+            ppl=2**loss,
+        )
+        parts.append(line)
+        total += len(line) + line.count("█") * 2 + line.count("━") * 2
+    return "".join(parts).encode()
+
+
+SPEW = r"""
+import os, sys, time
+rate, seconds = int(sys.argv[1]), float(sys.argv[2])
+pool = open(sys.argv[3], "rb").read()
+out = sys.stdout.buffer
+chunk = max(1, rate // 50)
+sent, t0, pos = 0, time.monotonic(), 0
+while time.monotonic() - t0 < seconds:
+    piece = pool[pos:pos + chunk]
+    pos = (pos + chunk) % (len(pool) - chunk)
+    out.write(piece); out.flush()
+    sent += len(piece)
+    ahead = sent / rate - (time.monotonic() - t0)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def bench_logparse(quick: bool) -> list[Row]:
+    """`LogParser.feed` throughput on one core (1 MiB feeds), against `parse_line` per line
+    and a bare literal regex scan; then the scheduler's CPU while jobs print 1 MB/s each."""
+    from tmuxtrain.core.metrics import LogParser, parse_line
+
+    size = (20 if quick else 200) * MB
+    log(f"logparse: synthesising {size // MB} MB")
+    data = synth_log(size)
+    chunk = 2**20
+    parser = LogParser()
+    samples = 0
+    t0 = time.process_time()
+    for i in range(0, len(data), chunk):
+        samples += len(parser.feed(data[i : i + chunk], 1000.0 + i / chunk))
+    cpu = time.process_time() - t0
+    rate = len(data) / MB / cpu
+    # Peers on a 5 MB slice: the stateless per-line API, and the floor of any line scan.
+    piece = data[: 5 * MB]
+    t0 = time.process_time()
+    for line in piece.decode("utf-8", "replace").replace("\r", "\n").split("\n"):
+        parse_line(line)
+    per_line = len(piece) / MB / (time.process_time() - t0)
+    import re
+
+    rx = re.compile(rb"loss")
+    t0 = time.process_time()
+    for _ in range(5):
+        sum(1 for _ in rx.finditer(data))
+    scan = 5 * len(data) / MB / (time.process_time() - t0)
+    rows = [
+        Row(
+            "logparse",
+            f"LogParser.feed, {len(data) / MB:.0f} MB mixed log, 1 core",
+            rate,
+            "MB/s",
+            ">= 50 MB/s",
+            rate >= 50,
+            limit="per-candidate-line Python (15 % of lines carry metrics)",
+            detail=f"{samples:,} samples; parse_line per line {per_line:.1f} MB/s "
+            f"({rate / per_line:.0f}x slower); one literal regex pass {scan:,.0f} MB/s",
+        ),
+    ]
+    rows += bench_log_tail(quick)
+    return rows
+
+
+def bench_log_tail(quick: bool) -> list[Row]:
+    """The scheduler's CPU while `jobs` CPU-only jobs each print 1 MB/s of mixed output."""
+    jobs, seconds, rate = (10, 10.0, MB) if quick else (50, 30.0, MB)
+    with Home("none") as h:
+        h.up()
+        pool = os.path.join(h.root, "pool.log")
+        with open(pool, "wb") as f:
+            f.write(synth_log(4 * MB, seed=11))
+        spew = h.write("spew.py", SPEW)
+        cmd = f"{sys.executable} {spew} {rate} {seconds + 30} {pool}"
+        path = h.write(
+            "spew.yaml",
+            {"name": "spew", "command": cmd, "gpus": 0, "matrix": {"i": list(range(jobs))}},
+        )
+        h.cli("add", path)
+        h.wait_counts(lambda c: c["running"] >= jobs, timeout=60, poll=0.1)
+        time.sleep(2)
+        logs = [j.log_path for j in h.store.jobs([JobState.RUNNING])]
+
+        def logged() -> int:
+            return sum(os.path.getsize(p) for p in logs if os.path.exists(p))
+
+        log(f"logparse: {jobs} jobs printing {rate / MB:g} MB/s each, {seconds:g} s")
+        b0 = logged()
+        m = measure_process(
+            {"scheduler": h.scheduler_pid(), "tmux": h.tmux_server_pid() or 0}, seconds
+        )
+        got = (logged() - b0) / MB / seconds
+        cpu, rss = m["scheduler"]
+    return [
+        Row(
+            "logparse",
+            f"scheduler CPU, {jobs} jobs printing {rate / MB:g} MB/s each",
+            cpu,
+            "%",
+            limit=f"tmux itself: {m['tmux'][0]:.0f} % of a core rendering the panes "
+            "(2 cores in all)",
+            detail=f"{got:.1f} MB/s reached the logs ({got / jobs:.2f} MB/s per job); "
+            f"{cpu / 100 / max(got, 1e-9) * 1e3:.1f} ms CPU per MB; RSS {rss:.0f} MB",
+        ),
+    ]
+
+
+# ---- 7. dashboard refresh --------------------------------------------------------------------
+
+
+def bench_ui(quick: bool) -> list[Row]:
+    """One dashboard refresh with 1,000 jobs on 8 GPUs: `tmuxtrain.ui.bench` when it exists
+    (fetch + apply, headless, with every running job's metrics changing), and the data side
+    alone (`Client.list()` + `Client.gpus()`) in any case."""
+    refreshes = 10 if quick else 30
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="tmuxtrain-bench-ui-")
+    try:
+        try:
+            from tmuxtrain.ui.bench import measure_refresh_detail
+            from tmuxtrain.ui.demo_state import build_bench
+        except ImportError:
+            measure_refresh_detail = None
+
+        if measure_refresh_detail is not None:
+            settings = build_bench(os.path.join(tmp, "home"), jobs=1000, gpus=8)
+            log(f"ui: tmuxtrain.ui.bench, {refreshes} busy refreshes")
+            client = Client(settings)
+            try:
+                r = measure_refresh_detail(client, refreshes)
+            finally:
+                client.close()
+            rows.append(
+                Row(
+                    "ui",
+                    "dashboard refresh, 1,000 jobs, 8 GPUs (ui.bench, mean)",
+                    r["mean"] * 1e3,
+                    "ms",
+                    "< 30 ms",
+                    r["mean"] < 0.030,
+                    limit="re-reading 1,000 rows + patching the changed table rows",
+                    detail=f"median {r['median'] * 1e3:.1f}, max {r['max'] * 1e3:.1f} ms; fetch "
+                    f"{r['fetch'] * 1e3:.1f} + apply {r['apply'] * 1e3:.1f} ms; "
+                    f"{r['rows_formatted']:.0f} of {r['rows']} rows re-formatted",
+                )
+            )
+        else:
+            home = os.path.join(tmp, "home")
+            settings = from_env({"TMUXTRAIN_HOME": home, "TMUXTRAIN_GPUS": "fake:8x80GiB"})
+            settings.ensure_dirs()
+            store = Store(settings.db_path)
+            fill_store(store, settings, 1000)
+            store.close()
+        client = Client(settings)
+        try:
+            times = []
+            for _ in range(refreshes):
+                t0 = time.perf_counter()
+                client.list()
+                client.gpus()
+                times.append(time.perf_counter() - t0)
+        finally:
+            client.close()
+        med = statistics.median(times)
+        what = "data side: Client.list() + Client.gpus(), 1,000 jobs"
+        if measure_refresh_detail is None:
+            what += " (no tmuxtrain.ui.bench yet)"
+        rows.append(
+            Row(
+                "ui",
+                what,
+                med * 1e3,
+                "ms",
+                "< 30 ms" if measure_refresh_detail is None else "",
+                med < 0.030 if measure_refresh_detail is None else None,
+                limit="contract JSON for every job + a fresh GPU probe",
+            )
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(argv: list[str]) -> str:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, check=False)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "tmux": version(["tmux", "-V"]),
+        "sqlite": sqlite3.sqlite_version,
+        "kernel": platform.release(),
+    }
+
+
+RUNNERS: dict[str, Callable[[bool], list[Row]]] = {
+    "turnaround": bench_turnaround,
+    "promotion": bench_promotion,
+    "submit": bench_submit,
+    "idle": bench_idle,
+    "decide": bench_decide,
+    "logparse": bench_logparse,
+    "ui": bench_ui,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen sections; print one table (or JSON); exit 1 if a target was missed."""
+    p = argparse.ArgumentParser(description="tmuxtrain benchmarks (see docs/benchmarks.md)")
+    p.add_argument("--quick", action="store_true", help="a reduced run, under two minutes")
+    p.add_argument("--only", choices=SECTIONS, action="append", help="run only this section")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    a = p.parse_args(argv)
+    if shutil.which("tmux") is None:
+        print("bench: tmux is missing", file=sys.stderr)
+        return 2
+    info = machine()
+    log(f"{info['cpu']} x{info['nproc']}, Python {info['python']}, {info['tmux']}")
+    rows: list[Row] = []
+    t0 = time.monotonic()
+    for name in a.only or SECTIONS:
+        try:
+            rows += RUNNERS[name](a.quick)
+        except Exception as e:  # one broken section must not hide the others' figures
+            log(f"{name} failed: {type(e).__name__}: {e}")
+            rows.append(
+                Row(
+                    name,
+                    "section failed",
+                    math.nan,
+                    "",
+                    ok=False,
+                    detail=f"{type(e).__name__}: {e}",
+                )
+            )
+    took = time.monotonic() - t0
+    if a.json:
+        print(
+            json.dumps(
+                {
+                    "machine": info,
+                    "quick": a.quick,
+                    "seconds": round(took, 1),
+                    "results": [asdict(r) for r in rows],
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(table(rows))
+        print(
+            f"\n{'quick' if a.quick else 'full'} run, {took:.0f} s; "
+            + ", ".join(f"{k} {v}" for k, v in info.items())
+        )
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
