@@ -8,9 +8,10 @@ Speed matters: a job can print megabytes a minute and the daemon tails every job
 core, while most lines carry no metric (warnings, tracebacks, prints). Python's regex engine
 skips fast over text only when a pattern starts with a literal (~1 GB/s) or a character
 class; a pattern that starts with a name or a lookbehind costs ~40 ns per character. So
-`LogParser.feed` finds candidate lines with a few literal-led regexes over the whole chunk,
-and the per-line scans start at a separator (`=`, `:`, a blank, `/`) and read the name
-before it by matching the *reversed* line from there.
+`LogParser.feed` finds candidate lines with a few literal-led regexes over the raw bytes of
+a chunk and decodes only those; the per-line scans start at a separator (`=`, `:`, a blank,
+`/`) and read the name before it by matching the *reversed* line from there; and a line
+shape read once is replayed for the next line of that shape (see `_DIGITS_TO_0`).
 """
 
 from __future__ import annotations
@@ -433,6 +434,7 @@ class _Progress:
         # earlier readings, at least ETA_WINDOW_S / _ETA_ANCHORS seconds apart
         self.anchors: deque[tuple[float, float]] = deque(maxlen=_ETA_ANCHORS + 2)
         self.rate: float | None = None  # progress per second over the window
+        self.x: float | None = None  # where to plot readings now, see `_x`
 
     def update(self, m: Mapping[str, float], hints: int, now: float) -> None:
         epoch, step = m.get("epoch"), m.get("step")
@@ -465,13 +467,14 @@ class _Progress:
                 self.per_epoch_seen = True
             self.step = self.step_read = step
             self.step_epoch = self.epoch
+        self.x = self._x()
         self._advance(now)
 
     def _done_epochs(self) -> float:
         assert self.epoch is not None
         return max(self.epoch - (0 if self.zero_based else 1), 0.0)
 
-    def x(self) -> float | None:
+    def _x(self) -> float | None:
         """Where to plot a reading: a step that grows across epochs, else the epoch."""
         if self.step is not None:
             if self.per_epoch and self.steps and self.epoch is not None:
@@ -677,7 +680,7 @@ class LogParser:
                 metrics.pop("steps")
             if not _PROGRESS_NAMES.isdisjoint(metrics):
                 progress.update(metrics, hints, now)
-            x = progress.x()
+            x = progress.x
             for name, value in metrics.items():
                 key = (value, None if name in _STATE_NAMES else x)
                 old = last.get(name)

@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer
 
 from tmuxtrain.api import Client
@@ -117,6 +118,7 @@ class TmuxtrainApp(App[int]):
         self.scheduler: dict[str, Any] = {"running": False, "pid": None}
         self.loads = 0  # snapshots applied (tests wait on it)
         self.last_error = ""
+        self.notes: list[tuple[str, str]] = []  # (severity, message) of notifications
         self._fetching = False
         self._again = False  # a refresh was asked for while one ran
         self._fresh_detail = True  # the next fetch re-reads the selected job's history and log
@@ -224,6 +226,21 @@ class TmuxtrainApp(App[int]):
             self._fresh_detail = True  # read for another job: read this one's from scratch
             self._again = True
         self.loads += 1
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """As App.notify, but plain text by default (job names and paths may hold '[') and
+        remembered in `notes` (the last 50), which tests read."""
+        self.notes.append((severity, message))
+        del self.notes[:-50]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def is_settled(self) -> bool:
         """Loaded, nothing in flight, and the selected job's detail on screen (tests and the

@@ -131,6 +131,7 @@ class LogScreen(Screen[None]):
     def action_search(self) -> None:
         box = self.query_one("#search", Input)
         box.display = True
+        box.value = self.search_text
         box.focus()
 
     @on(Input.Submitted, "#search")
@@ -139,6 +140,8 @@ class LogScreen(Screen[None]):
             self.search_text = event.value
             self.current_line = -1
             self.log_view.set_query(self.search_text)
+        event.input.display = False  # as in less: back to the text, where n and N move
+        self.log_view.focus()
         self.action_next_match(1)
 
     def action_next_match(self, direction: int) -> None:
