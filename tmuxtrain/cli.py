@@ -166,6 +166,10 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
         overrides["inherit_env"] = False
     if a.command and a.files:
         raise TmuxtrainError("give job files or a command after --, not both")
+    from tmuxtrain.jobfile import load_config
+
+    if a.files and load_config(c.settings.config_path).runner == "slurm":
+        return submit_to_slurm(c, a.files, overrides, out="sbatch")
     if a.command:
         ids = c.add_command(a.command, overrides, start=not a.no_start)
     elif a.files:
@@ -342,24 +346,38 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sbatch(c: Client, a: argparse.Namespace) -> int:
+def submit_to_slurm(
+    c: Client,
+    files: Sequence[str],
+    overrides: dict[str, Any] | None,
+    *,
+    out: str,
+    submit: bool = True,
+    **opts: Any,
+) -> int:
+    """Write the files' jobs as sbatch scripts under `out`, and submit them in order."""
     from tmuxtrain.jobfile import load_config, load_jobs
     from tmuxtrain.runners import slurm
 
     config = load_config(c.settings.config_path)
-    opts = slurm.SlurmOptions.from_config(
-        config.slurm, partition=a.partition, account=a.account, extra=tuple(a.command)
-    )
-    specs = [s for path in a.files for s in load_jobs(path)]
-    plan = slurm.plan(specs, opts, a.out)
+    options = slurm.SlurmOptions.from_config(config.slurm, **opts)
+    specs = [s for path in files for s in load_jobs(path, overrides)]
+    plan = slurm.plan(specs, options, out)
     slurm.write(plan)
-    if not a.submit:
+    if not submit:
         for _, path, _ in plan.scripts:
             print(path)
         return 0
     for name, job_id in slurm.submit(plan).items():
         print(f"{job_id}\t{name}")
     return 0
+
+
+def cmd_sbatch(c: Client, a: argparse.Namespace) -> int:
+    return submit_to_slurm(
+        c, a.files, None, out=a.out, submit=a.submit,
+        partition=a.partition, account=a.account, extra=tuple(a.command),
+    )  # fmt: skip
 
 
 def cmd_ui(c: Client, a: argparse.Namespace) -> int:

@@ -89,3 +89,18 @@ def test_sbatch_rejects_unknown_dependencies(tt: Env) -> None:
     tt.write("one.yaml", "name: x\ncommand: echo\nafter: [elsewhere]\n")
     proc = tt.cli("sbatch", "one.yaml")
     assert proc.returncode == 2 and "'elsewhere' is not in these files" in proc.stderr
+
+
+def test_runner_slurm_in_the_config_sends_add_to_slurm(tt: Env) -> None:
+    bindir = tt.root / "bin"
+    bindir.mkdir()
+    fake = bindir / "sbatch"
+    fake.write_text('#!/bin/sh\necho "77;cluster"\n')
+    fake.chmod(0o755)
+    (tt.root / "config.yaml").write_text("runner: slurm\nslurm: {partition: big}\n")
+    tt.set("PATH", f"{bindir}:{os.environ['PATH']}")
+    tt.write("one.yaml", "name: one\ncommand: python train.py\n")
+    out = tt.cli("add", "one.yaml", check=True).stdout
+    assert out.split() == ["77", "one"]
+    assert tt.client().list() == []  # nothing queued locally
+    assert "#SBATCH --partition=big" in (tt.root / "sbatch" / "0001-one.sbatch").read_text()

@@ -205,14 +205,17 @@ def test_add_dialog_completes_paths_and_reports_bad_files(
     run(app, body)
 
 
-def test_info_for_no_selection(demo_app: MakeApp) -> None:
+def test_a_filter_that_hides_everything_clears_the_detail(demo_app: MakeApp) -> None:
     app = demo_app()
 
     async def body(pilot: Pilot[Any]) -> None:
         await settle(pilot)
-        await pilot.press("slash", *"nothing-matches-this")
+        await pilot.press("slash", *"zzz")
         await pilot.pause()
-        assert app.table.row_count == 0
-        assert app.query_one(JobInfo) is not None
+        assert app.table.row_count == 0 and app.table.selected_id is None
+        assert "no job selected" in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.table.selected_id == 2
 
     run(app, body)

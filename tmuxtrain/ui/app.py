@@ -254,7 +254,11 @@ class TmuxtrainApp(App[int]):
     # ---- selection --------------------------------------------------------------------
 
     @on(DataTable.RowHighlighted, "#jobs")
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def _highlighted(self) -> None:
+        self._selection_changed()
+
+    def _selection_changed(self) -> None:
+        """Show what is known of the newly selected job now; fetch its detail shortly."""
         job_id = self.table.selected_id
         if job_id == self._shown_detail:
             return
@@ -414,6 +418,8 @@ class TmuxtrainApp(App[int]):
     def _filter_changed(self) -> None:
         self.table.sync(self.visible_jobs(), self.clock())
         self.query_one(StatusBar).set_filter(self.query_one(FilterBar).value)
+        if self.table.selected_id is None:
+            self._selection_changed()
 
     @on(FilterBar.Done)
     def _filter_done(self) -> None:

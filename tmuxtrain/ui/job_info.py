@@ -43,7 +43,7 @@ class JobInfo(Widget):
         job = self._job
         width = max(10, self.content_region.width)
         if job is None:
-            return Text("no job selected: add one with n", style=p.muted)
+            return Text("no job selected (n: add jobs from a file)", style=p.muted)
         s = job.spec
         sep = Text(" · ", style=p.muted)
 

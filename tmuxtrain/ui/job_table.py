@@ -238,6 +238,7 @@ class JobTable(DataTable[Text]):
     def restore_selection(self) -> None:
         """Keep the cursor on the same job when rows move, are added or are filtered out."""
         if not self.row_count:
+            self.selected_id = None
             return
         if self.selected_id is not None:
             try:
