@@ -14,6 +14,7 @@ import fcntl
 import glob
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -220,27 +221,50 @@ class Scheduler:
         self.ck_known: dict[int, set[str]] = {}
         self.ck_seen: dict[int, dict[str, Seen]] = {}
         self.stopping = False
+        self.last_key: tuple[object, ...] | None = None
+        self.next_due = 0.0
 
     # ---- one step ---------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """One scheduling step at time `now` (POSIX seconds)."""
+        """One scheduling step at time `now` (POSIX seconds).
+
+        The queue is only re-decided when something could have changed it: another process
+        wrote to the store, a job ended, the GPU snapshot moved, we were nudged, or a retry
+        backoff or cancel step fell due. An idle scheduler with a long queue stays cheap.
+        """
+        dirty, self.dirty = self.dirty, False  # steps below may set it again for next tick
         running = self.store.jobs([JobState.RUNNING])
         if running:
-            self._reconcile(
-                running, now, full=self.dirty or now - self.last_full >= FULL_RECONCILE_S
-            )
-            running = self.store.jobs([JobState.RUNNING])
+            full = dirty or now - self.last_full >= FULL_RECONCILE_S
+            if self._reconcile(running, now, full=full):
+                running = self.store.jobs([JobState.RUNNING])
             self._escalate(running, now)
-        active = self.store.jobs([JobState.PENDING, JobState.RUNNING])
-        running = [j for j in active if j.state is JobState.RUNNING]
         self.gpus = self._probe(running)
-        if any(j.state is JobState.PENDING for j in active):
-            self._schedule(active, now)
-        self._tail_logs(now)
+        key = (self.store.data_version(), tuple(self.gpus))
+        if dirty or self.dirty or key != self.last_key or now >= self.next_due:
+            self.dirty = False
+            pending = self.store.jobs([JobState.PENDING])
+            if pending:
+                self._schedule(pending + running, now)
+                running = self.store.jobs([JobState.RUNNING])
+            self.next_due = self._next_due(pending + running)
+            self.last_key = key
+        self._tail_logs(running, now)
         self._watch_checkpoints(now)
         self._reap_hooks()
-        self.dirty = False
+
+    def _next_due(self, jobs: list[Job]) -> float:
+        """When the next time-driven step falls due: a retry backoff ending, a cancel
+        escalating, a timeout expiring (inf when nothing is waiting on the clock)."""
+        grace = self.config.cancel_grace_s
+        due = [j.not_before for j in jobs if j.not_before is not None]
+        for j in jobs:
+            if j.cancel_requested_at is not None:
+                due += [j.cancel_requested_at + grace / 2, j.cancel_requested_at + grace]
+            if j.spec.timeout_s is not None and j.started_at is not None:
+                due.append(j.started_at + j.spec.timeout_s)
+        return min(due, default=math.inf)
 
     def _probe(self, running: list[Job]) -> list[GpuInfo]:
         try:
@@ -249,31 +273,33 @@ class Scheduler:
             log.warning("GPU probe failed: %s", e)
             return self.gpus
 
-    def _reconcile(self, running: list[Job], now: float, full: bool) -> None:
+    def _exit_codes(self, running: list[Job]) -> dict[int, int]:
+        """Statuses the wrappers recorded (one listdir, then only the files that exist)."""
+        names = set(os.listdir(self.settings.run_dir))
         codes = {}
         for j in running:
-            code = read_status(self.settings.status_path(j.id, j.attempt))
-            if code is not None:
+            path = self.settings.status_path(j.id, j.attempt)
+            if os.path.basename(path) in names and (code := read_status(path)) is not None:
                 codes[j.id] = code
+        return codes
+
+    def _reconcile(self, running: list[Job], now: float, full: bool) -> bool:
+        """Finish the running jobs that ended; True when any did."""
+        codes = self._exit_codes(running)
         if not full and not codes:
-            return
+            return False
         if full:
             panes = self.runner.panes()
             alive = {j.id: is_alive(j) for j in running if j.id not in codes}
             self.last_full = now
-            for j in running:  # a wrapper may have finished since the first read
-                if (
-                    j.id not in codes
-                    and (code := read_status(self.settings.status_path(j.id, j.attempt)))
-                    is not None
-                ):
-                    codes[j.id] = code
+            codes = self._exit_codes(running)  # a wrapper may have finished since
             ended = rec.reconcile(running, panes, codes, alive)
         else:
             ended = [rec.Ended(i, c) for i, c in codes.items()]
         by_id = {j.id: j for j in running}
         for e in ended:
             self._finish(by_id[e.job_id], e.exit_code, e.note, now)
+        return bool(ended)
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
         tail = ""
@@ -426,8 +452,8 @@ class Scheduler:
 
     # ---- logs and metrics -------------------------------------------------------------
 
-    def _tail_logs(self, now: float) -> None:
-        for job in self.store.jobs([JobState.RUNNING]):
+    def _tail_logs(self, running: list[Job], now: float) -> None:
+        for job in running:
             self._read_log(job, now)
 
     @staticmethod
@@ -586,21 +612,11 @@ class Scheduler:
     # ---- the loop ---------------------------------------------------------------------
 
     def next_wake(self, now: float) -> float:
-        """Seconds until something time-driven is due (retry backoff, cancel escalation)."""
-        wait = 1.0
-        for j in self.store.jobs([JobState.PENDING, JobState.RUNNING]):
-            for t in (j.not_before, j.cancel_requested_at):
-                if t is not None:
-                    due = t - now
-                    if j.cancel_requested_at == t:
-                        due = min(
-                            t + self.config.cancel_grace_s / 2 - now,
-                            t + self.config.cancel_grace_s - now,
-                        )
-                        due = due if due > 0 else t + self.config.cancel_grace_s - now
-                    if due > 0:
-                        wait = min(wait, due)
-        return max(wait, 0.005)
+        """Seconds to sleep: until the next due step, at most one tick (1 s)."""
+        if self.dirty:  # this tick queued work for the next (e.g. an evaluation job)
+            return 0.0
+        wait = self.next_due - now
+        return min(1.0, max(wait, 0.005)) if wait > 0 else 1.0
 
     def idle(self) -> bool:
         c = self.store.counts()

@@ -32,17 +32,20 @@ class SlurmOptions:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], **overrides: Any) -> SlurmOptions:
-        extra = section.get("extra") or section.get("sbatch") or ()
+        extra = overrides.get("extra") or section.get("extra") or ()
         if isinstance(extra, str):
             extra = shlex.split(extra)
-        values = {
-            "partition": section.get("partition"),
-            "account": section.get("account"),
-            "extra": tuple(str(x) for x in extra),
-            "log_dir": str(section.get("log_dir") or "slurm-logs"),
-        }
-        values.update({k: v for k, v in overrides.items() if v not in (None, ())})
-        return cls(**values)
+
+        def pick(key: str) -> str | None:
+            value = overrides.get(key) or section.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            partition=pick("partition"),
+            account=pick("account"),
+            extra=tuple(str(x) for x in extra),
+            log_dir=pick("log_dir") or "slurm-logs",
+        )
 
 
 def slurm_time(seconds: float) -> str:

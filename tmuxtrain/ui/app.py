@@ -18,7 +18,6 @@ from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer
@@ -124,26 +123,32 @@ class TmuxtrainApp(App[int]):
         self._fresh_detail = True  # the next fetch re-reads the selected job's history and log
         self._shown_detail: int | None = None  # the job whose plot and log are on screen
         self._select_timer: Any = None
+        self.table = JobTable(id="jobs")  # replaced by compose; here so it always exists
 
     # ---- building ---------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
-        yield GpuPanel(id="gpus")
-        yield JobTable(id="jobs")
+        # Kept as attributes: a refresh that lands while the app closes finds them detached
+        # (harmless) instead of failing a query.
+        self.status_bar = StatusBar(id="status")
+        self.gpu_panel = GpuPanel(id="gpus")
+        self.table = JobTable(id="jobs")
+        self.info = JobInfo(id="info")
+        self.plot = MetricPlot(id="plot")
+        self.tail = LogTail(id="tail")
+        self.filter_bar = FilterBar(id="filter")
+        yield self.status_bar
+        yield self.gpu_panel
+        yield self.table
         with Horizontal(id="detail"):
-            yield JobInfo(id="info")
-            yield MetricPlot(id="plot")
-            yield LogTail(id="tail")
-        yield FilterBar(id="filter")
+            yield self.info
+            yield self.plot
+            yield self.tail
+        yield self.filter_bar
         yield Footer(compact=True, show_command_palette=False)
 
-    @property
-    def table(self) -> JobTable:
-        return self.query_one(JobTable)
-
     def on_mount(self) -> None:
-        self.query_one(FilterBar).display = False
+        self.filter_bar.display = False
         self._apply_palette()
         self.theme_changed_signal.subscribe(self, lambda _theme: self._apply_palette(True))
         self.table.focus()
@@ -167,10 +172,9 @@ class TmuxtrainApp(App[int]):
         if self._fetching:
             self._again = True
             return
-        try:
-            selected = self.table.selected_id
-        except NoMatches:  # a timer that fired while the app shuts down
+        if not self.table.is_attached:  # not composed yet, or a timer during shutdown
             return
+        selected = self.table.selected_id
         self._fetching = True
         fresh, self._fresh_detail = self._fresh_detail, False
         self._fetch(selected, force, fresh)
@@ -185,6 +189,8 @@ class TmuxtrainApp(App[int]):
 
     def on_fetched(self, message: Fetched) -> None:
         self._fetching = False
+        if not self.table.is_attached:  # the app is closing
+            return
         if message.snap is not None:
             self.apply_snapshot(message.snap, message.selected)
         elif message.error != self.last_error:
@@ -195,7 +201,7 @@ class TmuxtrainApp(App[int]):
             self.refresh_now()
 
     def visible_jobs(self) -> Sequence[Job]:
-        words = self.query_one(FilterBar).words
+        words = self.filter_bar.words
         return [j for j in self.jobs if view.matches(j, words)] if words else self.jobs
 
     def apply_snapshot(self, snap: Snapshot, selected: int | None) -> None:
@@ -209,18 +215,16 @@ class TmuxtrainApp(App[int]):
         if snap.scheduler != self.scheduler:
             self.scheduler = snap.scheduler
             self.refresh_bindings()
-        self.query_one(StatusBar).show(
-            snap.scheduler, snap.counts, snap.gpu_note, self.query_one(FilterBar).value
-        )
+        self.status_bar.show(snap.scheduler, snap.counts, snap.gpu_note, self.filter_bar.value)
         names = {j.id: j.spec.name for j in self.jobs if j.state is JobState.RUNNING}
-        self.query_one(GpuPanel).show(snap.gpus, names, snap.gpu_note)
+        self.gpu_panel.show(snap.gpus, names, snap.gpu_note)
         current = self.table.selected_id
-        self.query_one(JobInfo).show(self.by_id.get(current) if current else None, now)
+        self.info.show(self.by_id.get(current) if current else None, now)
         if selected == current and current is not None:
             if snap.history is not None and snap.history[0] == current:
-                self.query_one(MetricPlot).show(current, snap.history[1])
+                self.plot.show(current, snap.history[1])
             if snap.log is not None and snap.log.job_id == current:
-                self.query_one(LogTail).feed(current, snap.log.text, snap.log.reset)
+                self.tail.feed(current, snap.log.text, snap.log.reset)
             self._shown_detail = current
         elif current != self._shown_detail:
             self._fresh_detail = True  # read for another job: read this one's from scratch
@@ -262,9 +266,9 @@ class TmuxtrainApp(App[int]):
         job_id = self.table.selected_id
         if job_id == self._shown_detail:
             return
-        self.query_one(JobInfo).show(self.by_id.get(job_id) if job_id else None, self.clock())
-        self.query_one(MetricPlot).show(job_id, {})
-        self.query_one(LogTail).reset(job_id)
+        self.info.show(self.by_id.get(job_id) if job_id else None, self.clock())
+        self.plot.show(job_id, {})
+        self.tail.reset(job_id)
         self._shown_detail = None
         self._fresh_detail = True
         if self._select_timer is not None:
@@ -410,29 +414,29 @@ class TmuxtrainApp(App[int]):
         )
 
     def action_filter(self) -> None:
-        bar = self.query_one(FilterBar)
+        bar = self.filter_bar
         bar.display = True
         bar.focus()
 
     @on(FilterBar.Changed, "#filter")
     def _filter_changed(self) -> None:
         self.table.sync(self.visible_jobs(), self.clock())
-        self.query_one(StatusBar).set_filter(self.query_one(FilterBar).value)
+        self.status_bar.set_filter(self.filter_bar.value)
         if self.table.selected_id is None:
             self._selection_changed()
 
     @on(FilterBar.Done)
     def _filter_done(self) -> None:
-        bar = self.query_one(FilterBar)
+        bar = self.filter_bar
         if not bar.value:
             bar.display = False
         self.table.focus()
 
     def action_metric(self) -> None:
-        self.query_one(MetricPlot).cycle()
+        self.plot.cycle()
 
     def action_axis(self) -> None:
-        self.query_one(MetricPlot).toggle_axis()
+        self.plot.toggle_axis()
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

@@ -1,0 +1,101 @@
+"""The tmux runner against a real, private tmux server."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from tmuxtrain.runners.tmux import (
+    TmuxRunner,
+    parse_panes,
+    tmux_literal,
+    window_name,
+    wrapper_script,
+)
+
+
+def test_parse_panes_keeps_our_session_only() -> None:
+    text = (
+        "tmuxtrain\t%1\t@1\t0\t\t\t100\n"
+        "tmuxtrain\t%2\t@2\t1\t3\t\t101\n"
+        "tmuxtrain\t%3\t@3\t1\t\t9\t102\n"
+        "other\t%4\t@4\t0\t\t\t103\n"
+        "garbage line\n"
+    )
+    panes = parse_panes(text, "tmuxtrain")
+    assert set(panes) == {"%1", "%2", "%3"}
+    assert (panes["%1"].dead, panes["%1"].pid) == (False, 100)
+    assert (panes["%2"].dead, panes["%2"].dead_status) == (True, 3)
+    assert (panes["%3"].dead_status, panes["%3"].dead_signal) == (None, 9)
+
+
+def test_names_are_escaped_for_tmux_and_kept_on_one_line() -> None:
+    assert tmux_literal("a#{b}#(c)") == "a##{b}##(c)"
+    assert window_name(7, "multi\nline\tname") == "7-multi line name"
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[TmuxRunner]:
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    try:
+        yield r
+    finally:
+        subprocess.run([*r.base, "kill-server"], capture_output=True)
+
+
+def launch(
+    runner: TmuxRunner, tmp: Path, job_id: int, command: str, cwd: Path
+) -> tuple[Path, Path]:
+    status = tmp / f"{job_id}.status"
+    log = tmp / "lo#gs" / f"{job_id}.log"
+    log.parent.mkdir(exist_ok=True)
+    script = tmp / f"{job_id}.sh"
+    script.write_text(
+        wrapper_script(
+            job_id=job_id, attempt=1, command=command, cwd=str(cwd),
+            env={"PATH": "/usr/bin:/bin", "ODD": "it's $(not) run"}, status_path=str(status),
+            nudge_path=str(tmp / "nudge"),
+        )
+    )  # fmt: skip
+    runner.launch(job_id, "job", str(script), str(log))
+    return status, log
+
+
+def test_launch_records_status_and_logs_even_instant_exits(
+    runner: TmuxRunner, tmp_path: Path
+) -> None:
+    odd = tmp_path / "dir with 'quote' and #"
+    odd.mkdir()
+    results = [
+        launch(runner, tmp_path, i, f'printf "%s|%s\\n" "$ODD" "$(pwd)"; exit {i}', odd)
+        for i in range(1, 21)
+    ]
+    for i, (status, log) in enumerate(results, 1):
+        wait_until(status.exists, what=f"status of job {i}")
+        assert status.read_text().strip() == str(i)
+        wait_until(
+            lambda log=log: f"it's $(not) run|{odd}" in (log.read_text() if log.exists() else ""),
+            what=f"log of {i}",
+        )
+    panes = runner.panes()
+    assert sum(1 for p in panes.values() if p.dead) == 20  # windows stay to be read
+
+
+def test_window_index_is_the_job_id_when_free(runner: TmuxRunner, tmp_path: Path) -> None:
+    launch(runner, tmp_path, 5, "sleep 5", tmp_path)
+    out = runner.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_index} #{window_name}")
+    assert "5 5-job" in out.splitlines()
+    launch(runner, tmp_path, 5, "sleep 5", tmp_path)  # index taken: another one is found
+    assert len(runner.cmd("list-windows", "-t", "=tmuxtrain:").splitlines()) == 3
+
+
+def test_missing_cwd_records_126(runner: TmuxRunner, tmp_path: Path) -> None:
+    status, _ = launch(runner, tmp_path, 1, "echo hi", tmp_path / "nope")
+    wait_until(status.exists)
+    assert status.read_text().strip() == "126"
