@@ -162,38 +162,32 @@ def _str_list(ctx: _Ctx, doc: LDict, key: str, field: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _size(ctx: _Ctx, doc: LDict, key: str, field: str) -> int | None:
+def _parsed(
+    ctx: _Ctx, doc: LDict, key: str, field: str, parse: Callable[[str], float], example: str
+) -> float | None:
+    """A size or duration: a string or number run through `parse`, more than 0."""
     value = doc[key]
     if value is None:
         return None
+    line = doc.line_of(key)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ctx.fail(
-            doc.line_of(key), field, f"expected a size like 20GiB, got {_type_name(value)}"
-        )
+        raise ctx.fail(line, field, f"expected a value like {example}, got {_type_name(value)}")
     try:
-        mib = parse_size_mib(str(value))
+        parsed = parse(str(value))
     except ValueError as e:
-        raise ctx.fail(doc.line_of(key), field, str(e)) from None
-    if mib <= 0:
-        raise ctx.fail(doc.line_of(key), field, "must be more than 0")
-    return mib
+        raise ctx.fail(line, field, str(e)) from None
+    if parsed <= 0:
+        raise ctx.fail(line, field, "must be more than 0")
+    return parsed
+
+
+def _size(ctx: _Ctx, doc: LDict, key: str, field: str) -> int | None:
+    mib = _parsed(ctx, doc, key, field, parse_size_mib, "20GiB")
+    return None if mib is None else int(mib)
 
 
 def _duration(ctx: _Ctx, doc: LDict, key: str, field: str) -> float | None:
-    value = doc[key]
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ctx.fail(
-            doc.line_of(key), field, f"expected a duration like 12h, got {_type_name(value)}"
-        )
-    try:
-        seconds = parse_duration_s(str(value))
-    except ValueError as e:
-        raise ctx.fail(doc.line_of(key), field, str(e)) from None
-    if seconds <= 0:
-        raise ctx.fail(doc.line_of(key), field, "must be more than 0")
-    return seconds
+    return _parsed(ctx, doc, key, field, parse_duration_s, "12h")
 
 
 def _mapping(ctx: _Ctx, doc: LDict, key: str, field: str) -> LDict:
