@@ -350,15 +350,7 @@ class Client:
         for job_id in ids:
             job = self.store.get(job_id)
             if job.state is JobState.PENDING:
-                if self.store.transition(
-                    job_id,
-                    JobState.CANCELLED,
-                    now,
-                    expect=[JobState.PENDING],
-                    event={"reason": reason},
-                    reason=reason,
-                    finished_at=now,
-                ):
+                if self.store.cancel_pending(job_id, reason, now):
                     continue
                 job = self.store.get(job_id)
             if job.state is JobState.RUNNING:

@@ -366,15 +366,7 @@ class Scheduler:
         dep_states = {j.id: (j.state, j.name) for j in self.store.jobs(ids=deps)} if deps else {}
         decisions = decide(active, self.gpus, self.config, now, dep_states)
         for job_id, why in decisions.cancels:
-            self.store.transition(
-                job_id,
-                JobState.CANCELLED,
-                now,
-                expect=[JobState.PENDING],
-                event={"reason": why},
-                reason=why,
-                finished_at=now,
-            )
+            self.store.cancel_pending(job_id, why, now)
         self.store.set_reasons(decisions.reasons)
         by_id = {j.id: j for j in active}
         ports = {j.master_port for j in active if j.master_port}

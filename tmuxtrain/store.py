@@ -422,6 +422,13 @@ class Store:
                 self._event(db, now, job_id, to.value, event or {})
             return ok
 
+    def cancel_pending(self, job_id: int, reason: str, now: float) -> bool:
+        """Drop a job that has not started (False if it started or ended meanwhile)."""
+        return self.transition(
+            job_id, JobState.CANCELLED, now, expect=[JobState.PENDING],
+            event={"reason": reason}, reason=reason, finished_at=now,
+        )  # fmt: skip
+
     def _transition(
         self,
         db: sqlite3.Connection,

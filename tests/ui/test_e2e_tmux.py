@@ -46,8 +46,10 @@ def test_tmuxtrain_ui_in_a_real_pane(tt: Env, ui_server: list[str]) -> None:
     script = tt.write("train.py", TRAIN)
     [job_id] = client.add_command(f"{sys.executable} {script}", name="trainer", vram="4GiB")
     wait_until(lambda: client.job(job_id).metrics.get("loss") == 0.0667, what="a parsed loss")
-    vram = [view.vram_figures(g, compact=False) for g in client.gpus()]
-    assert "4/24 GiB" in vram
+    assert [view.vram_figures(g, compact=False) for g in client.gpus()] == [
+        "4/24 GiB",
+        "0/24 GiB",
+    ]
 
     subprocess.run(
         [*ui_server, "new-session", "-d", "-s", "ui", "-x", "160", "-y", "48", "--"]

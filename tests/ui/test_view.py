@@ -78,6 +78,12 @@ def test_vram_figures() -> None:
     gpu = {"memory_total_mib": 81920, "memory_used_mib": 43520}
     assert view.vram_figures(gpu, compact=False) == "42.5/80 GiB"
     assert view.vram_figures(gpu, compact=True) == "42/80G"
+    assert view.vram_figures({"memory_total_mib": 24576, "memory_used_mib": 0}, False) == (
+        "0/24 GiB"
+    )
+    assert view.vram_figures({"memory_total_mib": 24576, "memory_used_mib": 512}, False) == (
+        "0.5/24 GiB"
+    )
     assert view.vram_figures({"memory_total_mib": None}, compact=True) == "?"
 
 

@@ -232,10 +232,11 @@ def vram_figures(gpu: dict[str, Any], compact: bool) -> str:
         return "?"
     if compact:
         return f"{used / 1024:.0f}/{total / 1024:.0f}G"
-    u, t = format_mib(used), format_mib(total)
-    if u.split()[-1] == t.split()[-1]:
-        u = u.split()[0]
-    return f"{u}/{t}"
+    if total < 1024:
+        return f"{used}/{total} MiB"
+    # used in the unit of the total, so the two read as one fraction: 0.5/24 GiB
+    u = f"{used / 1024:.1f}".removesuffix(".0")
+    return f"{u}/{format_mib(total)}"
 
 
 def level_style(value: float | None, warn: float, bad: float, p: Palette) -> Any:
