@@ -115,7 +115,13 @@ def test_priority_and_dependencies(tt: Env) -> None:
     tt.set("TMUXTRAIN_GPUS", "fake:1x24GiB")
     order = tt.root / "order"
     gate = tt.root / "gate"
-    [first] = add(tt, "--name", "first", "--", f"echo first >> {order}; while [ ! -e {gate} ]; do sleep 0.05; done")
+    [first] = add(
+        tt,
+        "--name",
+        "first",
+        "--",
+        f"echo first >> {order}; while [ ! -e {gate} ]; do sleep 0.05; done",
+    )
     wait_state(tt, first, "running")
     tt.write(
         "chain.yaml",
@@ -344,3 +350,43 @@ def test_concurrent_submitters(tt: Env) -> None:
     ids = [int(x) for out, _ in outs for x in out.split()]
     assert len(ids) == len(set(ids)) == 80
     assert len(tt.client().list()) == 80
+
+
+def test_hooks_run_with_job_fields_and_a_failing_hook_breaks_nothing(tt: Env) -> None:
+    out = tt.root / "hooks.out"
+    (tt.root / "config.yaml").write_text(
+        "retry_backoff: 0.2s\ncancel_grace: 2s\nheadroom: 0\n"
+        f"hooks: {{failed: 'echo cfg-failed {{id}} {{exit_code}} >> {out}', started: 'exit 3'}}\n"
+    )
+    tt.write(
+        "job.yaml",
+        f"""
+name: "h$(touch PWNED)"
+gpus: 0
+command: exit 5
+retries: 1
+hooks:
+  started: 'echo started "$TMUXTRAIN_JOB_NAME" {{attempt}} >> {out}'
+  retrying: 'echo retrying {{name}} >> {out}'
+  failed: 'echo job-failed {{name}} >> {out}'
+""",
+    )
+    [a] = add(tt, "job.yaml")
+    wait_state(tt, a, "failed")
+    lines = wait_until(
+        lambda: (
+            out.exists() and len(out.read_text().splitlines()) >= 5 and out.read_text().splitlines()
+        )
+    )
+    assert sorted(lines) == sorted(
+        [
+            "started h$(touch PWNED) 1",
+            "retrying h$(touch PWNED)",
+            "started h$(touch PWNED) 2",
+            f"cfg-failed {a} 5",
+            "job-failed h$(touch PWNED)",
+        ]
+    )
+    assert not (tt.root / "PWNED").exists()
+    [b] = add(tt, "--gpus", "0", "--", "true")  # the failing 'started' hook changed nothing
+    wait_state(tt, b, "succeeded")
