@@ -37,9 +37,11 @@ def start_jobs(tt: Env) -> tuple[int, int, int]:
     [b] = c.add_command("sleep 120", name="holder", gpus=1, vram="20GiB")
     [p] = c.add_command("sleep 1", name="too-big", gpus=2, vram="22GiB")
     wait_until(
-        lambda: c.job(a).metrics.get("loss") == 0.0667
-        and c.job(b).state is JobState.RUNNING
-        and c.job(p).reason,
+        lambda: (
+            c.job(a).metrics.get("loss") == 0.0667
+            and c.job(b).state is JobState.RUNNING
+            and c.job(p).reason
+        ),
         what="jobs running, a parsed loss and a reason",
     )
     return a, b, p
@@ -90,6 +92,11 @@ def test_live_dashboard_shows_real_jobs_and_its_keys_change_them(tt: Env) -> Non
         await until(pilot, lambda: client.job(p).spec.priority == 1, 10, "priority")
         await pilot.press("minus", "minus")
         await until(pilot, lambda: client.job(p).spec.priority == -1, 10, "priority")
+        # h holds it, and h again releases it
+        await pilot.press("h")
+        await until(pilot, lambda: client.job(p).held and app.by_id[p].held, 10, "hold")
+        await pilot.press("h")
+        await until(pilot, lambda: not client.job(p).held, 10, "release")
 
     run(app, body)
 

@@ -17,7 +17,6 @@ from tmuxtrain.store import Store
 from tmuxtrain.ui.add_job_screen import AddJobScreen
 from tmuxtrain.ui.app import TmuxtrainApp
 from tmuxtrain.ui.confirm_screen import ConfirmScreen
-from tmuxtrain.ui.job_info import JobInfo
 from tmuxtrain.ui.log_screen import LogScreen
 from tmuxtrain.ui.log_tail import LogTail
 from tmuxtrain.ui.metric_plot import MetricPlot

@@ -86,6 +86,7 @@ class TmuxtrainApp(App[int]):
         Binding("r", "retry", "retry"),
         Binding("plus,equals_sign", "priority(1)", "prio", key_display="+/-"),
         Binding("minus", "priority(-1)", "prio-", show=False),
+        Binding("h", "hold", "hold/release", show=False),
         Binding("l", "log", "log"),
         Binding("n", "add", "add"),
         Binding("slash", "filter", "filter", key_display="/"),
@@ -182,9 +183,9 @@ class TmuxtrainApp(App[int]):
     @work(thread=True, group="refresh", exit_on_error=False)
     def _fetch(self, selected: int | None, force: bool, fresh: bool) -> None:
         try:
-            snap = self.source.fetch(selected, force=force or fresh, fresh=fresh)
+            snap = self.source.fetch(selected, force=force, fresh=fresh)
             self.post_message(Fetched(snap, selected))
-        except Exception as e:  # shown in the status line; the next tick tries again
+        except Exception as e:  # shown once as a notification; the next tick tries again
             self.post_message(Fetched(None, selected, f"{type(e).__name__}: {e}"))
 
     def on_fetched(self, message: Fetched) -> None:
@@ -282,8 +283,12 @@ class TmuxtrainApp(App[int]):
     # ---- actions ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "up":  # only offered while the scheduler is down
-            return None if self.scheduler.get("running") else True
+        if action == "quit":
+            return True
+        if len(self.screen_stack) > 1:  # the log view or a dialog: job keys do not apply
+            return False
+        if action == "up":  # only offered (and shown) while the scheduler is down
+            return not self.scheduler.get("running")
         return True
 
     @work(thread=True, group="action", exit_on_error=False)
@@ -387,6 +392,18 @@ class TmuxtrainApp(App[int]):
             lambda i: f"job {i}: priority {new}",
         )
 
+    def action_hold(self) -> None:
+        """Keep a pending job from starting, or let a held one start (h toggles)."""
+        job = self.selected_job()
+        if job is None:
+            return
+        hold = not job.held
+        self._act(
+            "hold",
+            lambda c: c.hold([job.id], hold),
+            lambda _: f"job {job.id} {'held' if hold else 'released'}",
+        )
+
     def action_log(self) -> None:
         job = self.selected_job()
         if job is not None:
@@ -416,7 +433,9 @@ class TmuxtrainApp(App[int]):
     def action_filter(self) -> None:
         bar = self.filter_bar
         bar.display = True
-        bar.focus()
+        # Focus now, not on the next turn of the queue: keys typed right after / (a paste,
+        # tmux send-keys) must land in the box, not run as commands.
+        self.screen.set_focus(bar)
 
     @on(FilterBar.Changed, "#filter")
     def _filter_changed(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -93,9 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--pending", type=int, default=None, help="pending jobs (default: a fifth of them)"
     )
+    p.add_argument(
+        "--gpu-source",
+        default=None,
+        help="read GPUs from this TMUXTRAIN_GPUS value (e.g. nvml) instead of simulated ones",
+    )
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         settings = build_bench(f"{tmp}/home", jobs=a.jobs, gpus=a.gpus, pending=a.pending)
+        if a.gpu_source:
+            settings = dataclasses.replace(settings, gpus=a.gpu_source)
         r = measure_refresh_detail(Client(settings), a.refreshes)
     print(
         f"{a.jobs} jobs ({r['active']} pending or running), {a.gpus} GPUs, "

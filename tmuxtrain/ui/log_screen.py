@@ -77,7 +77,7 @@ class LogScreen(Screen[None]):
         yield SearchLog(id="full-log")
         yield Input(placeholder="search (Enter: next match, Esc: back to the log)", id="search")
         yield Static("", id="log-status")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#search").display = False
@@ -132,7 +132,7 @@ class LogScreen(Screen[None]):
         box = self.query_one("#search", Input)
         box.display = True
         box.value = self.search_text
-        box.focus()
+        self.set_focus(box)  # now: keys typed right after / belong to the search
 
     @on(Input.Submitted, "#search")
     def _searched(self, event: Input.Submitted) -> None:

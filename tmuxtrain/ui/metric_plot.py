@@ -112,6 +112,10 @@ class MetricPlot(Widget):
             self._title()
             self.refresh()
 
+    def on_click(self) -> None:
+        """A click shows the next metric, as m does."""
+        self.cycle()
+
     def toggle_axis(self) -> None:
         """Steps or wall time on x (key x)."""
         self.by_time = not self.by_time

@@ -206,7 +206,7 @@ def vram_bar(gpu: dict[str, Any], width: int, p: Palette) -> Text:
     total = gpu.get("memory_total_mib")
     used = gpu.get("memory_used_mib")
     if not total or used is None:
-        return Text("?" * 0 + "─" * width, style=p.bar_free)
+        return Text("─" * width, style=p.bar_free)
     jobs = min(gpu.get("memory_jobs_mib") or 0, used)
     other = max(0, used - jobs)
     cells_jobs = round(jobs / total * width)
