@@ -288,54 +288,22 @@ class Client:
 
     def gpus(self) -> builtins.list[dict[str, Any]]:
         """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""
-        from tmuxtrain.daemon import probe_gpus
-        from tmuxtrain.gpus import open_probe
-
-        running = self.store.jobs([JobState.RUNNING])
-        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
         try:
-            gpus = probe_gpus(probe, running, [])
+            return list(self.gpus_polled())
         finally:
-            probe.close()
-        out = []
-        for g in gpus:
-            used = g.memory_used_mib
-            if used is not None and g.memory_total_mib is not None:
-                used = min(used, g.memory_total_mib)
-            out.append(
-                {
-                    "index": g.index,
-                    "uuid": g.uuid,
-                    "name": g.name,
-                    "memory_total_mib": g.memory_total_mib,
-                    "memory_used_mib": used,
-                    "memory_jobs_mib": sum(g.job_used_mib.values()) if g.job_used_mib else 0,
-                    "utilization_pct": g.utilization_pct,
-                    "temperature_c": g.temperature_c,
-                    "simulated": g.simulated,
-                    "jobs": [j.id for j in running if g.index in j.gpus],
-                }
-            )
-        return out
+            self.close_gpu_probe()
 
     def list_gpu_count(self) -> int:
         """How many GPUs the configured source sees (0 when there is no driver)."""
-        from tmuxtrain.gpus import open_probe
-
-        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
-        try:
-            return len(probe.probe())
-        finally:
-            probe.close()
+        return len(self.gpus())
 
     def gpu_source_note(self) -> str:
-        from tmuxtrain.gpus import open_probe
-
-        probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+        """Where GPUs come from, in a line (e.g. why there are none)."""
         try:
-            return probe.note
+            self.gpus_polled([])
+            return self.gpu_probe_note()
         finally:
-            probe.close()
+            self.close_gpu_probe()
 
     # ---- changing jobs ----------------------------------------------------------------
 
