@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs tmux when missing (apt-get), makes a
-# virtual environment in .venv, installs tmuxtrain with its test extras, runs ruff and pytest.
+# virtual environment in .venv, installs tmuxtrain with its test extras, runs ruff, mypy
+# and pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k scheduler -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ fi
 echo "== installing tmuxtrain[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-echo "== ruff"
+echo "== ruff and mypy"
 .venv/bin/ruff check tmuxtrain tests scripts
+.venv/bin/mypy
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
