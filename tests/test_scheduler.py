@@ -23,11 +23,15 @@ def job(tt: Env, job_id: int) -> dict:
 
 
 def wait_state(tt: Env, job_id: int, *want: str, timeout: float = 20) -> dict:
-    return wait_until(
-        lambda: (j := job(tt, job_id))["state"] in want and j,
-        timeout,
-        what=f"job {job_id} to be {want}",
-    )
+    """Wait for a state; a running job also for its window id, which is recorded a moment
+    after the job is claimed."""
+
+    def reached() -> dict | None:
+        j = job(tt, job_id)
+        ok = j["state"] in want and (j["state"] != "running" or j["tmux_window"])
+        return j if ok else None
+
+    return wait_until(reached, timeout, what=f"job {job_id} to be {want}")
 
 
 def add(tt: Env, *args: str) -> list[int]:
@@ -216,7 +220,7 @@ def test_cancel_escalates_to_sigkill_for_the_whole_tree(tt: Env) -> None:
     tt.cli("cancel", str(a), check=True)
     j = wait_state(tt, a, "cancelled", timeout=15)
     assert time.monotonic() - t0 >= 1.0  # took the grace period (2 s in the test config)
-    assert j["exit_code"] == 128 + signal.SIGKILL
+    assert j["exit_code"] == 128 + signal.SIGKILL, j["reason"]
 
     def gone() -> bool:
         try:

@@ -222,6 +222,7 @@ class Scheduler:
         self.ck_seen: dict[int, dict[str, Seen]] = {}
         self.stopping = False
         self.last_key: tuple[object, ...] | None = None
+        self.seen_dead: dict[str, float] = {}  # pane id -> first seen dead without status
         self.next_due = 0.0
 
     # ---- one step ---------------------------------------------------------------------
@@ -293,7 +294,11 @@ class Scheduler:
             alive = {j.id: is_alive(j) for j in running if j.id not in codes}
             self.last_full = now
             codes = self._exit_codes(running)  # a wrapper may have finished since
-            ended = rec.reconcile(running, panes, codes, alive)
+            settled = frozenset(p for p, t in self.seen_dead.items() if now - t >= 1.0)
+            ended = rec.reconcile(running, panes, codes, alive, settled)
+            self.seen_dead = {p: self.seen_dead.get(p, now) for p in rec.dead_without_status(panes)}
+            if self.seen_dead:  # look again in a second: tmux is about to have the status
+                self.last_full = now - FULL_RECONCILE_S + 1.0
         else:
             ended = [rec.Ended(i, c) for i, c in codes.items()]
         by_id = {j.id: j for j in running}
@@ -302,6 +307,7 @@ class Scheduler:
         return bool(ended)
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
+        log.info("job %s attempt %s ended: exit code %s %s", job.id, job.attempt, code, note)
         tail = ""
         if code not in (0, None) and job.spec.retry_on:
             tail = self._log_tail(job)
@@ -380,7 +386,7 @@ class Scheduler:
                     job.id,
                     JobState.FAILED,
                     now,
-                    expect=[JobState.PENDING],
+                    expect=[JobState.PENDING, JobState.RUNNING],  # claimed, then tmux failed
                     event={"reason": str(e)},
                     reason=f"could not start: {e}",
                     finished_at=now,
@@ -409,9 +415,6 @@ class Scheduler:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(script + ".tmp", script)
-        if not self.runner.has_session():
-            self.runner.ensure_session()
-            self.runner.set_hook(s.nudge_path)
         if job.tmux_window:  # an earlier attempt's window: its output is in the log
             self.runner.kill_window(job.tmux_window)
         # Claim first, so a crash between here and tmux can never start it twice.
@@ -432,7 +435,13 @@ class Scheduler:
             pid=None,
         ):
             return
-        launched = self.runner.launch(job.id, job.name, script, job.log_path)
+        try:
+            launched = self.runner.launch(job.id, job.name, script, job.log_path, s.nudge_path)
+        except TmuxError:
+            if self.runner.has_session():
+                raise
+            self.runner.ensure_session()  # the session was closed under us: make it again
+            launched = self.runner.launch(job.id, job.name, script, job.log_path, s.nudge_path)
         self.store.update(
             job.id,
             tmux_window=launched.window_id,
@@ -440,6 +449,8 @@ class Scheduler:
             pid=launched.pid,
             pid_start=process_start(launched.pid),
         )
+        if self.store.get(job.id).cancel_requested_at is not None:
+            self.runner.interrupt(launched.pane_id)  # cancelled before its pane was known
         self._hook(job, "started", None)
 
     # ---- logs and metrics -------------------------------------------------------------
@@ -622,7 +633,6 @@ class Scheduler:
             fd = os.open(s.nudge_path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
             self._install_signals()
             self.runner.ensure_session()
-            self.runner.set_hook(s.nudge_path)
             self.dirty = True
             ticks = 0
             finished_seen = -1

@@ -226,3 +226,14 @@ def test_timed_out() -> None:
     assert not timed_out(
         job(timeout_s=60.0, started_at=NOW, cancel_requested_at=NOW + 61), NOW + 99
     )
+
+
+def test_a_dead_pane_without_status_waits_one_pass() -> None:
+    from tmuxtrain.core.reconcile import dead_without_status
+
+    snapshot = panes(pane(dead=True))
+    assert reconcile([job()], snapshot, {}, {}) == []  # tmux has not got the status yet
+    seen = dead_without_status(snapshot)
+    assert seen == {"%1"}
+    [e] = reconcile([job()], snapshot, {}, {}, seen)
+    assert e.exit_code is None and "no exit status" in e.note

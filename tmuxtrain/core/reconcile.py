@@ -39,8 +39,14 @@ def reconcile(
     panes: Mapping[str, PaneInfo],
     exit_codes: Mapping[int, int],
     alive: Mapping[int, bool],
+    seen_dead: frozenset[str] = frozenset(),
 ) -> list[Ended]:
     """Which running jobs have ended, and with what exit code.
+
+    tmux marks a pane dead when its terminal closes, a moment before it has the exit status;
+    such a pane is left for a later pass, and only one that has stayed without a status (its
+    id in `seen_dead`: the caller tracks `dead_without_status` over time) ends with an
+    unknown code.
 
     `exit_codes` are the statuses the wrapper recorded (durable, so they win); `alive` tells
     whether the job's wrapper process still runs (pid and start time match). A live pane
@@ -60,13 +66,22 @@ def reconcile(
             if pane.dead_signal:
                 code = 128 + pane.dead_signal
                 out.append(Ended(job.id, code, f"killed by signal {pane.dead_signal}"))
-            else:
+            elif pane.dead_status is not None:
                 out.append(Ended(job.id, pane.dead_status, "exit status from tmux"))
+            elif pane.pane_id in seen_dead:
+                out.append(Ended(job.id, None, "its window died and tmux gave no exit status"))
             continue
         if pane is not None or alive.get(job.id):
             continue  # its pane lives (the wrapper records the status), or its process does
         out.append(Ended(job.id, None, "lost: its window closed before it recorded an exit status"))
     return out
+
+
+def dead_without_status(panes: Mapping[str, PaneInfo]) -> frozenset[str]:
+    """Panes tmux shows dead but without an exit status yet (see `reconcile`)."""
+    return frozenset(
+        p.pane_id for p in panes.values() if p.dead and p.dead_status is None and not p.dead_signal
+    )
 
 
 @dataclass(frozen=True)

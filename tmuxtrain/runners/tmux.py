@@ -44,6 +44,13 @@ def tmux_literal(text: str) -> str:
     return text.replace("#", "##")
 
 
+def nudge_hook(nudge_path: str) -> str:
+    """A tmux command that wakes the scheduler without blocking (see daemon.nudge); it holds
+    only our own fifo path, escaped for tmux's format expansion and for the shell."""
+    shell = f"( exec 3<>{shlex.quote(nudge_path)} && printf x >&3 ) 2>/dev/null"
+    return f"run-shell -b {tmux_literal(shlex.quote(shell))}"
+
+
 def window_name(job_id: int, name: str) -> str:
     clean = " ".join(name.split())  # no newlines or tabs in a window name
     return f"{job_id}-{clean}"[:120]
@@ -198,44 +205,38 @@ class TmuxRunner:
             self.cmd("set-option", "-w", "-t", window, "remain-on-exit", "on", check=False)
         return Launched(window, pane, int(pid))
 
-    def launch(self, job_id: int, name: str, script_path: str, log_path: str) -> Launched:
-        """Start a job's window at index `job_id` when free (so prefix+N finds job N), with
-        remain-on-exit and the log pipe set in the same tmux call as the window."""
+    def launch(
+        self,
+        job_id: int,
+        name: str,
+        script_path: str,
+        log_path: str,
+        nudge_path: str | None = None,
+    ) -> Launched:
+        """Start a job's window at index `job_id` when free (so prefix+N finds job N).
+
+        remain-on-exit, the log pipe and the window's pane-died hook (a nudge to the
+        scheduler; tmux only fires pane-died from window hooks) are set in the same tmux
+        call as the window, so nothing the job does can come before them.
+        """
         index = job_id
-        used = set(
-            self.cmd("list-windows", "-t", f"={self.session}:", "-F", "#{window_index}").split()
-        )
-        while str(index) in used:
-            index += 100_000
-        target = f"={self.session}:{index}"
-        pipe = f"cat >> {shlex.quote(log_path)}"
-        out = self.cmd(
-            "new-window",
-            "-d",
-            "-t",
-            target,
-            "-n",
-            tmux_literal(window_name(job_id, name)),
-            "-P",
-            "-F",
-            "#{window_id}\t#{pane_id}\t#{pane_pid}",
-            "--",
-            "/bin/sh",
-            script_path,
-            ";",
-            "set-option",
-            "-w",
-            "-t",
-            target,
-            "remain-on-exit",
-            "on",
-            ";",
-            "pipe-pane",
-            "-t",
-            target,
-            "-o",
-            tmux_literal(pipe),
-        )
+        while True:
+            target = f"={self.session}:{index}"
+            argv = ["new-window", "-d", "-t", target, "-n", tmux_literal(window_name(job_id, name))]
+            argv += ["-P", "-F", "#{window_id}\t#{pane_id}\t#{pane_pid}", "--"]
+            argv += ["/bin/sh", script_path]
+            argv += [";", "set-option", "-w", "-t", target, "remain-on-exit", "on"]
+            argv += [";", "pipe-pane", "-t", target, "-o"]
+            argv.append(tmux_literal(f"cat >> {shlex.quote(log_path)}"))
+            if nudge_path:
+                argv += [";", "set-hook", "-w", "-t", target, "pane-died", nudge_hook(nudge_path)]
+            try:
+                out = self.cmd(*argv)
+                break
+            except TmuxError as e:
+                if "in use" not in str(e):
+                    raise
+                index += 100_000  # the user has a window there: take one far above
         window, pane, pid = out.strip().splitlines()[0].split("\t")
         return Launched(window, pane, int(pid))
 
@@ -259,19 +260,6 @@ class TmuxRunner:
 
     def capture(self, pane_id: str, lines: int = 200) -> str:
         return self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}", check=False)
-
-    def set_hook(self, nudge_path: str) -> None:
-        """Nudge the scheduler when any pane of the session dies (the wrapper does too; this
-        also covers a wrapper killed by SIGKILL). The hook holds only our own fifo path."""
-        shell = f"( exec 3<>{shlex.quote(nudge_path)} && printf x >&3 ) 2>/dev/null"
-        self.cmd(
-            "set-hook",
-            "-t",
-            f"={self.session}",
-            "pane-died",
-            f"run-shell -b {tmux_literal(shlex.quote(shell))}",
-            check=False,
-        )
 
     def attach_argv(self, window_id: str) -> list[str]:
         """The command that takes the user's terminal to a window: switch-client inside tmux
