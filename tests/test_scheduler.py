@@ -394,3 +394,17 @@ hooks:
     assert not (tt.root / "PWNED").exists()
     [b] = add(tt, "--gpus", "0", "--", "true")  # the failing 'started' hook changed nothing
     wait_state(tt, b, "succeeded")
+
+
+def test_a_job_killed_by_a_signal_is_noticed_without_waiting_for_the_poll(tt: Env) -> None:
+    """Nothing records a status when the wrapper itself is SIGKILLed: only the window's
+    pane-died hook can wake the scheduler before its 5 s reconcile poll."""
+    [a] = add(tt, "--gpus", "0", "--", "sleep 60")
+    j = wait_state(tt, a, "running")
+    pid = int(tt.tmux("display-message", "-p", "-t", j["tmux_pane"], "#{pane_pid}").strip())
+    time.sleep(0.2)  # let the scheduler's periodic reconcile fall far from now
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    j = wait_state(tt, a, "failed", timeout=10)
+    assert time.monotonic() - t0 < 3.5
+    assert j["exit_code"] == 128 + signal.SIGKILL
