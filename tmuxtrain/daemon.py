@@ -45,6 +45,9 @@ from tmuxtrain.store import Store
 log = logging.getLogger("tmuxtrain.daemon")
 FULL_RECONCILE_S = 5.0  # a full pane/process check even when nothing nudged us
 CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
+LOG_BUDGET_S = 0.1  # log parsing per tick, so output floods never delay scheduling
+LOG_CHUNK = 2**20
+LOG_SKIP_BEHIND = 32 * 2**20
 HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
 
 
@@ -222,7 +225,9 @@ class Scheduler:
         self.ck_seen: dict[int, dict[str, Seen]] = {}
         self.stopping = False
         self.last_key: tuple[object, ...] | None = None
-        self.seen_dead: dict[str, float] = {}  # pane id -> first seen dead without status
+        self.seen_dead: dict[str, float] = {}
+        self.tail_cursor = 0  # the job whose log parsing the last tick broke off at
+        self.logs_behind = False  # pane id -> first seen dead without status
         self.next_due = 0.0
 
     # ---- one step ---------------------------------------------------------------------
@@ -237,8 +242,8 @@ class Scheduler:
         dirty, self.dirty = self.dirty, False  # steps below may set it again for next tick
         running = self.store.jobs([JobState.RUNNING])
         if running:
-            full = dirty or now - self.last_full >= FULL_RECONCILE_S
-            if self._reconcile(running, now, full=full):
+            periodic = now - self.last_full >= FULL_RECONCILE_S
+            if self._reconcile(running, now, full=periodic, nudged=dirty):
                 running = self.store.jobs([JobState.RUNNING])
             self._escalate(running, now)
         self.gpus = self._probe(running)
@@ -284,11 +289,16 @@ class Scheduler:
                 codes[j.id] = code
         return codes
 
-    def _reconcile(self, running: list[Job], now: float, full: bool) -> bool:
-        """Finish the running jobs that ended; True when any did."""
+    def _reconcile(self, running: list[Job], now: float, full: bool, nudged: bool) -> bool:
+        """Finish the running jobs that ended; True when any did. A nudge that the recorded
+        statuses explain needs no look at tmux and the process table."""
         codes = self._exit_codes(running)
-        if not full and not codes:
+        if nudged and codes:
+            full = False
+        if not full and not codes and not nudged:
             return False
+        if not full and not codes:
+            full = True  # a nudge with no status behind it: a job may have been killed
         if full:
             panes = self.runner.panes()
             alive = {j.id: is_alive(j) for j in running if j.id not in codes}
@@ -312,7 +322,7 @@ class Scheduler:
         if code not in (0, None) and job.spec.retry_on:
             tail = self._log_tail(job)
         out = rec.outcome(job, code, tail, now, self.config.retry_backoff_s, note=note)
-        self._flush_tail(job, now)
+        self._read_log(job, now)  # the last output, before the outcome is recorded
         fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
         if out.state is JobState.PENDING:
             fields.update(
@@ -456,8 +466,18 @@ class Scheduler:
     # ---- logs and metrics -------------------------------------------------------------
 
     def _tail_logs(self, running: list[Job], now: float) -> None:
-        for job in running:
-            self._read_log(job, now)
+        """Parse new log output, within a time budget per tick so a flood of output never
+        holds up launches and finishes; jobs take turns, and the loop does not sleep while
+        some log is behind."""
+        deadline = time.monotonic() + LOG_BUDGET_S
+        order = sorted(running, key=lambda j: (j.id <= self.tail_cursor, j.id))
+        self.logs_behind = False
+        for job in order:
+            if not self._read_log(job, now, deadline):
+                self.tail_cursor = job.id
+                self.logs_behind = True
+                return
+        self.tail_cursor = 0
 
     @staticmethod
     def _thin(
@@ -476,10 +496,12 @@ class Scheduler:
                 tail.last_stored[s.name] = now
         return keep
 
-    def _flush_tail(self, job: Job, now: float) -> None:
-        self._read_log(job, now)
+    def _read_log(self, job: Job, now: float, deadline: float = math.inf) -> bool:
+        """Feed the job's new log bytes to its parser; False when the deadline came first.
 
-    def _read_log(self, job: Job, now: float) -> None:
+        A log more than LOG_SKIP_BEHIND behind is skipped to its newest part: metrics are
+        about now, and the raw log stays whole on disk.
+        """
         tail = self.tails.get(job.id)
         if tail is None:
             tail = Tail(LogParser(job.spec.metrics or None), self.store.log_offset(job.id))
@@ -487,18 +509,31 @@ class Scheduler:
         try:
             size = os.path.getsize(job.log_path)
         except OSError:
-            return
+            return True
         if size <= tail.offset:
-            return
+            return True
+        if size - tail.offset > LOG_SKIP_BEHIND:
+            log.warning("job %s printed faster than it can be parsed: skipping ahead", job.id)
+            tail.offset = size - LOG_CHUNK
+        samples = []
+        done = True
         with open(job.log_path, "rb") as f:
             f.seek(tail.offset)
-            data = f.read(min(size - tail.offset, 8 * 2**20))
-        tail.offset += len(data)
-        samples = tail.parser.feed(data, now)
+            while tail.offset < size:
+                if time.monotonic() > deadline:
+                    done = False
+                    break
+                data = f.read(min(size - tail.offset, LOG_CHUNK))
+                if not data:
+                    break
+                tail.offset += len(data)
+                samples += tail.parser.feed(data, now)
         keep = self._thin(tail, samples, now - (job.started_at or now), now)
         latest = dict(tail.parser.latest)
         if keep or latest != job.metrics:
             self.store.add_metrics(job.id, keep, latest, now, tail.offset)
+            job.metrics = latest
+        return done
 
     # ---- checkpoints ------------------------------------------------------------------
 
@@ -506,11 +541,11 @@ class Scheduler:
         """Queue an evaluation for every new checkpoint file once it stopped growing (also
         for a few seconds after its job ended, for the last one). Each path is evaluated
         once, across restarts too: the store refuses a second record of it."""
-        watching = [
-            j
-            for j in self.store.jobs([JobState.RUNNING, *FINISHED], with_checkpoints=True)
-            if j.state is JobState.RUNNING or now - (j.finished_at or 0) < CHECKPOINT_AFTER_S
-        ]
+        watching = self.store.jobs(
+            [JobState.RUNNING, *FINISHED],
+            with_checkpoints=True,
+            finished_after=now - CHECKPOINT_AFTER_S,
+        )
         for job in watching:
             ck = job.spec.checkpoints
             if ck is None:
@@ -604,19 +639,21 @@ class Scheduler:
     # ---- window housekeeping ----------------------------------------------------------
 
     def trim_windows(self) -> None:
-        """Keep the newest `keep_finished_windows` finished windows, close the rest."""
-        done = [j for j in self.store.jobs(FINISHED) if j.tmux_window]
+        """Keep the newest `keep_finished_windows` finished windows, close the rest (one
+        tmux call for all of them)."""
+        done = self.store.jobs(FINISHED, with_window=True)
         done.sort(key=lambda j: j.finished_at or 0)
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
-        for j in excess:
-            self.runner.kill_window(j.tmux_window or "")
-            self.store.update(j.id, tmux_window=None, tmux_pane=None)
+        if excess:
+            self.runner.kill_windows([j.tmux_window or "" for j in excess])
+            for j in excess:
+                self.store.update(j.id, tmux_window=None, tmux_pane=None)
 
     # ---- the loop ---------------------------------------------------------------------
 
     def next_wake(self, now: float) -> float:
         """Seconds to sleep: until the next due step, at most one tick (1 s)."""
-        if self.dirty:  # this tick queued work for the next (e.g. an evaluation job)
+        if self.dirty or self.logs_behind:  # work queued for the next tick, or logs to catch up
             return 0.0
         wait = self.next_due - now
         return min(1.0, max(wait, 0.005)) if wait > 0 else 1.0

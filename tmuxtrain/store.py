@@ -359,12 +359,20 @@ class Store:
         ids: Iterable[int] | None = None,
         *,
         with_checkpoints: bool = False,
+        with_window: bool = False,
+        finished_after: float | None = None,
     ) -> list[Job]:
-        """Jobs in id order, optionally only those states or ids (or with a checkpoints:)."""
+        """Jobs in id order, optionally only those states or ids, with a `checkpoints:`, with
+        a window, or not finished before `finished_after`."""
         sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
         where = []
         if with_checkpoints:
             where.append("has_checkpoints = 1")
+        if with_window:
+            where.append("tmux_window IS NOT NULL")
+        if finished_after is not None:
+            where.append("(finished_at IS NULL OR finished_at >= ?)")
+            args.append(finished_after)
         if states is not None:
             st = [s.value for s in states]
             where.append(f"state IN ({','.join('?' * len(st))})")

@@ -116,8 +116,8 @@ def wrapper_script(
         "else",
         "  code=126",
         "fi",
-        f"printf '%s\\n' \"$code\" > {q(status_path + '.tmp')}",
-        f"mv -f {q(status_path + '.tmp')} {q(status_path)}",
+        # One small write: a reader sees nothing, or the whole number (read_status).
+        f"printf '%s\\n' \"$code\" > {q(status_path)}",
         f"( exec 3<>{q(nudge_path)} && printf x >&3 ) 2>/dev/null",
         "printf '\\033[2m[tmuxtrain] exited with status %s\\033[0m\\n' \"$code\"",
         'exit "$code"',
@@ -256,7 +256,17 @@ class TmuxRunner:
         self.cmd("send-keys", "-t", pane_id, "C-c", check=False)
 
     def kill_window(self, window_id: str) -> None:
-        self.cmd("kill-window", "-t", window_id, check=False)
+        self.kill_windows([window_id])
+
+    def kill_windows(self, window_ids: list[str]) -> None:
+        """Close windows by id, in one tmux call; ids already gone are skipped."""
+        argv: list[str] = []
+        for w in window_ids:
+            argv += [";", "kill-window", "-t", w] if argv else ["kill-window", "-t", w]
+        # tmux stops a command list at the first error: then kill them one by one.
+        if argv and subprocess.run([*self.base, *argv], capture_output=True).returncode != 0:
+            for w in window_ids:
+                self.cmd("kill-window", "-t", w, check=False)
 
     def capture(self, pane_id: str, lines: int = 200) -> str:
         return self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}", check=False)
