@@ -13,11 +13,11 @@ so `tmuxtrain ls` starts fast.
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from tmuxtrain.core.errors import SpecError, StateError, TmuxtrainError
@@ -40,9 +40,19 @@ INTERPRETERS = {
 
 
 def iso(t: float | None) -> str | None:
-    return (
-        None if t is None else datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
-    )
+    """ISO 8601 local time with its offset, to the second (`2026-11-29T21:25:50+01:00`)."""
+    return None if t is None else _iso_second(int(t))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(t: int) -> str:
+    # time.localtime is several times cheaper than datetime's time-zone lookup, and a queue
+    # of 10,000 jobs has 30,000 timestamps to format.
+    lt = time.localtime(t)
+    off = lt.tm_gmtoff or 0
+    sign = "+" if off >= 0 else "-"
+    hh, mm = divmod(abs(off) // 60, 60)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f"{sign}{hh:02d}:{mm:02d}"
 
 
 def job_json(job: Job, now: float | None = None) -> dict[str, Any]:

@@ -174,6 +174,9 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Decoded specs by their JSON text: the scheduler re-reads the same queue every
+        # decision, and decoding is most of the cost of reading a job.
+        self._specs: dict[str, JobSpec] = {}
         if path != ":memory:":
             fresh = not os.path.exists(path)
             if fresh:  # created 0600: the database holds job environments
@@ -383,8 +386,9 @@ class Store:
             args += id_list
         if where:
             sql += " WHERE " + " AND ".join(where)
-        cache: dict[str, JobSpec] = {}
-        return [_row_to_job(r, cache) for r in self.db.execute(sql + " ORDER BY id", args)]
+        if len(self._specs) > 50_000:  # bounded: a long-lived scheduler sees many specs
+            self._specs.clear()
+        return [_row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
 
     def ids_named(self, name: str) -> list[int]:
         return [

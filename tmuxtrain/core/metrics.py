@@ -209,15 +209,18 @@ def _key_before(line: str, rev: str, at: int) -> tuple[str, int] | None:
     if not (key[0].isalpha() or key[0] == "_"):
         return None
     more = k.group(2)
+    end = k.end(1)  # in `rev`: where the words we keep end
     if more:
         words = [key]
         for word in more[1:].split(" "):
-            word = word[::-1]
-            if not word[0].isalpha():
+            if not word[-1].isalpha():  # reversed: its first letter is last
                 break
-            words.append(word)
+            words.append(word[::-1])
+            end += 1 + len(word)
         key = " ".join(reversed(words))
-    return key, n - k.end()
+    # The start of what was kept, not of everything matched: the shape memo checks the
+    # text from here on, and must not cover a number before the key ("120 loss=").
+    return key, n - end
 
 
 class _Reading:

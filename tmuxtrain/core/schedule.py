@@ -4,7 +4,6 @@ the others wait. Pure: the daemon carries the decisions out.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,24 +45,19 @@ def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config)
         return sorted(pending, key=lambda j: j.id)
     if config.policy != "fair-share":
         return sorted(pending, key=_priority_key)
-    by_project: dict[str, list[Job]] = {}
-    for j in sorted(pending, key=_priority_key, reverse=True):
-        by_project.setdefault(j.spec.project, []).append(j)  # best job last, for pop()
-    usage: dict[str, float] = {p: 0.0 for p in by_project}
+    usage: dict[str, float] = {}
     for j in running:
-        if j.spec.project in usage:
-            usage[j.spec.project] += max(1, len(j.gpus))
-    heap = [(usage[p] / config.shares.get(p, 1.0), p) for p in by_project]
-    heapq.heapify(heap)
-    out: list[Job] = []
-    while heap:
-        _, p = heapq.heappop(heap)
-        job = by_project[p].pop()
-        out.append(job)
-        if by_project[p]:
-            usage[p] += max(1, job.gpus_requested)
-            heapq.heappush(heap, (usage[p] / config.shares.get(p, 1.0), p))
-    return out
+        usage[j.spec.project] = usage.get(j.spec.project, 0.0) + max(1, len(j.gpus))
+    # A project's use only grows as its jobs are taken, so taking repeatedly from the least
+    # served project is one sort by (use before the job / share, project, place in project).
+    keyed = []
+    for rank, j in enumerate(sorted(pending, key=_priority_key)):
+        p = j.spec.project
+        used = usage.get(p, 0.0)
+        keyed.append((used / config.shares.get(p, 1.0), p, rank, j))
+        usage[p] = used + max(1, j.gpus_requested)
+    keyed.sort(key=lambda k: k[:3])
+    return [k[3] for k in keyed]
 
 
 def decide(
