@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
 from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
@@ -30,7 +31,7 @@ def holdings_of(running: Iterable[Job]) -> list[Holding]:
 
 
 def _priority_key(j: Job) -> tuple[int, int]:
-    return (-j.priority, j.id)
+    return (-j.spec.priority, j.id)
 
 
 def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[Job]:
@@ -50,13 +51,16 @@ def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config)
         usage[j.spec.project] = usage.get(j.spec.project, 0.0) + max(1, len(j.gpus))
     # A project's use only grows as its jobs are taken, so taking repeatedly from the least
     # served project is one sort by (use before the job / share, project, place in project).
-    keyed = []
-    for rank, j in enumerate(sorted(pending, key=_priority_key)):
-        p = j.spec.project
-        used = usage.get(p, 0.0)
-        keyed.append((used / config.shares.get(p, 1.0), p, rank, j))
-        usage[p] = used + max(1, j.gpus_requested)
-    keyed.sort(key=lambda k: k[:3])
+    by_project: dict[str, list[Job]] = {}
+    for j in sorted(pending, key=_priority_key):
+        by_project.setdefault(j.spec.project, []).append(j)
+    keyed: list[tuple[float, str, int, Job]] = []
+    for p, jobs in by_project.items():
+        used, share = usage.get(p, 0.0), config.shares.get(p, 1.0)
+        for rank, j in enumerate(jobs):
+            keyed.append((used / share, p, rank, j))
+            used += max(1, j.spec.gpus)
+    keyed.sort(key=itemgetter(0, 1, 2))
     return [k[3] for k in keyed]
 
 
@@ -82,43 +86,48 @@ def decide(
     running = [j for j in jobs if j.state is JobState.RUNNING]
     pending = [j for j in jobs if j.state is JobState.PENDING]
     known: dict[int, tuple[JobState, str]] = dict(dep_states or {})
-    known.update((j.id, (j.state, j.name)) for j in jobs)
+    if any(j.after_ids for j in pending):
+        known.update((j.id, (j.state, j.name)) for j in jobs)
     holdings = holdings_of(running)
     loads = gpu_loads(gpus, holdings, config.headroom_mib)
     failed_shapes: dict[tuple[int, int | None], str] = {}
     out = Decisions()
+    reasons = out.reasons  # the hot loop below runs once per pending job: keep it lean
     blocked_by: Job | None = None
     reserved: frozenset[int] | None = None  # backfill: the head's GPUs
+    held_reason = "held (tmuxtrain release to let it start)"
 
     for job in policy_order(pending, running, config):
         if job.held:
-            out.reasons[job.id] = "held (tmuxtrain release to let it start)"
+            reasons[job.id] = held_reason
             continue
-        waiting_on = None
-        cancel = None
-        for dep in job.after_ids:
-            state, name = known.get(dep, (JobState.CANCELLED, "?"))
-            if state in (JobState.FAILED, JobState.CANCELLED):
-                cancel = f"dependency {dep} ({name}) {state.value}"
-                break
-            if state is not JobState.SUCCEEDED and waiting_on is None:
-                waiting_on = f"waiting for job {dep} ({name}) to succeed"
-        if cancel:
-            out.cancels.append((job.id, cancel))
-            continue
-        if waiting_on:
-            out.reasons[job.id] = waiting_on
-            continue
+        if job.after_ids:
+            waiting_on = None
+            cancel = None
+            for dep in job.after_ids:
+                state, name = known.get(dep, (JobState.CANCELLED, "?"))
+                if state in (JobState.FAILED, JobState.CANCELLED):
+                    cancel = f"dependency {dep} ({name}) {state.value}"
+                    break
+                if state is not JobState.SUCCEEDED and waiting_on is None:
+                    waiting_on = f"waiting for job {dep} ({name}) to succeed"
+            if cancel:
+                out.cancels.append((job.id, cancel))
+                continue
+            if waiting_on:
+                reasons[job.id] = waiting_on
+                continue
         if job.not_before is not None and job.not_before > now:
             wait = format_duration(job.not_before - now)
-            out.reasons[job.id] = f"retry {job.attempt} in {wait}"
+            reasons[job.id] = f"retry {job.attempt} in {wait}"
             continue
-        if blocked_by is not None and job.gpus_requested > 0:
-            out.reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
+        spec = job.spec
+        if blocked_by is not None and spec.gpus > 0:
+            reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
-        shape = (job.gpus_requested, job.vram_mib)
+        shape = (spec.gpus, spec.vram_mib)
         if shape in failed_shapes:  # holdings only grow within a step: still no room
-            out.reasons[job.id] = failed_shapes[shape]
+            reasons[job.id] = failed_shapes[shape]
         else:
             alloc = allocate(
                 gpus,
@@ -132,11 +141,11 @@ def decide(
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))
                 if alloc.gpus:
-                    holdings.append(Holding(job.id, alloc.gpus, job.vram_mib))
+                    holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
             failed_shapes[shape] = alloc.reason
-            out.reasons[job.id] = alloc.reason
+            reasons[job.id] = alloc.reason
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
