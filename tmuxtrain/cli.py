@@ -7,6 +7,7 @@ print one line on stderr, never a traceback. Nothing here imports Textual except
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -495,11 +496,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TmuxtrainError as e:
         print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `tmuxtrain ls | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as e:  # e.g. a bad TMUXTRAIN_GPUS, an unreadable folder
         print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
     finally:
         client.close()
 

@@ -125,6 +125,13 @@ WRITABLE = frozenset(
 )
 
 
+_STATES = {s.value: s for s in JobState}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return () if text == "[]" else tuple(json.loads(text))  # most jobs: no GPUs, no deps
+
+
 def _row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None) -> Job:
     spec_text = row[3]
     spec = spec_cache.get(spec_text) if spec_cache is not None else None
@@ -135,11 +142,11 @@ def _row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None
     return Job(
         id=row[0],
         spec=spec,
-        state=JobState(row[2]),
-        after_ids=tuple(json.loads(row[4])),
+        state=_STATES[row[2]],
+        after_ids=_ints(row[4]),
         held=bool(row[5]),
         attempt=row[6],
-        gpus=tuple(json.loads(row[7])),
+        gpus=_ints(row[7]),
         exit_code=row[8],
         reason=row[9],
         log_path=row[10],
@@ -155,7 +162,7 @@ def _row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None
         parent_id=row[20],
         cancel_requested_at=row[21],
         cancel_reason=row[22],
-        metrics=json.loads(row[23]),
+        metrics={} if row[23] == "{}" else json.loads(row[23]),
     )
 
 

@@ -110,24 +110,26 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        """From `to_dict()`'s output (as stored); `d` is fresh from json.loads, so its
+        containers are used as they are rather than copied."""
         ck = d.get("checkpoints")
         return cls(
             name=d["name"],
             command=d["command"],
             cwd=d["cwd"],
-            env=dict(d.get("env") or {}),
-            inherit_env=bool(d.get("inherit_env", True)),
-            gpus=int(d.get("gpus", 1)),
+            env=d.get("env") or {},
+            inherit_env=d.get("inherit_env", True),
+            gpus=d.get("gpus", 1),
             vram_mib=d.get("vram_mib"),
-            priority=int(d.get("priority", 0)),
+            priority=d.get("priority", 0),
             project=d.get("project") or "default",
-            after=tuple(str(a) for a in d.get("after") or ()),
-            retries=int(d.get("retries", 0)),
+            after=tuple(d.get("after") or ()),
+            retries=d.get("retries", 0),
             retry_on=tuple(d.get("retry_on") or ()),
             timeout_s=d.get("timeout_s"),
-            metrics=dict(d.get("metrics") or {}),
+            metrics=d.get("metrics") or {},
             checkpoints=CheckpointSpec(**ck) if ck else None,
-            hooks=dict(d.get("hooks") or {}),
+            hooks=d.get("hooks") or {},
             source=d.get("source", ""),
         )
 
