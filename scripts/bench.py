@@ -360,7 +360,7 @@ def bench_turnaround(quick: bool) -> list[Row]:
             f"tmuxtrain, {n} x true, 4 fake GPUs",
             tt,
             "s",
-            limit="process spawns per job (tmux client, wrapper sh/env/mv, log cat, hook "
+            limit="process spawns per job (tmux client, wrapper sh/env, log cat, hook "
             "sh) on a CPU-bound box; serial launches in the scheduler",
             detail=f"add {t_add:.2f} s, first start +{first_start - t0:.2f} s, last finish "
             f"(scheduler clock) +{last - t0:.2f} s, {failed} not succeeded",
@@ -1010,7 +1010,7 @@ def bench_log_tail(quick: bool) -> list[Row]:
             f"add -> start of a CPU-only job while {jobs} jobs print",
             start_lat * 1e3,
             "ms",
-            limit="the tick parses up to 8 MiB per running job before it schedules",
+            limit="log parsing gets 100 ms a tick, jobs taking turns; compare the promotion row",
             detail="compare the promotion row (an idle box)",
         ),
     ]
