@@ -20,8 +20,8 @@ import math
 import re
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = ["LogParser", "Sample", "compile_custom", "parse_line"]
 
@@ -149,12 +149,12 @@ _HINT_PER_EPOCH = 1  # its step counter restarts every epoch (Lightning, Keras, 
 _HINT_PLAIN_BAR = 2  # step/steps come from an anonymous progress bar (maybe an eval bar)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One metric reading: `step` is where to plot it (the job's step, or epoch if no step).
 
     With a per-epoch step counter (Lightning, Keras, timm) `step` keeps growing across
     epochs, (epochs done) * steps + step, so that a curve does not fold back on itself.
+    A named tuple, not a dataclass: the parser makes one per reading, ~4x cheaper.
     """
 
     name: str
