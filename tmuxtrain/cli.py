@@ -17,6 +17,7 @@ from typing import Any
 
 from tmuxtrain.api import Client
 from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.core.units import format_progress, printable
 
 
 def _fmt_mib(mib: int | None) -> str:
@@ -31,16 +32,6 @@ def _fmt_dur(s: float | None) -> str:
     return "" if s is None else format_duration(s)
 
 
-def progress(m: dict[str, Any]) -> str:
-    if m.get("epoch") is not None and m.get("epochs"):
-        return f"ep {m['epoch']:g}/{m['epochs']:g}"
-    if m.get("step") is not None and m.get("steps"):
-        return f"{m['step']:g}/{m['steps']:g}"
-    if m.get("epoch") is not None:
-        return f"ep {m['epoch']:g}"
-    return ""
-
-
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
@@ -49,12 +40,6 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
-
-
-def _printable(text: str, width: int = 60) -> str:
-    """Shown literally, one line, never interpreted by the terminal."""
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> int:
@@ -73,13 +58,13 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
         rows.append(
             [
                 str(j["id"]),
-                _printable(j["name"], 32),
+                printable(j["name"], 32),
                 j["state"] + (f" #{j['attempt']}" if j["attempt"] > 1 else ""),
                 gpus,
-                progress(j["metrics"]),
+                format_progress(j["metrics"]),
                 "" if loss is None else f"{loss:.4g}",
                 _fmt_dur(j["runtime_s"]),
-                _printable(
+                printable(
                     j["reason"]
                     or ("" if j["exit_code"] in (None, 0) else f"exit {j['exit_code']}"),
                     50,
@@ -124,9 +109,9 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
         v = j[k]
         if k == "vram_mib":
             v = "exclusive" if v is None else _fmt_mib(v)
-        print(f"{k.ljust(width)}  {_printable(str(v), 200) if v not in (None, '') else '-'}")
+        print(f"{k.ljust(width)}  {printable(str(v), 200) if v not in (None, '') else '-'}")
     if j["env"]:
-        print("env".ljust(width), " ".join(f"{k}={_printable(v, 40)}" for k, v in j["env"].items()))
+        print("env".ljust(width), " ".join(f"{k}={printable(v, 40)}" for k, v in j["env"].items()))
     if j["metrics"]:
         print(
             "metrics".ljust(width),

@@ -1,4 +1,5 @@
-"""Sizes and durations as users write them, and back.
+"""Sizes and durations as users write them, and back; plus the few formatters the CLI and
+the dashboard share.
 
 Pure and stdlib-only, so the job file parser, the config, the CLI and the fake GPU file all
 read `20GiB` and `12h` the same way. Memory is in MiB (2**20 bytes, what `nvidia-smi` prints);
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 MIB_PER_GIB = 1024
 MIB_PER_TIB = 1024 * 1024
@@ -202,3 +205,21 @@ def format_duration(s: float) -> str:
     if n < 86400:
         return f"{n // 3600}h{n % 3600 // 60:02d}m"
     return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+
+
+def printable(text: str, width: int | None = None) -> str:
+    """One line, shown literally: a job name or log line must never drive the terminal.
+    With `width`, cut to it with an ellipsis."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def format_progress(m: Mapping[str, Any]) -> str:
+    """`ep 3/5`, `120/500` or `ep 3` from a job's latest metrics ('' when none)."""
+    if m.get("epoch") is not None and m.get("epochs"):
+        return f"ep {m['epoch']:g}/{m['epochs']:g}"
+    if m.get("step") is not None and m.get("steps"):
+        return f"{m['step']:g}/{m['steps']:g}"
+    if m.get("epoch") is not None:
+        return f"ep {m['epoch']:g}"
+    return ""

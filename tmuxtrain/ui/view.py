@@ -12,15 +12,10 @@ from typing import Any
 from rich.text import Text
 
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import format_duration, format_mib
+from tmuxtrain.core.units import format_duration, format_mib, format_progress, printable
 from tmuxtrain.ui.palette import Palette
 
 EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-def printable(text: str) -> str:
-    """One line, shown literally: a job name or log line must never drive the terminal."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def order_key(job: Job) -> tuple[Any, ...]:
@@ -90,15 +85,7 @@ def progress_fraction(m: dict[str, Any]) -> float | None:
     return None
 
 
-def progress_label(m: dict[str, Any]) -> str:
-    """`ep 3/5`, `120/500` or `ep 3`, as `tmuxtrain ls` prints it."""
-    if m.get("epoch") is not None and m.get("epochs"):
-        return f"ep {m['epoch']:g}/{m['epochs']:g}"
-    if m.get("step") is not None and m.get("steps"):
-        return f"{m['step']:g}/{m['steps']:g}"
-    if m.get("epoch") is not None:
-        return f"ep {m['epoch']:g}"
-    return ""
+progress_label = format_progress  # the same as `tmuxtrain ls` prints
 
 
 def bar(fraction: float, width: int, fill: Any, empty: Any) -> Text:
