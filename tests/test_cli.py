@@ -13,7 +13,27 @@ import pytest
 from tests.conftest import Env, wait_until
 from tmuxtrain.cli import build_parser
 
-COMMANDS = ["up", "down", "status", "add", "ls", "show", "cancel", "retry", "hold", "release", "priority", "metrics", "log", "attach", "wait", "gpus", "events", "ui", "demo"]
+COMMANDS = [
+    "up",
+    "down",
+    "status",
+    "add",
+    "ls",
+    "show",
+    "cancel",
+    "retry",
+    "hold",
+    "release",
+    "priority",
+    "metrics",
+    "log",
+    "attach",
+    "wait",
+    "gpus",
+    "events",
+    "ui",
+    "demo",
+]
 
 JOB_KEYS = {
     "id", "name", "state", "command", "cwd", "gpus_requested", "vram_mib", "gpus", "priority",

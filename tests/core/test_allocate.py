@@ -60,19 +60,27 @@ def test_exclusive_waits_for_free_gpu() -> None:
 # ---- shared (vram) requests ----------------------------------------------------------------
 
 
-def test_shared_packs_onto_used_gpu() -> None:
+def test_shared_spreads_by_default_and_packs_when_asked() -> None:
     held = [Holding(5, (2,), 4 * GIB)]
-    assert allocate(gpus(3), held, Request(1, 4 * GIB)).gpus == (2,)
+    assert allocate(gpus(3), held, Request(1, 4 * GIB)).gpus == (0,)  # an idle GPU first
+    assert allocate(gpus(3), held, Request(1, 4 * GIB), pack=True).gpus == (2,)
 
 
-def test_shared_best_fit_among_used_gpus() -> None:
+def test_spread_prefers_fewer_jobs_then_more_free_memory() -> None:
+    held = [Holding(1, (0,), 4 * GIB), Holding(2, (1,), 14 * GIB), Holding(3, (2,), GIB)]
+    held.append(Holding(4, (2,), GIB))
+    # GPUs 0 and 1 run one job each; GPU 0 has more free memory.
+    assert allocate(gpus(3), held, Request(1, 8 * GIB)).gpus == (0,)
+
+
+def test_pack_is_best_fit_among_used_gpus() -> None:
     # GPU 0 has 23-4 = 19 GiB free, GPU 1 has 23-14 = 9 GiB: the tighter one is chosen.
     held = [Holding(1, (0,), 4 * GIB), Holding(2, (1,), 14 * GIB)]
-    assert allocate(gpus(3), held, Request(1, 8 * GIB)).gpus == (1,)
+    assert allocate(gpus(3), held, Request(1, 8 * GIB), pack=True).gpus == (1,)
     # 10 GiB does not fit GPU 1 any more, so the used GPU 0 wins over the empty GPU 2.
-    assert allocate(gpus(3), held, Request(1, 10 * GIB)).gpus == (0,)
+    assert allocate(gpus(3), held, Request(1, 10 * GIB), pack=True).gpus == (0,)
     # 20 GiB fits only the empty GPU.
-    assert allocate(gpus(3), held, Request(1, 20 * GIB)).gpus == (2,)
+    assert allocate(gpus(3), held, Request(1, 20 * GIB), pack=True).gpus == (2,)
 
 
 def test_shared_never_on_exclusively_held_gpu() -> None:
@@ -147,7 +155,7 @@ def test_headroom() -> None:
 def test_max_jobs_per_gpu() -> None:
     held = [Holding(1, (0,), GIB), Holding(2, (0,), GIB)]
     assert allocate(gpus(2), held, Request(1, GIB), max_jobs_per_gpu=2).gpus == (1,)
-    assert allocate(gpus(2), held, Request(1, GIB), max_jobs_per_gpu=3).gpus == (0,)
+    assert allocate(gpus(2), held, Request(1, GIB), max_jobs_per_gpu=3, pack=True).gpus == (0,)
     assert not allocate(gpus(1), held, Request(1, GIB), max_jobs_per_gpu=2).ok
 
 

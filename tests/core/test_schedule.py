@@ -226,9 +226,11 @@ def test_cpu_only_jobs_launch_without_gpus() -> None:
 
 def test_launches_in_one_decision_share_gpus_correctly() -> None:
     jobs = [job(i, vram=10 * GIB) for i in range(1, 6)]
-    d = decide(jobs, gpus(2), CFG, NOW)
-    assert d.launches == [Launch(1, (0,)), Launch(2, (0,)), Launch(3, (1,)), Launch(4, (1,))]
+    d = decide(jobs, gpus(2), CFG, NOW)  # spread: alternate between the two GPUs
+    assert d.launches == [Launch(1, (0,)), Launch(2, (1,)), Launch(3, (0,)), Launch(4, (1,))]
     assert d.reasons[5] == "waiting for 1 GPU with 10 GiB free"
+    d = decide(jobs, gpus(2), replace(CFG, placement="pack"), NOW)
+    assert d.launches == [Launch(1, (0,)), Launch(2, (0,)), Launch(3, (1,)), Launch(4, (1,))]
 
 
 def test_exclusive_and_multi_gpu_launches() -> None:

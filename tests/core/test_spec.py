@@ -699,3 +699,17 @@ def test_config_must_be_a_mapping() -> None:
     e = config_error("- policy\n")
     assert e.line == 1
     assert "expected a mapping" in e.message
+
+
+def test_config_placement() -> None:
+    from tmuxtrain.core.errors import SpecError as _SpecError
+    from tmuxtrain.core.spec import parse_config as _parse_config
+
+    assert _parse_config({"placement": "pack"}, "c.yaml").placement == "pack"
+    assert _parse_config({}, "c.yaml").placement == "spread"
+    try:
+        _parse_config({"placement": "tight"}, "c.yaml")
+    except _SpecError as e:
+        assert "placement: must be spread or pack" in str(e)
+    else:
+        raise AssertionError("bad placement accepted")

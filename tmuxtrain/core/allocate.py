@@ -72,13 +72,16 @@ def allocate(
     max_jobs_per_gpu: int = 4,
     loads: Sequence[GpuLoad] | None = None,
     exclude: frozenset[int] = frozenset(),
+    pack: bool = False,
 ) -> Allocation:
     """Pick `request.gpus` distinct GPUs that can take the request, never over-committing one.
 
-    Exclusive requests take the lowest free indices. Shared requests pack: GPUs that already
-    run jobs first, then the least free memory that still fits, so whole GPUs stay free for
-    exclusive jobs. `loads` may be passed in when the caller already computed them; GPUs
-    in `exclude` (reserved for another job) are not offered.
+    Exclusive requests take the lowest free indices. Shared requests spread by default: the
+    GPUs with the fewest jobs, then the most free memory, since jobs on one GPU share its
+    compute. With `pack`, GPUs that already run jobs come first, then the least free memory
+    that still fits (best fit), which keeps whole GPUs free. `loads` may be passed in when
+    the caller already computed them; GPUs in `exclude` (reserved for another job) are not
+    offered.
     """
     if request.gpus == 0:
         return Allocation(())
@@ -87,11 +90,11 @@ def allocate(
     if exclude:
         free = [x for x in loads if x.index not in exclude]
         alloc = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
-                         max_jobs_per_gpu=max_jobs_per_gpu, loads=free)  # fmt: skip
+                         max_jobs_per_gpu=max_jobs_per_gpu, loads=free, pack=pack)  # fmt: skip
         if alloc.ok:
             return alloc
         plain = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
-                         max_jobs_per_gpu=max_jobs_per_gpu, loads=loads)  # fmt: skip
+                         max_jobs_per_gpu=max_jobs_per_gpu, loads=loads, pack=pack)  # fmt: skip
         if plain.ok:  # it would fit, but only on GPUs the head of the queue waits for
             held = ",".join(map(str, sorted(exclude)))
             return Allocation((), f"GPU {held} reserved for the job at the head of the queue")
@@ -128,7 +131,10 @@ def allocate(
         return Allocation(
             (), f"waiting for {_plural(request.gpus, 'GPU')} with {format_mib(need)} free"
         )
-    fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
+    if pack:
+        fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
+    else:
+        fit_loads.sort(key=lambda x: (x.jobs, -(x.free_mib or 0), x.index))
     return Allocation(tuple(sorted(x.index for x in fit_loads[: request.gpus])))
 
 

@@ -237,6 +237,7 @@ class Config:
 
     policy: str = "priority"  # fifo | priority | fair-share
     backfill: bool = True
+    placement: str = "spread"  # shared jobs: spread over GPUs, or pack onto busy ones
     headroom_mib: int = 1024
     max_jobs_per_gpu: int = 4
     keep_finished_windows: int = 20

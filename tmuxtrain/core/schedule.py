@@ -137,6 +137,7 @@ def decide(
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
                 exclude=reserved or frozenset(),
+                pack=config.placement == "pack",
             )
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))

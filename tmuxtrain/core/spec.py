@@ -84,6 +84,7 @@ CONFIG_KEYS = (
 )
 SLURM_KEYS = ("partition", "account", "extra", "log_dir")
 POLICIES = ("fifo", "priority", "fair-share")
+PLACEMENTS = ("spread", "pack")
 RUNNERS = ("tmux", "slurm")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # `{name}` placeholders; `${VAR}` is the shell's and `{{`/`}}` are literal braces.
@@ -523,6 +524,10 @@ def parse_config(doc: Any, path: str) -> Config:
         kw["runner"] = _str(ctx, doc, "runner", "runner")
         if kw["runner"] not in RUNNERS:
             raise ctx.fail(doc.line_of("runner"), "runner", f"must be one of {', '.join(RUNNERS)}")
+    if "placement" in doc:
+        kw["placement"] = _str(ctx, doc, "placement", "placement")
+        if kw["placement"] not in PLACEMENTS:
+            raise ctx.fail(doc.line_of("placement"), "placement", "must be spread or pack")
     if "notify" in doc:
         kw["notify"] = _expect(ctx, doc, "notify", "notify", (bool,), "true or false")
     if "backfill" in doc:
