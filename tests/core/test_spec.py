@@ -713,3 +713,9 @@ def test_config_placement() -> None:
         assert "placement: must be spread or pack" in str(e)
     else:
         raise AssertionError("bad placement accepted")
+
+
+def test_config_notify() -> None:
+    from tmuxtrain.core.spec import parse_config as _parse_config
+
+    assert _parse_config({"notify": True}, "c.yaml").notify is True

@@ -81,6 +81,8 @@ CONFIG_KEYS = (
     "slurm",
     "retry_backoff",
     "cancel_grace",
+    "notify",
+    "placement",
 )
 SLURM_KEYS = ("partition", "account", "extra", "log_dir")
 POLICIES = ("fifo", "priority", "fair-share")
