@@ -303,3 +303,31 @@ def test_attach_inside_tmux_switches_client(tt: Env) -> None:
     tt.set("TMUX", f"{sock},123,0")
     argv = tt.client().attach_argv(a)
     assert "switch-client" in argv and tt.client().show(a)["tmux_window"] in argv
+
+
+def test_demo_simulates_gpus_without_a_driver_and_gpus_follows_the_scheduler(tt: Env) -> None:
+    """On this machine NVML cannot load: the demo says so, simulates 4 GPUs, queues the
+    examples; a later `tmuxtrain gpus` without TMUXTRAIN_GPUS shows the scheduler's GPUs."""
+    env = {k: v for k, v in tt.environ.items() if k != "TMUXTRAIN_GPUS"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tmuxtrain.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tt.root,
+        )
+
+    proc = run("demo", "--no-ui")
+    assert proc.returncode == 0, proc.stderr
+    assert "simulates 4 x 24 GiB GPUs" in proc.stdout
+    names = {j["name"] for j in json.loads(run("ls", "--json").stdout)}
+    assert {"mlp-baseline", "prep", "pretrain", "finetune", "mlp-lr0.1-s0"} <= names
+    gpus = json.loads(run("gpus", "--json").stdout)
+    assert len(gpus) == 4 and all(g["simulated"] for g in gpus)
+    wait_until(
+        lambda: any(j["state"] == "running" for j in json.loads(run("ls", "--json").stdout)),
+        what="a demo job running",
+    )

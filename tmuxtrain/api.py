@@ -303,6 +303,16 @@ class Client:
         finally:
             self.close_gpu_probe()
 
+    def gpu_spec(self) -> str | None:
+        """TMUXTRAIN_GPUS, or when it is unset the source the running scheduler uses (so
+        `tmuxtrain gpus` and the dashboard show the GPUs jobs are placed on)."""
+        if self.settings.gpus:
+            return self.settings.gpus
+        from tmuxtrain.daemon import scheduler_info
+
+        spec = scheduler_info(self.settings.lock_path).get("gpus")
+        return spec if isinstance(spec, str) else None
+
     def list_gpu_count(self) -> int:
         """How many GPUs the configured source sees (0 when there is no driver)."""
         return len(self.gpus())
@@ -557,7 +567,7 @@ class Client:
         jobs = running if running is not None else self.list_jobs([JobState.RUNNING])
         probe = self._polled_probe
         if probe is None:
-            probe = open_probe(self.settings.gpus, base_dir=os.getcwd())
+            probe = open_probe(self.gpu_spec(), base_dir=os.getcwd())
             self._polled_probe = probe
         out = []
         for g in probe_gpus(probe, [*jobs], []):

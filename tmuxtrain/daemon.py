@@ -665,7 +665,7 @@ class Scheduler:
     def run(self, *, until_idle: bool = False, max_ticks: int | None = None) -> None:
         """Tick until stopped (SIGTERM/SIGINT), or until no job is pending or running."""
         s = self.settings
-        with hold_lock(s.lock_path):
+        with hold_lock(s.lock_path, {"gpus": gpu_source(s.gpus)}):
             ensure_fifo(s.nudge_path)
             fd = os.open(s.nudge_path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
             self._install_signals()
@@ -715,8 +715,9 @@ class AlreadyRunning(Exception):
 
 
 @contextlib.contextmanager
-def hold_lock(path: str) -> Iterator[None]:
-    """The one-scheduler-per-home lock; the file holds the pid for `status` and `down`."""
+def hold_lock(path: str, info: dict[str, object] | None = None) -> Iterator[None]:
+    """The one-scheduler-per-home lock; the file holds the pid for `status` and `down`, and
+    `info` (the GPU source, so other commands see the GPUs the scheduler sees)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -724,10 +725,30 @@ def hold_lock(path: str) -> Iterator[None]:
         except BlockingIOError:
             raise AlreadyRunning(f"a scheduler already runs for {os.path.dirname(path)}") from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode())
+        record = {"pid": os.getpid(), "started": time.time(), **(info or {})}
+        os.write(fd, json.dumps(record).encode())
         yield
     finally:
         os.close(fd)
+
+
+def gpu_source(spec: str | None) -> str | None:
+    """TMUXTRAIN_GPUS as another process can use it: a relative fake file made absolute."""
+    if spec and spec.lower().startswith("fake:") and os.path.exists(spec[5:]):
+        return "fake:" + os.path.abspath(spec[5:])
+    return spec
+
+
+def scheduler_info(path: str) -> dict[str, object]:
+    """What the running scheduler wrote into its lock ({} when none runs)."""
+    if scheduler_pid(path) is None:
+        return {}
+    try:
+        with open(path) as f:
+            info = json.loads(f.read() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def scheduler_pid(path: str) -> int | None:

@@ -30,18 +30,17 @@ def copy_examples(dest: str) -> str:
 
 
 def run_demo(client: Client, open_ui: bool = True) -> int:
-    if not client.settings.gpus:
-        note = client.gpu_source_note()
-        if client.list_gpu_count() == 0:
-            print(
-                f"{note}\nNo NVIDIA GPU found: the demo simulates 4 x 24 GiB GPUs "
-                f"(TMUXTRAIN_GPUS={SIMULATED})."
-            )
-            os.environ["TMUXTRAIN_GPUS"] = SIMULATED
-            if client.scheduler_running():  # it runs without GPUs: restart it on the fakes
-                client.down()
-            client.close()
-            client = Client(from_env())
+    if not client.settings.gpus and client.list_gpu_count() == 0:
+        print(
+            "No NVIDIA GPU found: the demo simulates 4 x 24 GiB GPUs "
+            f"(TMUXTRAIN_GPUS={SIMULATED}); tmuxtrain gpus and ui show them while its "
+            "scheduler runs."
+        )
+        os.environ["TMUXTRAIN_GPUS"] = SIMULATED
+        if client.scheduler_running():  # it runs without GPUs: restart it on the fakes
+            client.down()
+        client.close()
+        client = Client(from_env())
     dest = copy_examples(os.path.join(client.settings.home, "demo"))
     paths = [os.path.join(dest, name) for name in EXAMPLES]
     ids = client.add_files(paths)
