@@ -226,6 +226,7 @@ class Scheduler:
         self.stopping = False
         self.last_key: tuple[object, ...] | None = None
         self.seen_dead: dict[str, float] = {}
+        self.killed: set[int] = set()  # jobs this scheduler sent SIGKILL to
         self.tail_cursor = 0  # the job whose log parsing the last tick broke off at
         self.logs_behind = False  # pane id -> first seen dead without status
         self.next_due = 0.0
@@ -313,7 +314,11 @@ class Scheduler:
             ended = [rec.Ended(i, c) for i, c in codes.items()]
         by_id = {j.id: j for j in running}
         for e in ended:
-            self._finish(by_id[e.job_id], e.exit_code, e.note, now)
+            code, note = e.exit_code, e.note
+            if code is None and e.job_id in self.killed:  # tmux lost it, but we know
+                code, note = 128 + signal.SIGKILL, "killed with SIGKILL after the grace period"
+            self.killed.discard(e.job_id)
+            self._finish(by_id[e.job_id], code, note, now)
         return bool(ended)
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
@@ -376,6 +381,7 @@ class Scheduler:
                 signal_pids(job_processes(job) - {job.pid}, signal.SIGTERM)
             elif step == "kill" and job.pid:
                 signal_pids(job_processes(job), signal.SIGKILL)
+                self.killed.add(job.id)
 
     def _schedule(self, active: list[Job], now: float) -> None:
         deps = {d for j in active for d in j.after_ids} - {j.id for j in active}
@@ -711,7 +717,7 @@ class Scheduler:
 
 
 class AlreadyRunning(Exception):
-    pass
+    """Another scheduler holds this home's lock (so this one must not run)."""
 
 
 @contextlib.contextmanager
