@@ -460,3 +460,45 @@ def test_dependency_on_a_later_job_of_the_same_file(tmp_path: Path) -> None:
         assert client.store.get(evaluate).after_ids == (train,)
     finally:
         client.close()
+
+
+def test_row_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None:
+    """`ls --json` builds its JSON from raw rows; `show --json` from Job objects: the same."""
+    from tmuxtrain.api import job_json, row_json
+    from tmuxtrain.core.model import CheckpointSpec
+
+    s = Store(str(tmp_path / "t.db"))
+    specs = [
+        JobSpec(name="a", command="x", cwd="/w", env={"K": "v"}, vram_mib=2048, priority=3, retries=2, timeout_s=60.0),
+        JobSpec(name="b", command="y", cwd="/w", gpus=0, project="p", after=("a",),
+                checkpoints=CheckpointSpec(watch="*.pt", eval="e {checkpoint}")),
+        JobSpec(name="c", command="z", cwd="/w", gpus=2),
+    ]  # fmt: skip
+    a, b, c = s.add_jobs(
+        [(specs[0], (), None), (specs[1], (-1,), {"A": "1"}), (specs[2], (), None)], 100.0, "/logs"
+    )
+    s.transition(
+        a,
+        JobState.RUNNING,
+        101.0,
+        expect=[JobState.PENDING],
+        gpus=(0,),
+        started_at=101.0,
+        tmux_window="@3",
+        tmux_pane="%3",
+    )
+    s.add_metrics(a, [("loss", 0.5, 10.0)], {"loss": 0.5, "epoch": 1.0}, 102.0, 77)
+    s.transition(
+        c,
+        JobState.CANCELLED,
+        103.0,
+        expect=[JobState.PENDING],
+        reason="cancelled by user",
+        finished_at=103.0,
+    )
+    s.update(b, held=True)
+    rows = {r["id"]: r for r in s.job_rows()}
+    for job in s.jobs():
+        assert row_json(rows[job.id], 200.0) == job_json(job, 200.0)
+    assert [r["id"] for r in s.job_rows([JobState.RUNNING])] == [a]
+    s.close()

@@ -397,6 +397,18 @@ class Store:
             self._specs.clear()
         return [_row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
 
+    def job_rows(self, states: Iterable[JobState] | None = None) -> list[sqlite3.Row]:
+        """Jobs as raw rows (columns by name, JSON columns undecoded), in id order: for
+        listing many jobs as JSON without building Job objects."""
+        cur = self.db.cursor()
+        cur.row_factory = sqlite3.Row
+        sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
+        if states is not None:
+            st = [s.value for s in states]
+            sql += f" WHERE state IN ({','.join('?' * len(st))})"
+            args += st
+        return list(cur.execute(sql + " ORDER BY id", args))
+
     def ids_named(self, name: str) -> list[int]:
         return [
             r[0] for r in self.db.execute("SELECT id FROM jobs WHERE name = ? ORDER BY id", (name,))
