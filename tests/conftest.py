@@ -112,8 +112,16 @@ def tt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     try:
         yield env
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+        kill_tmux_server(socket)
         _kill_leftovers(env.settings)
+
+
+def kill_tmux_server(socket: str) -> None:
+    """Kill a test's private tmux server and remove its socket file."""
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+    tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(tmpdir, f"tmux-{os.getuid()}", socket))
 
 
 def _kill_leftovers(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, wait_until
+from tests.conftest import Env, kill_tmux_server, wait_until
 from tmuxtrain.cli import build_parser
 
 COMMANDS = [
@@ -291,7 +291,7 @@ def test_attach_from_outside_tmux_attaches_a_client(tt: Env) -> None:
         )
         assert clients.split()[1] == tt.client().show(a)["tmux_window"]
     finally:
-        subprocess.run(["tmux", "-L", outer, "kill-server"], capture_output=True)
+        kill_tmux_server(outer)
 
 
 def test_attach_inside_tmux_switches_client(tt: Env) -> None:

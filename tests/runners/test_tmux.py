@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import kill_tmux_server, wait_until
 from tmuxtrain.runners.tmux import (
     TmuxRunner,
     parse_panes,
@@ -46,7 +45,7 @@ def runner(tmp_path: Path) -> Iterator[TmuxRunner]:
     try:
         yield r
     finally:
-        subprocess.run([*r.base, "kill-server"], capture_output=True)
+        kill_tmux_server(r.socket or "")
 
 
 def launch(

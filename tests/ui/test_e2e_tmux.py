@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import Env, wait_until
+from tests.conftest import Env, kill_tmux_server, wait_until
 from tests.ui.test_live import TRAIN
 from tmuxtrain.core.model import JobState
 from tmuxtrain.ui import view
@@ -28,7 +28,7 @@ def ui_server(tt: Env) -> Iterator[list[str]]:
     try:
         yield base
     finally:
-        subprocess.run([*base, "kill-server"], capture_output=True)
+        kill_tmux_server(base[2])
 
 
 def capture(base: list[str]) -> str:
