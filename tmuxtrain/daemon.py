@@ -35,6 +35,7 @@ from tmuxtrain.core.metrics import LogParser, Sample
 from tmuxtrain.core.model import FINISHED, Config, GpuInfo, Job, JobState
 from tmuxtrain.core.schedule import decide
 from tmuxtrain.core.spec import HOOK_FIELDS, fill
+from tmuxtrain.core.units import format_duration
 from tmuxtrain.gpus import GpuProbe, open_probe
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.jobfile import load_config
@@ -369,8 +370,6 @@ class Scheduler:
     def _escalate(self, running: list[Job], now: float) -> None:
         for job in running:
             if rec.timed_out(job, now):
-                from tmuxtrain.core.units import format_duration
-
                 reason = f"timeout after {format_duration(job.spec.timeout_s or 0)}"
                 self.store.update(job.id, cancel_requested_at=now, cancel_reason=reason)
                 if job.tmux_pane:

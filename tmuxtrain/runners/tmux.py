@@ -142,14 +142,6 @@ class TmuxRunner:
             raise TmuxError((proc.stderr or proc.stdout).strip() or f"tmux {args[0]} failed")
         return proc.stdout
 
-    def server_running(self) -> bool:
-        return (
-            subprocess.run(
-                [*self.base, "list-sessions"], capture_output=True, check=False
-            ).returncode
-            == 0
-        )
-
     def has_session(self) -> bool:
         proc = subprocess.run(
             [*self.base, "has-session", "-t", f"={self.session}"], capture_output=True, check=False
