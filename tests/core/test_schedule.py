@@ -111,6 +111,42 @@ def test_fair_share_priority_within_a_project() -> None:
     assert [j.id for j in order] == [2, 3, 1]
 
 
+def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -> list[Job]:
+    """The plain reading of the rule: take, one at a time, the best job of the project whose
+    use / share is lowest (ties: project name), counting each taken job as running."""
+    use = {p: 0.0 for p in {j.spec.project for j in pending}}
+    for j in run:
+        use[j.spec.project] = use.get(j.spec.project, 0.0) + max(1, len(j.gpus))
+    left = sorted(pending, key=lambda j: (-j.spec.priority, j.id))
+    out = []
+    while left:
+        projects = {j.spec.project for j in left}
+        p = min(projects, key=lambda p: (use[p] / cfg.shares.get(p, 1.0), p))
+        j = next(j for j in left if j.spec.project == p)
+        left.remove(j)
+        use[p] += max(1, j.spec.gpus)
+        out.append(j)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.integers(-1, 2), st.integers(0, 4)), max_size=30),
+    st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3)), max_size=5),
+    st.dictionaries(st.sampled_from("abc"), st.sampled_from([0.5, 1.0, 2.0, 3.0])),
+)
+def test_fair_share_order_matches_its_definition(
+    pend: list[tuple[str, int, int]], run: list[tuple[str, int]], shares: dict[str, float]
+) -> None:
+    pending = [
+        job(100 - i, project=p, priority=prio, gpus=g) for i, (p, prio, g) in enumerate(pend)
+    ]
+    running_ = [running(200 + i, tuple(range(g)), project=p) for i, (p, g) in enumerate(run)]
+    cfg = Config(policy="fair-share", shares=shares)
+    got = [j.id for j in policy_order(pending, running_, cfg)]
+    assert got == [j.id for j in _fair_share_by_definition(pending, running_, cfg)]
+
+
 # ---- held, dependencies, backoff -----------------------------------------------------------
 
 
