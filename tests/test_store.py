@@ -462,32 +462,44 @@ def test_dependency_on_a_later_job_of_the_same_file(tmp_path: Path) -> None:
         client.close()
 
 
-def test_row_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None:
-    """`ls --json` builds its JSON from raw rows; `show --json` from Job objects: the same."""
-    from tmuxtrain.api import job_json, row_json
+def test_jobs_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None:
+    """`ls --json` is built by SQLite; `show --json` from Job objects: key for key the same,
+    floats to the last digit, awkward text intact."""
+    import json
+
+    from tmuxtrain.api import job_json
     from tmuxtrain.core.model import CheckpointSpec
 
     s = Store(str(tmp_path / "t.db"))
     specs = [
-        JobSpec(name="a", command="x", cwd="/w", env={"K": "v"}, vram_mib=2048, priority=3, retries=2, timeout_s=60.0),
-        JobSpec(name="b", command="y", cwd="/w", gpus=0, project="p", after=("a",),
+        JobSpec(name="a", command="x", cwd="/w", env={"K": "v"}, vram_mib=2048, priority=3, retries=2, timeout_s=60.5),
+        JobSpec(name="b \"q\" ü\n", command="echo '{}' \\ ✓", cwd="/w", gpus=0, project="p", after=("a",),
                 checkpoints=CheckpointSpec(watch="*.pt", eval="e {checkpoint}")),
-        JobSpec(name="c", command="z", cwd="/w", gpus=2),
+        JobSpec(name="c", command="z", cwd="/w", gpus=2, priority=-1, project=""),
+        JobSpec(name="d", command="z", cwd="/w"),
     ]  # fmt: skip
-    a, b, c = s.add_jobs(
-        [(specs[0], (), None), (specs[1], (-1,), {"A": "1"}), (specs[2], (), None)], 100.0, "/logs"
+    a, b, c, d = s.add_jobs(
+        [
+            (specs[0], (), None),
+            (specs[1], (-1,), {"A": "1"}),
+            (specs[2], (), None),
+            (specs[3], (), None),
+        ],
+        100.0,
+        "/logs",
     )
     s.transition(
         a,
         JobState.RUNNING,
         101.0,
         expect=[JobState.PENDING],
-        gpus=(0,),
-        started_at=101.0,
+        gpus=(0, 3),
+        started_at=101.123456,
         tmux_window="@3",
         tmux_pane="%3",
     )
-    s.add_metrics(a, [("loss", 0.5, 10.0)], {"loss": 0.5, "epoch": 1.0}, 102.0, 77)
+    latest = {"loss": 0.1 + 0.2, "lr": 3e-7, "step": 12345678901.0, "eta_s": 1e300}
+    s.add_metrics(a, [("loss", 0.5, 10.0)], latest, 102.0, 77)
     s.transition(
         c,
         JobState.CANCELLED,
@@ -496,9 +508,22 @@ def test_row_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None:
         reason="cancelled by user",
         finished_at=103.0,
     )
+    s.transition(d, JobState.RUNNING, 104.0, expect=[JobState.PENDING], started_at=104.0)
+    s.transition(
+        d,
+        JobState.FAILED,
+        2.675,
+        expect=[JobState.RUNNING],
+        finished_at=2.675 + 104.0,
+        exit_code=-9,
+    )
     s.update(b, held=True)
-    rows = {r["id"]: r for r in s.job_rows()}
-    for job in s.jobs():
-        assert row_json(rows[job.id], 200.0) == job_json(job, 200.0)
-    assert [r["id"] for r in s.job_rows([JobState.RUNNING])] == [a]
+    for now in (200.0, 101.1239, 1e9 + 0.0005):
+        listed = json.loads(s.jobs_json(None, now))
+        wanted = [job_json(job, now) for job in s.jobs()]
+        assert listed == wanted
+        assert [list(x) for x in listed] == [list(x) for x in wanted]  # key order too
+    assert listed[0]["metrics"]["loss"] == 0.30000000000000004
+    assert [x["id"] for x in json.loads(s.jobs_json([JobState.RUNNING], 0.0))] == [a]
+    assert json.loads(s.jobs_json([JobState.SUCCEEDED], 0.0)) == []
     s.close()

@@ -13,7 +13,6 @@ so `tmuxtrain ls` starts fast.
 from __future__ import annotations
 
 import builtins
-import functools
 import json
 import os
 import shlex
@@ -24,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from tmuxtrain.core.errors import SpecError, StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState
 from tmuxtrain.settings import Settings, from_env
-from tmuxtrain.store import Store
+from tmuxtrain.store import Store, iso, runtime_s
 
 if TYPE_CHECKING:
-    import sqlite3
+    pass
 
 ADHOC = "<command line>"
 INTERPRETERS = {
@@ -43,22 +42,6 @@ INTERPRETERS = {
 }
 
 
-def iso(t: float | None) -> str | None:
-    """ISO 8601 local time with its offset, to the second (`2026-11-29T21:25:50+01:00`)."""
-    return None if t is None else _iso_second(int(t))
-
-
-@functools.lru_cache(maxsize=4096)
-def _iso_second(t: int) -> str:
-    # time.localtime is several times cheaper than datetime's time-zone lookup, and a queue
-    # of 10,000 jobs has 30,000 timestamps to format.
-    lt = time.localtime(t)
-    off = lt.tm_gmtoff or 0
-    sign = "+" if off >= 0 else "-"
-    hh, mm = divmod(abs(off) // 60, 60)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f"{sign}{hh:02d}:{mm:02d}"
-
-
 def job_json(job: Job, now: float | None = None) -> dict[str, Any]:
     """A job as the contract's JSON (`ls --json`, `show --json`)."""
     return _contract(
@@ -69,29 +52,12 @@ def job_json(job: Job, now: float | None = None) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def row_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
-    """The same JSON straight from a stored row (`Store.job_rows`): listing 10,000 jobs
-    skips building a Job and a JobSpec for each only to turn them back into dicts."""
-    return _contract(
-        row["id"], row["name"], row["state"], json.loads(row["spec"]), _list(row["after_ids"]),
-        bool(row["held"]), row["attempt"], _list(row["gpus"]), row["exit_code"],
-        row["log_path"], row["tmux_window"], row["tmux_pane"], row["submitted_at"],
-        row["started_at"], row["finished_at"], row["parent_id"],
-        {} if row["metrics"] == "{}" else json.loads(row["metrics"]), row["reason"], now,
-    )  # fmt: skip
-
-
-def _list(text: str) -> list[Any]:
-    return [] if text == "[]" else list(json.loads(text))
-
-
 def _contract(
     job_id: int, name: str, state: str, spec: Mapping[str, Any], after: list[int], held: bool,
     attempt: int, gpus: list[int], exit_code: int | None, log_path: str, window: str | None,
     pane: str | None, submitted: float, started: float | None, finished: float | None,
     parent_id: int | None, metrics: dict[str, Any], reason: str, now: float,
 ) -> dict[str, Any]:  # fmt: skip
-    end = finished if finished is not None else now
     return {
         "id": job_id,
         "name": name,
@@ -115,7 +81,7 @@ def _contract(
         "submitted_at": iso(submitted),
         "started_at": iso(started),
         "finished_at": iso(finished),
-        "runtime_s": None if started is None else round(end - started, 3),
+        "runtime_s": runtime_s(started, finished, now),
         "timeout_s": spec.get("timeout_s"),
         "parent_id": parent_id,
         "metrics": metrics,
@@ -263,15 +229,20 @@ class Client:
     # ---- reading ----------------------------------------------------------------------
 
     def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
-        states = None
-        if state:
-            try:
-                states = [JobState(s.strip()) for s in state.split(",")]
-            except ValueError:
-                allowed = ", ".join(s.value for s in JobState)
-                raise TmuxtrainError(f"--state: unknown state '{state}' (use {allowed})") from None
-        now = time.time()
-        return [row_json(r, now) for r in self.store.job_rows(states)]
+        return json.loads(self.list_json(state))
+
+    def list_json(self, state: str | None = None) -> str:
+        """`list` as JSON text, built by SQLite: what `ls --json` prints."""
+        return self.store.jobs_json(self._states(state), time.time())
+
+    def _states(self, state: str | None) -> builtins.list[JobState] | None:
+        if not state:
+            return None
+        try:
+            return [JobState(s.strip()) for s in state.split(",")]
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobState)
+            raise TmuxtrainError(f"--state: unknown state '{state}' (use {allowed})") from None
 
     def job(self, ref: str | int) -> Job:
         return self.store.get(self.store.resolve(ref))

@@ -43,10 +43,10 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> int:
-    jobs = c.list(a.state)
     if a.json:
-        print(json.dumps(jobs))
+        print(c.list_json(a.state))
         return 0
+    jobs = c.list(a.state)
     rows = []
     for j in jobs:
         gpus = (
