@@ -285,11 +285,13 @@ def test_attach_from_outside_tmux_attaches_a_client(tt: Env) -> None:
             ],
             check=True,
         )
-        clients = wait_until(
-            lambda: tt.tmux("list-clients", "-F", "#{client_session} #{window_id}").strip(),
-            what="a client",
-        )
-        assert clients.split()[1] == tt.client().show(a)["tmux_window"]
+
+        def terminal_clients() -> list[str]:  # not the scheduler's control-mode client
+            out = tt.tmux("list-clients", "-F", "#{client_control_mode} #{window_id}")
+            return [line.split()[1] for line in out.splitlines() if line.startswith("0 ")]
+
+        windows = wait_until(terminal_clients, what="a client")
+        assert windows == [tt.client().show(a)["tmux_window"]]
     finally:
         kill_tmux_server(outer)
 

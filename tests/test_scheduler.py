@@ -397,8 +397,8 @@ hooks:
 
 
 def test_a_job_killed_by_a_signal_is_noticed_without_waiting_for_the_poll(tt: Env) -> None:
-    """Nothing records a status when the wrapper itself is SIGKILLed: only the window's
-    pane-died hook can wake the scheduler before its 5 s reconcile poll."""
+    """Nothing records a status when the wrapper itself is SIGKILLed: only tmux, over the
+    scheduler's control-mode connection, can wake it before its 5 s reconcile poll."""
     [a] = add(tt, "--gpus", "0", "--", "sleep 60")
     j = wait_state(tt, a, "running")
     pid = int(tt.tmux("display-message", "-p", "-t", j["tmux_pane"], "#{pane_pid}").strip())

@@ -1,6 +1,7 @@
 """The scheduler loop: tick(now) = reconcile -> timeouts/cancels -> probe -> decide -> launch
 -> tail logs. Sleeping happens in one place (`Scheduler.run`), which wakes early on a nudge
-(a byte in the fifo from `add`, `cancel`, a job's wrapper or tmux's pane-died hook).
+(a byte in the fifo from `add`, `cancel`, a job's wrapper, or the tmux control connection
+when a pane dies).
 
 Run it with `python -m tmuxtrain.daemon`; `tmuxtrain up` does that in a tmux window.
 """
@@ -45,6 +46,7 @@ from tmuxtrain.store import Store
 
 log = logging.getLogger("tmuxtrain.daemon")
 FULL_RECONCILE_S = 5.0  # a full pane/process check even when nothing nudged us
+CONNECT_RETRY_S = 5.0  # how often to retry the tmux control connection when it is down
 CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
 LOG_BUDGET_S = 0.1  # log parsing per tick, so output floods never delay scheduling
 LOG_CHUNK = 2**20
@@ -451,12 +453,12 @@ class Scheduler:
         ):
             return
         try:
-            launched = self.runner.launch(job.id, job.name, script, job.log_path, s.nudge_path)
+            launched = self.runner.launch(job.id, job.name, script, job.log_path)
         except TmuxError:
             if self.runner.has_session():
                 raise
             self.runner.ensure_session()  # the session was closed under us: make it again
-            launched = self.runner.launch(job.id, job.name, script, job.log_path, s.nudge_path)
+            launched = self.runner.launch(job.id, job.name, script, job.log_path)
         self.store.update(
             job.id,
             tmux_window=launched.window_id,
@@ -675,12 +677,20 @@ class Scheduler:
             fd = os.open(s.nudge_path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
             self._install_signals()
             self.runner.ensure_session()
+
+            def wake() -> None:  # a pane died: called from the tmux connection's thread
+                with contextlib.suppress(OSError):
+                    os.write(fd, b"x")
+
             self.dirty = True
             ticks = 0
             finished_seen = -1
+            connected_at = -math.inf
             try:
                 while not self.stopping:
                     now = time.time()
+                    if now - connected_at >= CONNECT_RETRY_S and not self.runner.connect(wake):
+                        connected_at = now  # no control mode: a tmux process per command
                     try:
                         self.tick(now)
                     except Exception:
@@ -701,6 +711,7 @@ class Scheduler:
                                 pass
                         self.dirty = True
             finally:
+                self.runner.disconnect()  # before the fd its thread writes to is closed
                 os.close(fd)
 
     def _install_signals(self) -> None:

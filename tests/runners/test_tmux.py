@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +13,9 @@ import pytest
 
 from tests.conftest import kill_tmux_server, wait_until
 from tmuxtrain.runners.tmux import (
+    TmuxError,
     TmuxRunner,
+    command_line,
     parse_panes,
     tmux_literal,
     window_name,
@@ -38,13 +43,18 @@ def test_names_are_escaped_for_tmux_and_kept_on_one_line() -> None:
     assert window_name(7, "multi\nline\tname") == "7-multi line name"
 
 
-@pytest.fixture
-def runner(tmp_path: Path) -> Iterator[TmuxRunner]:
+@pytest.fixture(params=["process", "control"])
+def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
+    """A runner on a private server, sending commands the CLI's way (a tmux process per
+    command) or the scheduler's (one control-mode connection): both must behave alike."""
     r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
     r.ensure_session(["sleep", "600"])
+    if request.param == "control":
+        assert r.connect()
     try:
         yield r
     finally:
+        r.disconnect()
         kill_tmux_server(r.socket or "")
 
 
@@ -98,3 +108,94 @@ def test_missing_cwd_records_126(runner: TmuxRunner, tmp_path: Path) -> None:
     status, _ = launch(runner, tmp_path, 1, "echo hi", tmp_path / "nope")
     wait_until(status.exists)
     assert status.read_text().strip() == "126"
+
+
+AWKWARD = [
+    "plain",
+    "",
+    "it's",
+    "''",
+    "back\\slash \\' and \\",
+    'double "quotes" and ; and \\;',
+    "#{session_name} #(echo no) $HOME ~ {braces} %if",
+    "-starts-with-dash",
+    "ends with;",
+    "ends with \\;",
+    "ünïcode ✓ \t tab",
+]
+
+
+def test_command_line_quotes_each_argument_and_keeps_separators() -> None:
+    assert command_line(["a b", ";", "it's"]) == "'a b' ; 'it'\\''s'"
+    assert command_line(["two\nlines"]) is None  # control mode reads a command per line
+
+
+@pytest.mark.parametrize("value", AWKWARD)
+def test_arguments_reach_tmux_unchanged(runner: TmuxRunner, value: str) -> None:
+    runner.cmd("set-option", "-g", "@tmuxtrain-test", value)
+    assert runner.cmd("show-options", "-gv", "@tmuxtrain-test") == value + "\n"
+
+
+def test_multi_line_arguments_still_work_when_connected(runner: TmuxRunner) -> None:
+    runner.cmd("set-option", "-g", "@tmuxtrain-test", "two\nlines")
+    assert runner.cmd("show-options", "-gv", "@tmuxtrain-test") == "two\nlines\n"
+
+
+def test_errors_and_command_lists(runner: TmuxRunner) -> None:
+    with pytest.raises(TmuxError, match="can't find window"):
+        runner.cmd("kill-window", "-t", "@999")
+    assert runner.cmd("kill-window", "-t", "@999", check=False) in ("", "\n")
+    # A list stops at its first error, and the next command's answer is its own.
+    with pytest.raises(TmuxError):
+        runner.cmd("display-message", "-p", "a", ";", "kill-window", "-t", "@999", ";",
+                   "display-message", "-p", "c")  # fmt: skip
+    assert runner.cmd("display-message", "-p", "a", ";", "display-message", "-p", "b") == "a\nb\n"
+    assert runner.cmd("display-message", "-p", "after") == "after\n"
+    assert runner.has_session()
+
+
+def test_a_lost_connection_falls_back_to_a_process_per_command() -> None:
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    try:
+        assert r.connect()
+        assert r.control is not None
+        os.kill(r.control.proc.pid, signal.SIGKILL)  # the client we started
+        wait_until(lambda: r.control is not None and not r.control.alive, what="client gone")
+        assert r.cmd("display-message", "-p", "still") == "still\n"
+        assert r.control is None
+        assert r.connect() and r.cmd("display-message", "-p", "again") == "again\n"
+        assert r.control is not None
+    finally:
+        r.disconnect()
+        kill_tmux_server(r.socket or "")
+
+
+def test_no_session_means_no_connection() -> None:
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    try:
+        assert not r.connect()
+        assert r.control is None
+    finally:
+        kill_tmux_server(r.socket or "")
+
+
+def test_a_dying_pane_is_reported_over_the_connection(tmp_path: Path) -> None:
+    """A wrapper killed outright records no status: only tmux knows its pane died, and the
+    connection says so within about a second (tmux checks subscriptions once a second)."""
+    died = threading.Event()
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    script = tmp_path / "sleep.sh"
+    script.write_text("sleep 600\n")
+    try:
+        assert r.connect(died.set)
+        pid = r.launch(3, "victim", str(script), str(tmp_path / "3.log")).pid
+        wait_until(lambda: not r.panes() or all(not p.dead for p in r.panes().values()))
+        died.clear()
+        os.kill(pid, signal.SIGKILL)
+        assert died.wait(5)
+        assert any(p.dead and p.pid == pid for p in r.panes().values())
+    finally:
+        r.disconnect()
+        kill_tmux_server(r.socket or "")

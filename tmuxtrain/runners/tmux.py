@@ -9,14 +9,22 @@ exits at once reaches the log. Windows are addressed by their ids (`@12`, `%12`)
 
 tmux expands `#{...}` and `#(...)` in window names, so user text is escaped (`#` -> `##`)
 before it reaches tmux; nothing user-provided is ever put into a tmux format or hook.
+
+The scheduler talks to tmux over one control-mode connection (`tmux -C`, see `Control`):
+a tmux client process per command would cost ~2 ms of CPU each, as much as the pane's own
+start. Other callers (the CLI) run one `tmux` process per command, and so does the
+scheduler whenever the connection is down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shlex
 import subprocess
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.reconcile import PaneInfo
@@ -42,13 +50,6 @@ class TmuxError(Exception):
 def tmux_literal(text: str) -> str:
     """Escape text for a place where tmux expands formats (window names)."""
     return text.replace("#", "##")
-
-
-def nudge_hook(nudge_path: str) -> str:
-    """A tmux command that wakes the scheduler without blocking (see daemon.nudge); it holds
-    only our own fifo path, escaped for tmux's format expansion and for the shell."""
-    shell = f"( exec 3<>{shlex.quote(nudge_path)} && printf x >&3 ) 2>/dev/null"
-    return f"run-shell -b {tmux_literal(shlex.quote(shell))}"
 
 
 def window_name(job_id: int, name: str) -> str:
@@ -118,11 +119,133 @@ def wrapper_script(
         "fi",
         # One small write: a reader sees nothing, or the whole number (read_status).
         f"printf '%s\\n' \"$code\" > {q(status_path)}",
-        f"( exec 3<>{q(nudge_path)} && printf x >&3 ) 2>/dev/null",
+        # A byte in the scheduler's fifo wakes it; `<>` never blocks, and a failed
+        # redirection of a plain builtin fails that command only (no subshell to fork).
+        f"printf x 2>/dev/null 1<>{q(nudge_path)} || :",
         "printf '\\033[2m[tmuxtrain] exited with status %s\\033[0m\\n' \"$code\"",
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def command_line(args: Sequence[str]) -> str | None:
+    """argv -> one line of tmux command syntax (for control mode); None when an argument
+    cannot be written on one line. A bare ";" stays the command separator it is in argv."""
+    if any("\n" in a or "\r" in a for a in args):
+        return None
+    return " ".join(a if a == ";" else "'" + a.replace("'", "'\\''") + "'" for a in args)
+
+
+class ControlLost(Exception):
+    """The control-mode connection ended or stopped answering."""
+
+
+class Control:
+    """A tmux control-mode client attached to our session: commands go in as lines on its
+    stdin; each command of a line is answered by a `%begin`/`%end` (or `%error`) block on
+    its stdout.
+
+    A thread reads stdout all the time, so tmux's notifications (windows added and closed)
+    never fill the pipe. With `on_dead`, a subscription to `#{pane_dead}` of every pane calls
+    it (from that thread) when a pane dies: tmux checks subscriptions once a second, so a
+    job whose wrapper was killed is noticed without a `run-shell` fork per job.
+    """
+
+    SUBSCRIPTION = "tmuxtrain-dead"
+    TIMEOUT_S = 30.0
+
+    def __init__(
+        self, base: list[str], session: str, on_dead: Callable[[], None] | None = None
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [*base, "-C", "attach-session", "-t", f"={session}", "-f", "no-output,ignore-size"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the scheduler must not end it
+        )
+        self.on_dead = on_dead
+        self.replies: queue.Queue[tuple[bool, str] | None] = queue.Queue()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, name="tmux-control", daemon=True).start()
+        try:
+            if not self._reply()[0]:  # the block of the attach-session command itself
+                raise ControlLost("no session to attach to")
+            if on_dead is not None:
+                self.run(["refresh-client", "-B", f"{self.SUBSCRIPTION}:%*:#{{pane_dead}}"])
+        except (ControlLost, TmuxError):
+            self.close()
+            raise ControlLost("tmux control mode is not available") from None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, args: Sequence[str]) -> str:
+        """Run one command line; its output, or TmuxError with tmux's message."""
+        line = command_line(args)
+        if line is None:
+            raise ControlLost("not expressible on one line")
+        stdin = self.proc.stdin
+        assert stdin is not None
+        with self.lock:
+            try:
+                stdin.write(line.encode() + b"\n")
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                raise ControlLost("tmux control client gone") from None
+            # One block per command of the line, until the first error (tmux skips the rest).
+            out = []
+            for _ in range(1 + sum(a == ";" for a in args)):
+                ok, text = self._reply()
+                if not ok:
+                    raise TmuxError(text.strip() or f"tmux {args[0]} failed")
+                out.append(text)
+        return "".join(out)
+
+    def _reply(self) -> tuple[bool, str]:
+        try:
+            reply = self.replies.get(timeout=self.TIMEOUT_S)
+        except queue.Empty:
+            self.close()
+            raise ControlLost("tmux did not answer") from None
+        if reply is None:
+            raise ControlLost("tmux control client exited")
+        return reply
+
+    def _read(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        block: list[str] | None = None
+        tag = ""
+        for raw in stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if block is None:  # between blocks: a notification
+                if line.startswith("%begin "):
+                    block, tag = [], line[len("%begin ") :]
+                elif (
+                    line.startswith(f"%subscription-changed {self.SUBSCRIPTION} ")
+                    and line.endswith(" : 1")
+                    and self.on_dead is not None
+                ):
+                    self.on_dead()
+            elif line in (f"%end {tag}", f"%error {tag}"):
+                self.replies.put((line.startswith("%end"), "\n".join(block) + "\n"))
+                block = None
+            else:
+                block.append(line)
+        self.replies.put(None)
+
+    def close(self) -> None:
+        """End the client (closing its stdin detaches it); the session and jobs stay."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class TmuxRunner:
@@ -132,21 +255,57 @@ class TmuxRunner:
         self.socket = socket
         self.session = session
         self.base = ["tmux"] + (["-L", socket] if socket else [])
+        self.control: Control | None = None
+
+    def connect(self, on_dead: Callable[[], None] | None = None) -> bool:
+        """Send commands over a control-mode connection from now on (the scheduler does);
+        True when it is up. Without one (tmux older than 3.2, or the session is gone),
+        every command runs its own tmux process, as before."""
+        if self.control is not None and self.control.alive:
+            return True
+        self.disconnect()
+        try:
+            self.control = Control(self.base, self.session, on_dead)
+        except (ControlLost, OSError):
+            return False
+        return True
+
+    def disconnect(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     def cmd(self, *args: str, check: bool = True) -> str:
         """Run one tmux command line (several commands may be joined by ';' arguments)."""
+        if self.control is not None:
+            try:
+                return self.control.run(args)
+            except TmuxError:
+                if check:
+                    raise
+                return ""
+            except ControlLost:
+                if not self.control.alive:
+                    self.control = None
+        # tmux reads an argument ending in ";" as the end of a command ("\\;" for a literal).
+        argv = [a if a == ";" or not a.endswith(";") else a[:-1] + "\\;" for a in args]
         proc = subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, errors="replace", check=False
+            [*self.base, *argv], capture_output=True, text=True, errors="replace", check=False
         )
         if check and proc.returncode != 0:
             raise TmuxError((proc.stderr or proc.stdout).strip() or f"tmux {args[0]} failed")
         return proc.stdout
 
+    def ok(self, *args: str) -> bool:
+        """Run a command for its exit status alone."""
+        try:
+            self.cmd(*args)
+        except TmuxError:
+            return False
+        return True
+
     def has_session(self) -> bool:
-        proc = subprocess.run(
-            [*self.base, "has-session", "-t", f"={self.session}"], capture_output=True, check=False
-        )
-        return proc.returncode == 0
+        return self.ok("has-session", "-t", f"={self.session}")
 
     def socket_path(self) -> str | None:
         try:
@@ -197,19 +356,11 @@ class TmuxRunner:
             self.cmd("set-option", "-w", "-t", window, "remain-on-exit", "on", check=False)
         return Launched(window, pane, int(pid))
 
-    def launch(
-        self,
-        job_id: int,
-        name: str,
-        script_path: str,
-        log_path: str,
-        nudge_path: str | None = None,
-    ) -> Launched:
+    def launch(self, job_id: int, name: str, script_path: str, log_path: str) -> Launched:
         """Start a job's window at index `job_id` when free (so prefix+N finds job N).
 
-        remain-on-exit, the log pipe and the window's pane-died hook (a nudge to the
-        scheduler; tmux only fires pane-died from window hooks) are set in the same tmux
-        call as the window, so nothing the job does can come before them.
+        remain-on-exit and the log pipe are set in the same tmux call as the window, so
+        nothing the job does can come before them.
         """
         index = job_id
         while True:
@@ -219,9 +370,7 @@ class TmuxRunner:
             argv += ["/bin/sh", script_path]
             argv += [";", "set-option", "-w", "-t", target, "remain-on-exit", "on"]
             argv += [";", "pipe-pane", "-t", target, "-o"]
-            argv.append(tmux_literal(f"cat >> {shlex.quote(log_path)}"))
-            if nudge_path:
-                argv += [";", "set-hook", "-w", "-t", target, "pane-died", nudge_hook(nudge_path)]
+            argv.append(tmux_literal(f"exec cat >> {shlex.quote(log_path)}"))
             try:
                 out = self.cmd(*argv)
                 break
@@ -234,14 +383,10 @@ class TmuxRunner:
 
     def panes(self) -> dict[str, PaneInfo]:
         """All panes of our session in one call (about 4 ms for 400 panes)."""
-        proc = subprocess.run(
-            [*self.base, "list-panes", "-a", "-F", PANE_FORMAT],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            check=False,
-        )
-        return parse_panes(proc.stdout, self.session) if proc.returncode == 0 else {}
+        try:
+            return parse_panes(self.cmd("list-panes", "-a", "-F", PANE_FORMAT), self.session)
+        except TmuxError:
+            return {}
 
     def interrupt(self, pane_id: str) -> None:
         """Ctrl-C, as if typed: the foreground process group gets SIGINT."""
@@ -256,7 +401,7 @@ class TmuxRunner:
         for w in window_ids:
             argv += [";", "kill-window", "-t", w] if argv else ["kill-window", "-t", w]
         # tmux stops a command list at the first error: then kill them one by one.
-        if argv and subprocess.run([*self.base, *argv], capture_output=True).returncode != 0:
+        if argv and not self.ok(*argv):
             for w in window_ids:
                 self.cmd("kill-window", "-t", w, check=False)
 
