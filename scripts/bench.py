@@ -38,6 +38,7 @@ import psutil
 
 from tmuxtrain.api import Client
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobSpec, JobState
+from tmuxtrain.runners.tmux import TmuxRunner
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -293,24 +294,30 @@ def tsp_makespan(n: int, slots: int = 4) -> tuple[float, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def tmux_window_floor(n: int) -> float:
-    """Seconds per `tmux new-window -d -- true` on a private server, one after another: what
-    any tmux-native runner pays at least once per job."""
+def tmux_window_floor(n: int) -> tuple[float, float]:
+    """Seconds per `tmux new-window -d -- /bin/sh -c true` on a private server, one after
+    another: (a `tmux` process per window, as a shell script would; over one control-mode
+    connection, as the scheduler does). The second is what a tmux-native runner pays at
+    least once per job."""
     sock = f"tmuxtrain-bench-floor-{uuid.uuid4().hex[:8]}"
     base = ["tmux", "-L", sock]
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    argv = ["new-window", "-d", "-t", "=f:", "--", "/bin/sh", "-c", "true"]
     subprocess.run([*base, "new-session", "-d", "-s", "f"], env=env, check=True)
+    runner = TmuxRunner(sock, "f")
     try:
         t0 = time.perf_counter()
         for _ in range(n):
-            subprocess.run(
-                [*base, "new-window", "-d", "-t", "=f:", "--", "true"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-        return (time.perf_counter() - t0) / n
+            subprocess.run([*base, *argv], env=env, check=True, capture_output=True)
+        per_process = (time.perf_counter() - t0) / n
+        if not runner.connect():
+            raise RuntimeError("tmux control mode is not available")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            runner.cmd(*argv)
+        return per_process, (time.perf_counter() - t0) / n
     finally:
+        runner.disconnect()
         kill_tmux_server(sock)
 
 
@@ -320,7 +327,7 @@ def bench_turnaround(quick: bool) -> list[Row]:
     n = 200 if quick else 500
     log(f"turnaround: task-spooler, {n} jobs")
     ts, ts_cpu = tsp_makespan(n)
-    floor = tmux_window_floor(min(n, 200))
+    floor_process, floor = tmux_window_floor(min(n, 200))
     log(f"turnaround: tmuxtrain, {n} jobs")
     with Home("fake:4x24GiB") as h:
         t_up = h.up()
@@ -349,19 +356,27 @@ def bench_turnaround(quick: bool) -> list[Row]:
         ),
         Row(
             "turnaround",
-            "bare tmux new-window -- true, one after another",
-            floor * 1e3,
+            "bare tmux new-window, a tmux process each",
+            floor_process * 1e3,
             "ms",
             limit="tmux client start + server fork of the pane",
-            detail="the floor per job",
+            detail="what a shell script driving tmux pays per window",
+        ),
+        Row(
+            "turnaround",
+            "bare tmux new-window over one control-mode connection",
+            floor * 1e3,
+            "ms",
+            limit="the server's fork of the pane",
+            detail="the floor per job of a tmux-native runner (the scheduler's way)",
         ),
         Row(
             "turnaround",
             f"tmuxtrain, {n} x true, 4 fake GPUs",
             tt,
             "s",
-            limit="process spawns per job (tmux client, wrapper sh/env, log cat, hook "
-            "sh) on a CPU-bound box; serial launches in the scheduler",
+            limit="process starts per job on a CPU-bound box (the pane's sh, env -i, sh, "
+            "sh -c; the log pipe's sh and cat); serial launches in the scheduler",
             detail=f"add {t_add:.2f} s, first start +{first_start - t0:.2f} s, last finish "
             f"(scheduler clock) +{last - t0:.2f} s, {failed} not succeeded",
         ),

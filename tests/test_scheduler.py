@@ -78,6 +78,23 @@ def test_job_inherits_the_submitters_environment_unless_clean(tt: Env) -> None:
     assert "v= path=/usr/local/bin:/usr/bin:/bin" in Path(job(tt, b)["log_path"]).read_text()
 
 
+def test_nothing_of_the_tmux_servers_environment_reaches_a_job(tt: Env) -> None:
+    """The server (often the user's own) holds whatever environment it started with; a job
+    gets its submitter's environment and its pane's terminal variables, nothing else."""
+    [a] = add(tt, "--gpus", "0", "--", "true")
+    wait_state(tt, a, "succeeded")  # the session exists now
+    tt.tmux("set-environment", "-g", "STRAY_GLOBAL", "1")
+    tt.tmux("set-environment", "-t", "=tmuxtrain", "STRAY_SESSION", "2")
+    [b] = add(tt, "--gpus", "0", "--clean-env", "--", "env | sort")
+    j = wait_state(tt, b, "succeeded")
+    seen = dict(
+        line.split("=", 1) for line in Path(j["log_path"]).read_text().splitlines() if "=" in line
+    )
+    assert "STRAY_GLOBAL" not in seen and "STRAY_SESSION" not in seen
+    assert seen["TMUX_PANE"].strip() == j["tmux_pane"]
+    assert seen["TMUXTRAIN_JOB_ID"].strip() == str(b)
+
+
 def test_concurrency_matches_free_gpus_and_never_overcommits(tt: Env) -> None:
     tt.set("TMUXTRAIN_GPUS", "fake:3x24GiB")
     marker = tt.root / "running"

@@ -40,7 +40,7 @@ from tmuxtrain.core.units import format_duration
 from tmuxtrain.gpus import GpuProbe, open_probe
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.jobfile import load_config
-from tmuxtrain.runners.tmux import TmuxError, TmuxRunner, wrapper_script
+from tmuxtrain.runners.tmux import Starting, TmuxError, TmuxRunner, wrapper_script
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -393,23 +393,45 @@ class Scheduler:
         self.store.set_reasons(decisions.reasons)
         by_id = {j.id: j for j in active}
         ports = {j.master_port for j in active if j.master_port}
+        inherited = self.runner.inherited_names() if decisions.launches else None
+        # Each window is sent to tmux as soon as its job is claimed, and its answer read
+        # only after the next job is prepared: tmux forks one pane while we write the next
+        # script (a launch is mostly waiting for tmux).
+        starting: list[tuple[Job, Starting | None]] = []
         for launch in decisions.launches:
             job = by_id[launch.job_id]
             try:
-                self._launch(job, launch.gpus, now, ports)
+                starting.append((job, self._start(job, launch.gpus, now, ports, inherited)))
             except (TmuxError, OSError) as e:
-                log.error("could not start job %s: %s", job.id, e)
-                self.store.transition(
-                    job.id,
-                    JobState.FAILED,
-                    now,
-                    expect=[JobState.PENDING, JobState.RUNNING],  # claimed, then tmux failed
-                    event={"reason": str(e)},
-                    reason=f"could not start: {e}",
-                    finished_at=now,
-                )
+                self._could_not_start(job, e, now)
+        for job, started in starting:
+            try:
+                self._started(job, started)
+            except (TmuxError, OSError) as e:
+                self._could_not_start(job, e, now)
 
-    def _launch(self, job: Job, gpus: tuple[int, ...], now: float, ports: set[int]) -> None:
+    def _could_not_start(self, job: Job, e: Exception, now: float) -> None:
+        log.error("could not start job %s: %s", job.id, e)
+        self.store.transition(
+            job.id,
+            JobState.FAILED,
+            now,
+            expect=[JobState.PENDING, JobState.RUNNING],  # claimed, then tmux failed
+            event={"reason": str(e)},
+            reason=f"could not start: {e}",
+            finished_at=now,
+        )
+
+    def _start(
+        self,
+        job: Job,
+        gpus: tuple[int, ...],
+        now: float,
+        ports: set[int],
+        inherited: set[str] | None = None,
+    ) -> Starting | None:
+        """Write the job's wrapper, claim the job and send its window to tmux; None when
+        another process changed the job first (a cancel)."""
         s = self.settings
         port = free_port(ports)
         ports.add(port)
@@ -427,6 +449,7 @@ class Scheduler:
             env=env,
             status_path=status,
             nudge_path=s.nudge_path,
+            inherited=inherited,
         )
         fd = os.open(script + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -451,14 +474,21 @@ class Scheduler:
             tmux_pane=None,
             pid=None,
         ):
+            return None
+        return self.runner.start(job.id, job.name, script, job.log_path)
+
+    def _started(self, job: Job, started: Starting | None) -> None:
+        """Record the window of a job `_start` sent (or start it again if the session was
+        closed under us)."""
+        if started is None:
             return
         try:
-            launched = self.runner.launch(job.id, job.name, script, job.log_path)
+            launched = self.runner.finish(started)
         except TmuxError:
             if self.runner.has_session():
                 raise
             self.runner.ensure_session()  # the session was closed under us: make it again
-            launched = self.runner.launch(job.id, job.name, script, job.log_path)
+            launched = self.runner.launch(job.id, job.name, started.script_path, job.log_path)
         self.store.update(
             job.id,
             tmux_window=launched.window_id,

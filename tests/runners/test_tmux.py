@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -196,6 +197,109 @@ def test_a_dying_pane_is_reported_over_the_connection(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
         assert died.wait(5)
         assert any(p.dead and p.pid == pid for p in r.panes().values())
+    finally:
+        r.disconnect()
+        kill_tmux_server(r.socket or "")
+
+
+POLLUTED = {
+    "STRAY": "from the tmux server",
+    "HOME": "/stale/home",
+    "PATH": "/stale/bin",
+    "SHELL": "/bin/zsh",
+    "TERM_PROGRAM": "tmux",
+    "TERM": "tmux-256color",
+    "TMUX": "/tmp/tmux-0/x,1,0",
+    "TMUX_PANE": "%7",
+}
+
+
+def env_seen_by_job(tmp_path: Path, inherited: set[str] | None) -> dict[str, str]:
+    """Run a wrapper as tmux would (with tmux's environment) and return the job's env."""
+    out = tmp_path / "env.out"
+    script = tmp_path / "w.sh"
+    script.write_text(
+        wrapper_script(
+            job_id=1, attempt=1, command=f"env > {out}", cwd=str(tmp_path),
+            env={"PATH": "/usr/bin:/bin", "MINE": "it's mine", "HOME": "/job/home"},
+            status_path=str(tmp_path / "st"), nudge_path=str(tmp_path / "nudge"),
+            inherited=inherited,
+        )
+    )  # fmt: skip
+    subprocess.run(["/bin/sh", str(script)], env=POLLUTED, check=True, capture_output=True)
+    pairs = (line.split("=", 1) for line in out.read_text().splitlines())
+    return {k: v for k, v in pairs if k not in ("PWD", "OLDPWD")}  # the shell's own
+
+
+@pytest.mark.parametrize(
+    "inherited",
+    [None, {"STRAY", "HOME", "PATH"}, {"STRAY", "HOME", "PATH", "BAD-NAME"}],
+    ids=["env -i", "unset", "not a shell name: env -i"],
+)
+def test_a_job_sees_its_own_environment_and_its_terminal_only(
+    tmp_path: Path, inherited: set[str] | None
+) -> None:
+    assert env_seen_by_job(tmp_path, inherited) == {
+        "PATH": "/usr/bin:/bin",
+        "MINE": "it's mine",
+        "HOME": "/job/home",
+        "TERM": "tmux-256color",
+        "TMUX": "/tmp/tmux-0/x,1,0",
+        "TMUX_PANE": "%7",
+    }
+
+
+def test_inherited_names_are_the_global_and_session_environment(runner: TmuxRunner) -> None:
+    runner.cmd("set-environment", "-g", "STRAY_GLOBAL", "1")
+    runner.cmd("set-environment", "-t", "=tmuxtrain", "STRAY_SESSION", "2")
+    runner.cmd("set-environment", "-t", "=tmuxtrain", "-r", "REMOVED")
+    names = runner.inherited_names()
+    assert names is not None
+    assert {"STRAY_GLOBAL", "STRAY_SESSION", "REMOVED"} <= names
+
+
+def windows_named(runner: TmuxRunner, name: str) -> list[str]:
+    out = runner.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_index} #{window_name}")
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [name]]
+
+
+def test_windows_started_together_are_finished_in_order(runner: TmuxRunner, tmp_path: Path) -> None:
+    """The scheduler sends several windows before reading any answer, runs other commands in
+    between, and still gets each job its own window."""
+    script = tmp_path / "s.sh"
+    script.write_text("sleep 30\n")
+    runner.cmd("new-window", "-d", "-t", "=tmuxtrain:12", "--", "sleep", "30")  # a user's window
+    starting = [
+        runner.start(i, f"j{i}", str(script), str(tmp_path / f"{i}.log")) for i in (11, 12, 13)
+    ]
+    assert runner.cmd("display-message", "-p", "between") == "between\n"
+    launched = [runner.finish(s) for s in starting]
+    assert len({x.window_id for x in launched}) == 3
+    assert windows_named(runner, "11-j11") == ["11"]
+    assert windows_named(runner, "12-j12") == ["100012"]  # 12 was taken: one far above
+    assert windows_named(runner, "13-j13") == ["13"]
+    panes = runner.panes()
+    assert all(panes[x.pane_id].pid == x.pid for x in launched)
+
+
+def test_a_window_is_never_created_twice_when_the_connection_breaks(tmp_path: Path) -> None:
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    script = tmp_path / "s.sh"
+    script.write_text("sleep 30\n")
+    try:
+        assert r.connect() and r.control is not None
+        started = r.start(5, "once", str(script), str(tmp_path / "5.log"))
+        control = r.control
+        os.kill(control.proc.pid, signal.SIGKILL)  # the client we started
+        wait_until(lambda: not control.alive, what="the client gone")
+        try:
+            r.finish(started)
+        except TmuxError as e:  # tmux may or may not have made it: it is not made again
+            assert "lost the tmux connection" in str(e)
+        assert len(windows_named(r, "5-once")) <= 1
+        assert r.control is None  # later commands use a tmux process each
+        assert r.launch(6, "next", str(script), str(tmp_path / "6.log")).pid > 0
     finally:
         r.disconnect()
         kill_tmux_server(r.socket or "")

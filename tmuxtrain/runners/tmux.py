@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.reconcile import PaneInfo
@@ -83,6 +85,27 @@ class Launched:
     pid: int
 
 
+@dataclass
+class Starting:
+    """A window being started (`TmuxRunner.start`): its answer is not read yet."""
+
+    job_id: int
+    name: str
+    script_path: str
+    log_path: str
+    control: Control | None = None  # the connection the command went out on
+    ticket: int = 0
+    out: str = ""
+    error: TmuxError | None = None
+
+
+# What a pane keeps of tmux's environment: the terminal it is in.
+PANE_VARIABLES = frozenset({"TERM", "TMUX", "TMUX_PANE"})
+# Names tmux 3.2-3.4 set in a new pane besides those and its global and session environment.
+TMUX_ADDS = frozenset({"SHELL", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "PWD", "PATH"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def wrapper_script(
     *,
     job_id: int,
@@ -92,18 +115,29 @@ def wrapper_script(
     env: Mapping[str, str],
     status_path: str,
     nudge_path: str,
+    inherited: Collection[str] | None = None,
 ) -> str:
-    """The shell script a job's window runs. Every user value is single-quoted by shlex."""
+    """The shell script a job's window runs. Every user value is single-quoted by shlex.
+
+    A job sees its own environment, never what the tmux server happens to hold. When the
+    caller knows the names a pane inherits from tmux (`inherited`, see
+    `TmuxRunner.inherited_names`), the script unsets them; otherwise (or when a name is no
+    shell name) it re-runs itself under `env -i`, which costs two more program starts.
+    """
     q = shlex.quote
-    lines = [
-        f"# tmuxtrain job {job_id}, attempt {attempt}: written by the scheduler",
-        # Stage 1 has tmux's environment; re-run with only the pane's terminal variables.
-        'if [ -z "${TMUXTRAIN_WRAPPED:-}" ]; then',
-        '  exec /usr/bin/env -i TMUXTRAIN_WRAPPED=1 TERM="${TERM:-screen}" TMUX="${TMUX:-}" '
-        'TMUX_PANE="${TMUX_PANE:-}" /bin/sh "$0"',
-        "fi",
-        "unset TMUXTRAIN_WRAPPED",
-    ]
+    lines = [f"# tmuxtrain job {job_id}, attempt {attempt}: written by the scheduler"]
+    drop = sorted((set(inherited) | TMUX_ADDS) - PANE_VARIABLES) if inherited is not None else None
+    if drop is not None and all(_NAME.match(n) for n in drop):
+        lines.append(f"unset {' '.join(drop)}" if drop else ":")
+    else:
+        lines += [
+            # Stage 1 has tmux's environment; re-run with only the pane's terminal variables.
+            'if [ -z "${TMUXTRAIN_WRAPPED:-}" ]; then',
+            '  exec /usr/bin/env -i TMUXTRAIN_WRAPPED=1 TERM="${TERM:-screen}" TMUX="${TMUX:-}" '
+            'TMUX_PANE="${TMUX_PANE:-}" /bin/sh "$0"',
+            "fi",
+            "unset TMUXTRAIN_WRAPPED",
+        ]
     lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
     lines += [
         f"printf '\\033[2m[tmuxtrain] job {job_id} attempt {attempt} in %s\\033[0m\\n' {q(cwd)}",
@@ -137,13 +171,20 @@ def command_line(args: Sequence[str]) -> str | None:
 
 
 class ControlLost(Exception):
-    """The control-mode connection ended or stopped answering."""
+    """The control-mode connection ended or stopped answering. `sent`: the command had
+    been sent, so whether tmux ran it is unknown."""
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class Control:
     """A tmux control-mode client attached to our session: commands go in as lines on its
     stdin; each command of a line is answered by a `%begin`/`%end` (or `%error`) block on
-    its stdout.
+    its stdout, in the order sent. `send` returns a ticket at once and `receive` waits for
+    its answer, so a caller can send the next command while tmux works on this one. Used
+    from one thread only (the scheduler's).
 
     A thread reads stdout all the time, so tmux's notifications (windows added and closed)
     never fill the pipe. With `on_dead`, a subscription to `#{pane_dead}` of every pane calls
@@ -166,7 +207,9 @@ class Control:
         )
         self.on_dead = on_dead
         self.replies: queue.Queue[tuple[bool, str] | None] = queue.Queue()
-        self.lock = threading.Lock()
+        self.sent = 0  # tickets handed out
+        self.waiting: deque[tuple[int, int, str]] = deque()  # (ticket, blocks, command)
+        self.answers: dict[int, str | TmuxError] = {}
         threading.Thread(target=self._read, name="tmux-control", daemon=True).start()
         try:
             if not self._reply()[0]:  # the block of the attach-session command itself
@@ -183,25 +226,47 @@ class Control:
 
     def run(self, args: Sequence[str]) -> str:
         """Run one command line; its output, or TmuxError with tmux's message."""
+        return self.receive(self.send(args))
+
+    def send(self, args: Sequence[str]) -> int:
+        """Send a command line without waiting; the ticket to `receive` its answer with."""
         line = command_line(args)
         if line is None:
             raise ControlLost("not expressible on one line")
         stdin = self.proc.stdin
         assert stdin is not None
-        with self.lock:
-            try:
-                stdin.write(line.encode() + b"\n")
-                stdin.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                raise ControlLost("tmux control client gone") from None
-            # One block per command of the line, until the first error (tmux skips the rest).
-            out = []
-            for _ in range(1 + sum(a == ";" for a in args)):
-                ok, text = self._reply()
+        try:
+            stdin.write(line.encode() + b"\n")
+            stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            raise ControlLost("tmux control client gone") from None
+        self.sent += 1
+        # One block per command of the line, until the first error (tmux skips the rest).
+        self.waiting.append((self.sent, 1 + sum(a == ";" for a in args), args[0]))
+        return self.sent
+
+    def receive(self, ticket: int) -> str:
+        """The output of a sent command line (answers to earlier tickets are kept)."""
+        while ticket not in self.answers:
+            if not self.waiting:
+                raise ValueError(f"no command sent with ticket {ticket}")
+            t, blocks, command = self.waiting.popleft()
+            out: list[str] = []
+            for _ in range(blocks):
+                try:
+                    ok, text = self._reply()
+                except ControlLost as e:
+                    raise ControlLost(str(e), sent=True) from None
                 if not ok:
-                    raise TmuxError(text.strip() or f"tmux {args[0]} failed")
+                    self.answers[t] = TmuxError(text.strip() or f"tmux {command} failed")
+                    break
                 out.append(text)
-        return "".join(out)
+            else:
+                self.answers[t] = "".join(out)
+        answer = self.answers.pop(ticket)
+        if isinstance(answer, TmuxError):
+            raise answer
+        return answer
 
     def _reply(self) -> tuple[bool, str]:
         try:
@@ -275,8 +340,13 @@ class TmuxRunner:
             self.control.close()
             self.control = None
 
-    def cmd(self, *args: str, check: bool = True) -> str:
-        """Run one tmux command line (several commands may be joined by ';' arguments)."""
+    def cmd(self, *args: str, check: bool = True, again: bool = True) -> str:
+        """Run one tmux command line (several commands may be joined by ';' arguments).
+
+        When the control connection breaks after the line was sent, the command runs again
+        as a tmux process, unless `again` is False (a command that must not run twice, such
+        as creating a window): then TmuxError.
+        """
         if self.control is not None:
             try:
                 return self.control.run(args)
@@ -284,9 +354,10 @@ class TmuxRunner:
                 if check:
                     raise
                 return ""
-            except ControlLost:
-                if not self.control.alive:
-                    self.control = None
+            except ControlLost as e:
+                self._lost()
+                if e.sent and not again:
+                    raise TmuxError(f"lost the tmux connection during {args[0]}") from None
         # tmux reads an argument ending in ";" as the end of a command ("\\;" for a literal).
         argv = [a if a == ";" or not a.endswith(";") else a[:-1] + "\\;" for a in args]
         proc = subprocess.run(
@@ -295,6 +366,10 @@ class TmuxRunner:
         if check and proc.returncode != 0:
             raise TmuxError((proc.stderr or proc.stdout).strip() or f"tmux {args[0]} failed")
         return proc.stdout
+
+    def _lost(self) -> None:
+        if self.control is not None and not self.control.alive:
+            self.control = None
 
     def ok(self, *args: str) -> bool:
         """Run a command for its exit status alone."""
@@ -356,30 +431,76 @@ class TmuxRunner:
             self.cmd("set-option", "-w", "-t", window, "remain-on-exit", "on", check=False)
         return Launched(window, pane, int(pid))
 
+    def inherited_names(self) -> set[str] | None:
+        """Names in tmux's global and our session's environment: what a new pane of the
+        session inherits (see `wrapper_script`); None when tmux does not say."""
+        try:
+            text = self.cmd("show-environment", "-g", ";", "show-environment", "-t",
+                            f"={self.session}")  # fmt: skip
+        except TmuxError:
+            return None
+        # "NAME=value", or "-NAME" (marked removed). A value with a newline may make a
+        # line look like another name: unsetting one name too many does no harm.
+        return {line.lstrip("-").split("=", 1)[0] for line in text.splitlines() if line}
+
     def launch(self, job_id: int, name: str, script_path: str, log_path: str) -> Launched:
         """Start a job's window at index `job_id` when free (so prefix+N finds job N).
 
         remain-on-exit and the log pipe are set in the same tmux call as the window, so
         nothing the job does can come before them.
         """
-        index = job_id
-        while True:
-            target = f"={self.session}:{index}"
-            argv = ["new-window", "-d", "-t", target, "-n", tmux_literal(window_name(job_id, name))]
-            argv += ["-P", "-F", "#{window_id}\t#{pane_id}\t#{pane_pid}", "--"]
-            argv += ["/bin/sh", script_path]
-            argv += [";", "set-option", "-w", "-t", target, "remain-on-exit", "on"]
-            argv += [";", "pipe-pane", "-t", target, "-o"]
-            argv.append(tmux_literal(f"exec cat >> {shlex.quote(log_path)}"))
+        return self.finish(self.start(job_id, name, script_path, log_path))
+
+    def start(self, job_id: int, name: str, script_path: str, log_path: str) -> Starting:
+        """`launch` in two halves: over the control connection this only sends the command,
+        so tmux creates this window while the caller prepares the next; `finish` (called in
+        the same order) waits for it. Without the connection it does all the work."""
+        s = Starting(job_id, name, script_path, log_path)
+        if self.control is not None:
             try:
-                out = self.cmd(*argv)
-                break
+                s.ticket = self.control.send(self._launch_argv(s, job_id))
+                s.control = self.control
+                return s
+            except ControlLost:  # not sent: start it the other way
+                self._lost()
+        try:
+            s.out = self.cmd(*self._launch_argv(s, job_id), again=False)
+        except TmuxError as e:
+            s.error = e
+        return s
+
+    def finish(self, s: Starting) -> Launched:
+        """The started window's ids, or TmuxError."""
+        if s.control is not None:
+            try:
+                s.out = s.control.receive(s.ticket)
             except TmuxError as e:
-                if "in use" not in str(e):
-                    raise
-                index += 100_000  # the user has a window there: take one far above
-        window, pane, pid = out.strip().splitlines()[0].split("\t")
+                s.error = e
+            except ControlLost:
+                self._lost()
+                raise TmuxError("lost the tmux connection while it started the window") from None
+        index = s.job_id
+        while s.error is not None:
+            if "in use" not in str(s.error):
+                raise s.error
+            index += 100_000  # the user has a window there: take one far above
+            s.error = None
+            try:
+                s.out = self.cmd(*self._launch_argv(s, index), again=False)
+            except TmuxError as e:
+                s.error = e
+        window, pane, pid = s.out.strip().splitlines()[0].split("\t")
         return Launched(window, pane, int(pid))
+
+    def _launch_argv(self, s: Starting, index: int) -> list[str]:
+        target = f"={self.session}:{index}"
+        argv = ["new-window", "-d", "-t", target, "-n", tmux_literal(window_name(s.job_id, s.name))]
+        argv += ["-P", "-F", "#{window_id}\t#{pane_id}\t#{pane_pid}", "--"]
+        argv += ["/bin/sh", s.script_path]
+        argv += [";", "set-option", "-w", "-t", target, "remain-on-exit", "on"]
+        argv += [";", "pipe-pane", "-t", target, "-o"]
+        argv.append(tmux_literal(f"exec cat >> {shlex.quote(s.log_path)}"))
+        return argv
 
     def panes(self) -> dict[str, PaneInfo]:
         """All panes of our session in one call (about 4 ms for 400 panes)."""
