@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -269,6 +271,53 @@ def test_same_shape_lines_with_digits_in_names_stay_apart() -> None:
     p = LogParser()
     samples = feed_lines(p, "acc@1: 0.5", "acc@5: 0.9", "acc@1: 0.6")
     assert [(s.name, s.value) for s in samples] == [("acc_1", 0.5), ("acc_5", 0.9), ("acc_1", 0.6)]
+
+
+# --- the pre-filter: which lines are read, and how ---------------------------------------------
+
+
+def test_space_values_are_read_where_a_word_trigger_is_anywhere_in_the_line() -> None:
+    # found first by `=`, later by "oss 0": "acc 0.9" is read as well
+    assert by_name(feed_lines(LogParser(), "step=5 train loss 0.3 acc 0.9")) == {
+        "step": [5],
+        "train_loss": [0.3],
+        "acc": [0.9],
+    }
+    # no "loss N"/"epoch N" in the line: only its `key=value` pairs are read
+    assert by_name(feed_lines(LogParser(), "step=5 acc 0.9")) == {"step": [5]}
+
+
+def test_custom_pattern_lines_in_one_chunk_keep_their_order() -> None:
+    p = LogParser(custom={"val_acc": r"val acc is (?P<value>[0-9.]+)"})
+    samples = feed_lines(p, "val acc is 0.5", "noise", "loss=0.4", "", "val acc is 0.6")
+    assert [(s.name, s.value) for s in samples] == [
+        ("val_acc", 0.5),
+        ("loss", 0.4),
+        ("val_acc", 0.6),
+    ]
+
+
+def test_a_custom_pattern_no_bytes_filter_can_take_reads_every_line() -> None:
+    p = LogParser(custom={"précision": r"précision (?P<value>[0-9.]+)"})
+    samples = p.feed("loss 0.5\n\nprécision 0.9\r\nvalid 3\nprécision 0.8".encode(), 0.0)
+    assert by_name(samples) == {"loss": [0.5], "précision": [0.9]}  # the last line is unfinished
+    assert by_name(p.feed(b"\n", 0.0)) == {"précision": [0.8]}
+
+
+def test_repeated_value_texts_read_the_same_and_non_finite_ones_never() -> None:
+    p = LogParser()
+    samples = feed_lines(p, "step=1 loss=1e999", "step=2 loss=0.5", "step=3 loss=1e999")
+    samples += feed_lines(
+        p, "step=4 loss=0.5", "step=4 loss=0.5", "step=5 loss=0", "step=6 loss=-0"
+    )
+    assert [(s.name, s.value, s.step) for s in samples if s.name == "loss"] == [
+        ("loss", 0.5, 2),
+        ("loss", 0.5, 4),  # the same value at another step is another sample
+        ("loss", 0.0, 5),
+        ("loss", 0.0, 6),
+    ]
+    assert math.copysign(1, samples[-1].value) == -1  # "-0" is read as -0.0, not as "0" was
+    assert p.latest == {"step": 6, "loss": 0}
 
 
 # --- progress, steps for plotting, ETA --------------------------------------------------------

@@ -9,15 +9,19 @@ core, while most lines carry no metric (warnings, tracebacks, prints). Python's 
 skips fast over text only when a pattern starts with a literal (~1 GB/s) or a character
 class; a pattern that starts with a name or a lookbehind costs ~40 ns per character. So
 `LogParser.feed` finds candidate lines with a few literal-led regexes over the raw bytes of
-a chunk and decodes only those; the per-line scans start at a separator (`=`, `:`, a blank,
-`/`) and read the name before it by matching the *reversed* line from there; and a line
-shape read once is replayed for the next line of that shape (see `_DIGITS_TO_0`).
+a chunk (each match runs on to the end of its line, so Python sees a candidate line once
+per regex and never the lines in between) and decodes only those; the per-line scans start
+at a separator (`=`, `:`, a blank, `/`) and read the name before it by matching the
+*reversed* line from there; and a line shape read once is replayed for the next line of
+that shape (see `_DIGITS_TO_0`), float() of its value texts memoised. What remains is
+Python per candidate line and per value read, ~0.5 us each, and the regex passes (~25%).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import deque
 from collections.abc import Mapping
 from functools import lru_cache
@@ -34,6 +38,7 @@ MAX_METRICS = 256
 # a real change of speed. It is measured from a few anchor points, so memory stays bounded.
 ETA_WINDOW_S = 300.0
 _ETA_ANCHORS = 32
+_ANCHOR_GAP_S = ETA_WINDOW_S / _ETA_ANCHORS
 
 # Keys that look numeric but are bookkeeping, not metrics (Lightning's `v_num`, timm's
 # `Data:`/`Time:` timings, Lightning's "TPU available: False, using: 0 TPU cores" ...).
@@ -86,17 +91,35 @@ _ANSI_BYTES = re.compile(_ANSI.pattern.encode())
 
 # Chunk pre-filter, run on the raw bytes (decoding comes later, for the few lines found):
 # each built-in format has one of these, and each starts with a literal. `_WORDS` marks
-# lines worth the scan for space-separated values ("epoch 3 loss 0.42").
+# lines worth the scan for space-separated values ("epoch 3 loss 0.42"). A trigger runs on
+# to the end of its line (`[^\n]*`), so one `finditer` pass yields each line once, by its
+# end, and skips the rest of the line in C. Its quantifiers are possessive (`*+`, `?+`,
+# `(?>...)`): what follows each could not start with what it would give back, so they find
+# the same lines, and the many `:` and `/` of noise ("12:30:45", "x.py:558:", paths) fail
+# without backtracking: ~20% less scan time.
 _WORDS = 1
 _CUSTOM = 2  # found by a job's own pattern: only those lines are searched with them
+
+
+def _trigger(pattern: str) -> re.Pattern[bytes]:
+    """A trigger regex. Python 3.10 lacks possessive quantifiers and atomic groups: there,
+    the same pattern without them (the same lines found, only slower)."""
+    if sys.version_info < (3, 11):
+        for fast, slow in (("*+", "*"), ("?+", "?"), ("++", "+"), ("(?>", "(?:")):
+            pattern = pattern.replace(fast, slow)
+    return re.compile(pattern.encode())
+
+
 _TRIGGERS: tuple[tuple[re.Pattern[bytes], int], ...] = (
-    (re.compile(rb"""=[ \t]*['"]?(?:tensor\()?[-+]?\.?\d"""), 0),
+    # flag-0 triggers first: `LogParser._candidates` lets later flags overwrite earlier ones
+    (_trigger(r"""=[ \t]*+['"]?+(?:tensor\()?+[-+]?+\.?+\d[^\n]*"""), 0),
     # not a clock: "12:30:45" has two digits before the `:`, "f1: 0.9" has one
-    (re.compile(rf""":(?<![\d:]\d:)[ \t]*['"]?{_NUM}{_END}""".encode()), 0),
-    (re.compile(rb"/[ \t]*\d"), 0),
-    (re.compile(rb"oss[ \t]+[-+]?\.?\d"), _WORDS),
-    (re.compile(rb"poch[ \t]+\d"), _WORDS),
+    (_trigger(rf""":(?<![\d:]\d:)[ \t]*+['"]?+(?>{_NUM}){_END}[^\n]*"""), 0),
+    (_trigger(r"/[ \t]*+\d[^\n]*"), 0),
+    (_trigger(r"oss[ \t]++[-+]?+\.?+\d[^\n]*"), _WORDS),
+    (_trigger(r"poch[ \t]++\d[^\n]*"), _WORDS),
 )
+_NEWLINE = re.compile(rb"\n")
 
 # `key=1`, `key: 1`, `'key': 1` (HF dicts), `"key": 1` (JSON lines), `key=tensor(0.31, ...)`
 # (a printed torch loss): the value; the name is read backwards by `_key_before`.
@@ -141,6 +164,12 @@ _PIPE_FIELD = re.compile(rf"[ \t]*([A-Za-z_][\w.-]*)[ \t]+({_NUM})[ \t]*")
 _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 _PLAN_MAX_LINE = 400  # longer lines are rare and would make the memo big
 _PLAN_CACHE = 1024  # shapes remembered per parser, then forgotten all at once
+# Values repeat (the lr, the epoch, a total of steps, a loss printed twice): float() of the
+# text costs 3x a dict lookup, so replayed values are memoised, at most this many at a time
+# in all (~0.4 MB, shared by every parser like `_name`'s cache). Most of the bench log's
+# values hit; a log of only new numbers pays ~10% for the misses.
+_FLOAT_CACHE = 4096
+_FLOATS: dict[bytes, float] = {}
 # (hints, ((name, value start, value end), ...), ((start, end, bytes that must match), ...))
 _Plan = tuple[int, tuple[tuple[str, int, int], ...], tuple[tuple[int, int, bytes], ...]]
 
@@ -449,11 +478,12 @@ class _Progress:
                 # step read (1000/1000) belongs to the epoch before.
                 self.step = 0.0
             self.epoch = epoch
-            self.summary = step is None and len(m.keys() - _PROGRESS_NAMES) > 0
-        if m.get("epochs"):
-            self.epochs = m["epochs"]
-        if m.get("steps"):
-            self.steps = m["steps"]
+            self.summary = step is None and not m.keys() <= _PROGRESS_NAMES  # no set built
+        epochs, steps = m.get("epochs"), m.get("steps")
+        if epochs:
+            self.epochs = epochs
+        if steps:
+            self.steps = steps
         if hints & _HINT_PER_EPOCH and not self.per_epoch_seen:
             self.per_epoch = True
         if step is not None:
@@ -475,7 +505,8 @@ class _Progress:
 
     def _done_epochs(self) -> float:
         assert self.epoch is not None
-        return max(self.epoch - (0 if self.zero_based else 1), 0.0)
+        done = self.epoch - (0 if self.zero_based else 1)
+        return 0.0 if done < 0.0 else done  # max(done, 0.0): no builtin call on this hot path
 
     def _x(self) -> float | None:
         """Where to plot a reading: a step that grows across epochs, else the epoch."""
@@ -488,9 +519,11 @@ class _Progress:
     def fraction(self) -> float | None:
         """Total progress in [0, 1]: (epochs done + step/steps) / epochs, or what is known."""
         if self.step is not None and self.steps:
-            frac = min(self.step / self.steps, 1.0)
+            frac = self.step / self.steps
+            frac = 1.0 if frac > 1.0 else frac  # min(frac, 1.0), as below
             if self.per_epoch and self.epoch is not None and self.epochs:
-                return min((self._done_epochs() + frac) / self.epochs, 1.0)
+                frac = (self._done_epochs() + frac) / self.epochs
+                return 1.0 if frac > 1.0 else frac
             return frac
         if self.epoch is not None and self.epochs:
             if self.epoch != int(self.epoch):  # HF's fractional epoch already counts progress
@@ -520,10 +553,10 @@ class _Progress:
         if (
             head is not None
             and now > head[0]
-            and (not anchors or head[0] - anchors[-1][0] >= ETA_WINDOW_S / _ETA_ANCHORS)
+            and (not anchors or head[0] - anchors[-1][0] >= _ANCHOR_GAP_S)
         ):
             anchors.append(head)  # the last reading of an earlier time
-        t = now if head is None else max(now, head[0])
+        t = now if head is None or not head[0] > now else head[0]  # max(), without the call
         self.head = (t, p)
         while len(anchors) > 1 and anchors[1][0] <= t - ETA_WINDOW_S:
             anchors.popleft()
@@ -544,25 +577,26 @@ class LogParser:
     """Incremental parser for one job's log: feed it bytes as they arrive, get samples back.
 
     Memory is bounded: one incomplete line (at most `max_partial` bytes; a longer line is
-    dropped whole), the latest value per metric name (at most MAX_METRICS names) and a
+    dropped whole), the latest sample per metric name (at most MAX_METRICS names) and a
     memo of line shapes (at most _PLAN_CACHE).
     """
 
     def __init__(self, custom: dict[str, str] | None = None, max_partial: int = 65536) -> None:
         self._custom = compile_custom(custom)
-        self._triggers = list(_TRIGGERS)
+        self._custom_triggers: list[re.Pattern[bytes]] = []
         self._every_line = False  # a custom pattern that cannot pre-filter raw bytes
         for rx in self._custom.values():
             trigger = _bytes_pattern(rx)
             if trigger is None:
                 self._every_line = True
             else:
-                self._triggers.append((trigger, _CUSTOM))
+                self._custom_triggers.append(trigger)
         self._max_partial = max_partial
         self._partial = b""
         self._skipping = False  # inside a line that outgrew max_partial: drop to its end
-        # name -> (latest value, step it was reported at; None for the state names)
-        self._last: dict[str, tuple[float, float | None]] = {}
+        # name -> the latest sample of it: the next differs in value, or in step if the name
+        # is not a state name (compared field by field: no key tuple to build per reading)
+        self._last: dict[str, Sample] = {}
         self._progress = _Progress()
         self._plans: tuple[dict[bytes, _Plan], dict[bytes, _Plan]] = ({}, {})  # by line flags
 
@@ -572,7 +606,7 @@ class LogParser:
 
         `eta_s` is as of the last progress reading, not of the last `feed`.
         """
-        out = {name: value for name, (value, _) in self._last.items()}
+        out = {name: sample.value for name, sample in self._last.items()}
         eta = self._progress.eta_s()
         if eta is not None:
             out["eta_s"] = eta
@@ -610,44 +644,50 @@ class LogParser:
             self._skipping = True
         if cut < 0:
             return []
-        return self._lines(buf[:cut], now)
+        return self._lines(buf, cut, now)  # buf[:cut] would copy a megabyte for nothing
 
-    def _candidates(self, buf: bytes) -> list[tuple[int, int]]:
-        """(line start, flags) of the lines that may carry a metric; the rest is never read."""
-        found: dict[int, int] = {}
-        rfind, find = buf.rfind, buf.find
+    def _candidates(self, buf: bytes, n: int) -> dict[int, int]:
+        """Line end -> flags, for the lines of buf[:n] that may carry a metric; the rest is
+        never read. Keyed by where a line ends: where a built-in trigger's match stops."""
         if self._every_line:
-            pos = 0
-            while pos >= 0:
-                found[pos] = _WORDS | _CUSTOM
-                pos = find(b"\n", pos) + 1 or -1
-        for rx, flag in self._triggers:
+            every = _WORDS | _CUSTOM
+            found = dict.fromkeys([m.start() for m in _NEWLINE.finditer(buf, 0, n)], every)
+            found[n] = every
+            return found
+        found = {}
+        for rx, flag in _TRIGGERS:  # the same flag, or 0 then _WORDS: overwriting is or-ing
+            found.update(dict.fromkeys([m.end() for m in rx.finditer(buf, 0, n)], flag))
+        # A job's pattern may span lines: the line where its match starts is the candidate.
+        find = buf.find
+        for rx in self._custom_triggers:
             search = rx.search
             pos = 0
-            while True:
-                m = search(buf, pos)
+            while pos <= n:
+                m = search(buf, pos, n)
                 if m is None:
                     break
-                i = m.start()
-                start = rfind(b"\n", 0, i) + 1
-                found[start] = found.get(start, 0) | flag
-                pos = find(b"\n", i) + 1
-                if not pos:
-                    break
-        return sorted(found.items())
+                end = find(b"\n", m.start(), n)
+                if end < 0:
+                    end = n
+                found[end] = found.get(end, 0) | _CUSTOM
+                pos = end + 1
+        return found
 
-    def _lines(self, buf: bytes, now: float) -> list[Sample]:
+    def _lines(self, buf: bytes, n: int, now: float) -> list[Sample]:
+        """The samples of the complete lines in buf[:n], in order."""
         samples: list[Sample] = []
+        append = samples.append
+        new = tuple.__new__  # Sample(...) goes through a Python-level __new__: 2x slower
         progress = self._progress
-        last, plans = self._last, self._plans
-        custom, limit, n = self._custom, self._max_partial, len(buf)
-        find, isfinite = buf.find, math.isfinite
-        for start, flags in self._candidates(buf):
-            end = find(b"\n", start)
-            if end < 0:
-                end = n
+        last, plans, floats = self._last, self._plans, _FLOATS
+        custom, limit = self._custom, self._max_partial
+        rfind = buf.rfind
+        found = self._candidates(buf, n)
+        for end in sorted(found):
+            start = rfind(b"\n", 0, end) + 1
             if end - start > limit:
                 continue  # as if it had arrived in pieces: the same result however it is split
+            flags = found[end]
             raw = buf[start:end]
             line = None
             plan = None
@@ -655,8 +695,12 @@ class LogParser:
             if end - start <= _PLAN_MAX_LINE:
                 shape = raw.translate(_DIGITS_TO_0)
                 plan = memo.get(shape)
-                if plan is not None and plan[2] and any(raw[a:b] != t for a, b, t in plan[2]):
+            if plan is not None:
+                hints, items, checks = plan
+                if checks and any(raw[a:b] != t for a, b, t in checks):
                     plan = None  # same shape, other digits in a name ("acc@1" / "acc@5")
+                elif not items and not flags & _CUSTOM:
+                    continue  # the usual noise line that passed a trigger: a known dead end
             if plan is None:
                 line = raw.decode("utf-8", "replace")
                 reading = _read(line, flags & _WORDS)
@@ -668,12 +712,18 @@ class LogParser:
                             memo.clear()
                         memo[shape] = made
             else:
-                hints = plan[0]
                 metrics = {}
-                for name, a, b in plan[1]:
-                    value = float(raw[a:b])
-                    if isfinite(value):
-                        metrics[name] = value
+                for name, a, b in items:
+                    text = raw[a:b]
+                    value = floats.get(text)
+                    if value is None:
+                        value = float(text)
+                        if not math.isfinite(value):
+                            continue
+                        if len(floats) >= _FLOAT_CACHE:
+                            floats.clear()
+                        floats[text] = value
+                    metrics[name] = value
             if flags & _CUSTOM:
                 _apply_custom(line or raw.decode("utf-8", "replace"), custom, metrics)
             if not metrics:
@@ -685,11 +735,14 @@ class LogParser:
                 progress.update(metrics, hints, now)
             x = progress.x
             for name, value in metrics.items():
-                key = (value, None if name in _STATE_NAMES else x)
                 old = last.get(name)
-                if old != key and (old is not None or len(last) < MAX_METRICS):
-                    last[name] = key
-                    samples.append(Sample(name, value, x))
+                if (
+                    old[1] != value or (old[2] != x and name not in _STATE_NAMES)
+                    if old is not None
+                    else len(last) < MAX_METRICS
+                ):
+                    last[name] = sample = new(Sample, (name, value, x))
+                    append(sample)
         return samples
 
     def _main_bar(self, m: Mapping[str, float]) -> bool:
