@@ -113,7 +113,7 @@ def test_fair_share_priority_within_a_project() -> None:
 
 def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -> list[Job]:
     """The plain reading of the rule: take, one at a time, the best job of the project whose
-    use / share is lowest (ties: project name), counting each taken job as running."""
+    use / share is lowest (ties: the better job), counting each taken job as running."""
     use = {p: 0.0 for p in {j.spec.project for j in pending}}
     for j in run:
         use[j.spec.project] = use.get(j.spec.project, 0.0) + max(1, len(j.gpus))
@@ -121,8 +121,16 @@ def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -
     out = []
     while left:
         projects = {j.spec.project for j in left}
-        p = min(projects, key=lambda p: (use[p] / cfg.shares.get(p, 1.0), p))
-        j = next(j for j in left if j.spec.project == p)
+        heads = [next(j for j in left if j.spec.project == p) for p in sorted(projects)]
+        j = min(
+            heads,
+            key=lambda j: (
+                use[j.spec.project] / cfg.shares.get(j.spec.project, 1.0),
+                -j.spec.priority,
+                j.id,
+            ),
+        )
+        p = j.spec.project
         left.remove(j)
         use[p] += max(1, j.spec.gpus)
         out.append(j)

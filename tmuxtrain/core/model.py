@@ -55,7 +55,7 @@ class CheckpointSpec:
     keep_best: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """One job as the user asked for it, validated. `source` is `file:line` for messages."""
 
@@ -134,7 +134,7 @@ class JobSpec:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """A job as stored: its spec plus everything the scheduler learned about it."""
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
 from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
@@ -41,7 +40,6 @@ def _by_priority(jobs: Iterable[Job]) -> list[Job]:
 
 _ID = attrgetter("id")
 _PRIORITY = attrgetter("spec.priority")
-_FIRST = itemgetter(0)
 
 
 def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[Job]:
@@ -50,30 +48,29 @@ def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config)
     fifo: by id (submission order). priority: higher first, FIFO among equals.
     fair-share: repeatedly the best job (priority, then id) of the project whose GPU use
     divided by its share is lowest, counting each job taken as if it ran (so two projects
-    with equal shares alternate). Projects without a share weigh 1.
+    with equal shares alternate); equally served projects: the better job first. Projects
+    without a share weigh 1.
     """
     if config.policy == "fifo":
         return sorted(pending, key=_ID)
+    order = _by_priority(pending)
     if config.policy != "fair-share":
-        return _by_priority(pending)
-    usage: dict[str, float] = {}
+        return order
+    used: dict[str, float] = {}
     for j in running:
-        usage[j.spec.project] = usage.get(j.spec.project, 0.0) + max(1, len(j.gpus))
+        used[j.spec.project] = used.get(j.spec.project, 0.0) + max(1, len(j.gpus))
     # A project's use only grows as its jobs are taken, so taking repeatedly from the least
-    # served project is one sort by (use before the job / share, project, place in project).
-    by_project: dict[str, list[Job]] = {}
-    for j in _by_priority(pending):
-        by_project.setdefault(j.spec.project, []).append(j)
+    # served project is one stable sort of the priority order by each job's project's use
+    # before it (divided by the share). Floats and indices only: no tuple per job.
+    shares = config.shares
     keys: list[float] = []
-    order: list[Job] = []
-    for p in sorted(by_project):
-        jobs = by_project[p]
-        share = config.shares.get(p, 1.0)
-        used = accumulate([j.spec.gpus or 1 for j in jobs], initial=usage.get(p, 0.0))
-        keys += [u / share for u in used][:-1]
-        order += jobs
-    # A stable sort on the float alone breaks ties by (project, place), as laid out above.
-    return [j for _, j in sorted(zip(keys, order, strict=True), key=_FIRST)]
+    for j in order:
+        spec = j.spec
+        p = spec.project
+        u = used.get(p, 0.0)
+        keys.append(u / shares.get(p, 1.0))
+        used[p] = u + (spec.gpus or 1)
+    return [order[i] for i in sorted(range(len(order)), key=keys.__getitem__)]
 
 
 def decide(
@@ -103,7 +100,10 @@ def decide(
         known.update((j.id, (j.state, j.spec.name)) for j in jobs if j.id in needed)
     holdings = holdings_of(running)
     loads = gpu_loads(gpus, holdings, config.headroom_mib)
-    failed_shapes: dict[tuple[int, int | None], str] = {}
+    # Why a shape (gpus, then vram) found no room: holdings only grow within a step, so a
+    # later job of that shape finds none either. Nested, not keyed by a tuple: a tuple per
+    # job would wake the garbage collector over the whole queue.
+    failed: dict[int, dict[int | None, str]] = {}
     out = Decisions()
     reasons = out.reasons  # the hot loop below runs once per pending job: keep it lean
     blocked_by: Job | None = None
@@ -138,14 +138,15 @@ def decide(
         if blocked_by is not None and spec.gpus > 0:
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
-        shape = (spec.gpus, spec.vram_mib)
-        if shape in failed_shapes:  # holdings only grow within a step: still no room
-            reasons[job.id] = failed_shapes[shape]
+        of_gpus = failed.get(spec.gpus)
+        why = of_gpus.get(spec.vram_mib) if of_gpus is not None else None
+        if why is not None:
+            reasons[job.id] = why
         else:
             alloc = allocate(
                 gpus,
                 holdings,
-                Request(*shape),
+                Request(spec.gpus, spec.vram_mib),
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
@@ -158,10 +159,10 @@ def decide(
                     holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            failed_shapes[shape] = alloc.reason
+            failed.setdefault(spec.gpus, {})[spec.vram_mib] = alloc.reason
             reasons[job.id] = alloc.reason
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
-            reserved = reserve(loads, Request(*shape), config.headroom_mib)
+            reserved = reserve(loads, Request(spec.gpus, spec.vram_mib), config.headroom_mib)
     return out
