@@ -375,8 +375,8 @@ def bench_turnaround(quick: bool) -> list[Row]:
             f"tmuxtrain, {n} x true, 4 fake GPUs",
             tt,
             "s",
-            limit="process starts per job on a CPU-bound box (the pane's sh, env -i, sh, "
-            "sh -c; the log pipe's sh and cat); serial launches in the scheduler",
+            limit="process starts per job on a CPU-bound box (the pane's sh and its sh -c; "
+            "the log pipe's sh and cat) and the server's two forks; one scheduler thread",
             detail=f"add {t_add:.2f} s, first start +{first_start - t0:.2f} s, last finish "
             f"(scheduler clock) +{last - t0:.2f} s, {failed} not succeeded",
         ),
@@ -455,8 +455,8 @@ def bench_promotion(quick: bool) -> list[Row]:
                 start.append(nxt - fin)  # that tick -> the next command runs
     p50, p99 = statistics.median(lat), pct(lat, 0.99)
     limit = (
-        "the tick (finish, re-read pending, decide, 1-3 tmux calls) + the wrapper's start "
-        "(tmux forks sh, env -i, sh, sh -c)"
+        "the tick (finish, re-read pending, decide, tmux commands over the control "
+        "connection) + the wrapper's start (tmux forks sh, which forks sh -c)"
     )
     return [
         Row(
