@@ -390,8 +390,9 @@ class Scheduler:
         decisions = decide(active, self.gpus, self.config, now, dep_states)
         for job_id, why in decisions.cancels:
             self.store.cancel_pending(job_id, why, now)
-        self.store.set_reasons(decisions.reasons)
         by_id = {j.id: j for j in active}
+        # Only reasons that changed since the jobs were read: most stay as they were.
+        self.store.set_reasons({i: r for i, r in decisions.reasons.items() if by_id[i].reason != r})
         ports = {j.master_port for j in active if j.master_port}
         inherited = self.runner.inherited_names() if decisions.launches else None
         # Each window is sent to tmux as soon as its job is claimed, and its answer read
@@ -683,8 +684,7 @@ class Scheduler:
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
         if excess:
             self.runner.kill_windows([j.tmux_window or "" for j in excess])
-            for j in excess:
-                self.store.update(j.id, tmux_window=None, tmux_pane=None)
+            self.store.forget_windows([j.id for j in excess])
 
     # ---- the loop ---------------------------------------------------------------------
 

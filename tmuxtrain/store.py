@@ -537,6 +537,14 @@ class Store:
                 [*(_encode(k, v) for k, v in fields.items()), job_id],
             )
 
+    def forget_windows(self, ids: Sequence[int]) -> None:
+        """The windows of these jobs were closed."""
+        with self.tx() as db:
+            db.executemany(
+                "UPDATE jobs SET tmux_window = NULL, tmux_pane = NULL WHERE id = ?",
+                [(i,) for i in ids],
+            )
+
     def set_reasons(self, reasons: dict[int, str]) -> None:
         """Store why pending jobs wait; only rows whose reason changed are written."""
         if not reasons:
