@@ -1024,7 +1024,7 @@ def bench_log_tail(quick: bool) -> list[Row]:
             f"add -> start of a CPU-only job while {jobs} jobs print",
             start_lat * 1e3,
             "ms",
-            limit="log parsing gets 100 ms a tick, jobs taking turns; compare the promotion row",
+            limit="log parsing gets 100 ms a tick, jobs taking turns",
             detail="compare the promotion row (an idle box)",
         ),
     ]
