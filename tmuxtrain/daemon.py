@@ -405,11 +405,13 @@ class Scheduler:
                 starting.append((job, self._start(job, launch.gpus, now, ports, inherited)))
             except (TmuxError, OSError) as e:
                 self._could_not_start(job, e, now)
-        for job, started in starting:
+        for job, started in starting:  # every one, whatever happens: they are claimed
             try:
                 self._started(job, started)
             except (TmuxError, OSError) as e:
                 self._could_not_start(job, e, now)
+            except Exception:  # its window may run: leave it to the reconcile
+                log.exception("recording the window of job %s failed", job.id)
 
     def _could_not_start(self, job: Job, e: Exception, now: float) -> None:
         log.error("could not start job %s: %s", job.id, e)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +304,97 @@ def test_a_window_is_never_created_twice_when_the_connection_breaks(tmp_path: Pa
     finally:
         r.disconnect()
         kill_tmux_server(r.socket or "")
+
+
+@pytest.fixture
+def connected(tmp_path: Path) -> Iterator[TmuxRunner]:
+    """A runner with a control-mode connection, on a private server."""
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    assert r.connect()
+    try:
+        yield r
+    finally:
+        r.disconnect()
+        kill_tmux_server(r.socket or "")
+
+
+def sleeper(tmp_path: Path) -> str:
+    script = tmp_path / "sleep.sh"
+    script.write_text("sleep 30\n")
+    return str(script)
+
+
+def test_a_users_hooks_do_not_put_answers_out_of_step(
+    connected: TmuxRunner, tmp_path: Path
+) -> None:
+    """A hook's commands print blocks on the connection too (flagged 0): not answers."""
+    connected.cmd("set-hook", "-g", "after-new-window", "display-message -p hooked")
+    launched = connected.launch(3, "hooked", sleeper(tmp_path), str(tmp_path / "3.log"))
+    assert connected.cmd("display-message", "-p", "hello") == "hello\n"
+    assert launched.pane_id in connected.panes()
+
+
+def test_answers_that_come_too_late_are_never_given_to_another_window(
+    connected: TmuxRunner, tmp_path: Path
+) -> None:
+    control = connected.control
+    assert control is not None
+    control.TIMEOUT_S = 0.5
+    server = int(connected.cmd("display-message", "-p", "#{pid}"))
+    os.kill(server, signal.SIGSTOP)  # our own private server: it answers nothing for a while
+    threading.Timer(1.5, os.kill, (server, signal.SIGCONT)).start()
+    script = sleeper(tmp_path)
+    starting = [connected.start(i, f"w{i}", script, str(tmp_path / f"{i}.log")) for i in (1, 2)]
+    for s in starting:
+        try:
+            launched = connected.finish(s)
+        except TmuxError:
+            continue  # lost, and tmux had not made it: never taken for another's
+        name = connected.cmd("display-message", "-p", "-t", launched.window_id, "#{window_name}")
+        assert name == f"{s.job_id}-w{s.job_id}\n"
+    assert connected.control is None  # a connection that lost its step is not used again
+
+
+def test_windows_in_flight_when_the_client_dies_are_settled_at_once(
+    connected: TmuxRunner, tmp_path: Path
+) -> None:
+    control = connected.control
+    assert control is not None
+    script = sleeper(tmp_path)
+    starting = [connected.start(i, f"w{i}", script, str(tmp_path / f"{i}.log")) for i in (1, 2, 3)]
+    os.kill(control.proc.pid, signal.SIGKILL)  # the client we started
+    t0 = time.monotonic()
+    for s in starting:
+        try:
+            launched = connected.finish(s)  # its answer, or its window found by name
+        except TmuxError:
+            continue
+        assert windows_named(connected, f"{s.job_id}-w{s.job_id}") != []
+        assert launched.window_id in connected.cmd("list-windows", "-F", "#{window_id}")
+    assert time.monotonic() - t0 < 5  # not a timeout per window
+
+
+def test_connecting_leaves_the_sessions_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attaching would copy the scheduler's stale SSH_AUTH_SOCK and DISPLAY into the session
+    (update-environment), undoing what the user's own attach set."""
+    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r.ensure_session(["sleep", "600"])
+    try:
+        r.cmd("set-environment", "-t", "=tmuxtrain", "SSH_AUTH_SOCK", "/tmp/fresh")
+        monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/stale")
+        assert r.connect()
+        shown = r.cmd("show-environment", "-t", "=tmuxtrain", "SSH_AUTH_SOCK")
+        assert shown == "SSH_AUTH_SOCK=/tmp/fresh\n"
+    finally:
+        r.disconnect()
+        kill_tmux_server(r.socket or "")
+
+
+def test_no_pane_death_is_reported_after_disconnect(connected: TmuxRunner) -> None:
+    control = connected.control
+    assert control is not None
+    connected.disconnect()
+    assert not control.reader.is_alive()  # on_dead cannot fire into a closed fd

@@ -104,6 +104,8 @@ PANE_VARIABLES = frozenset({"TERM", "TMUX", "TMUX_PANE"})
 # Names tmux 3.2-3.4 set in a new pane besides those and its global and session environment.
 TMUX_ADDS = frozenset({"SHELL", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "PWD", "PATH"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Names a shell may refuse to unset (bash, where it is /bin/sh, makes these read-only).
+_READ_ONLY = frozenset({"SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "UID"})
 
 
 def wrapper_script(
@@ -122,12 +124,13 @@ def wrapper_script(
     A job sees its own environment, never what the tmux server happens to hold. When the
     caller knows the names a pane inherits from tmux (`inherited`, see
     `TmuxRunner.inherited_names`), the script unsets them; otherwise (or when a name is no
-    shell name) it re-runs itself under `env -i`, which costs two more program starts.
+    shell name, or one a shell may refuse to unset) it re-runs itself under `env -i`, which
+    costs two more program starts.
     """
     q = shlex.quote
     lines = [f"# tmuxtrain job {job_id}, attempt {attempt}: written by the scheduler"]
     drop = sorted((set(inherited) | TMUX_ADDS) - PANE_VARIABLES) if inherited is not None else None
-    if drop is not None and all(_NAME.match(n) for n in drop):
+    if drop is not None and all(_NAME.match(n) and n not in _READ_ONLY for n in drop):
         lines.append(f"unset {' '.join(drop)}" if drop else ":")
     else:
         lines += [
@@ -198,22 +201,31 @@ class Control:
     def __init__(
         self, base: list[str], session: str, on_dead: Callable[[], None] | None = None
     ) -> None:
+        # -E: attaching must not copy the scheduler's (stale) DISPLAY, SSH_AUTH_SOCK ... into
+        # the session, as a user's `attach` would (update-environment).
+        argv = [*base, "-C", "attach-session", "-E", "-t", f"={session}"]
         self.proc = subprocess.Popen(
-            [*base, "-C", "attach-session", "-t", f"={session}", "-f", "no-output,ignore-size"],
+            [*argv, "-f", "no-output,ignore-size"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for the scheduler must not end it
         )
+        self.session = session
         self.on_dead = on_dead
         self.replies: queue.Queue[tuple[bool, str] | None] = queue.Queue()
+        self.broken = False  # no answer can be trusted any more: EOF, a timeout, moved away
         self.sent = 0  # tickets handed out
         self.waiting: deque[tuple[int, int, str]] = deque()  # (ticket, blocks, command)
         self.answers: dict[int, str | TmuxError] = {}
-        threading.Thread(target=self._read, name="tmux-control", daemon=True).start()
+        self.attached = threading.Event()  # commands sent before it would run detached
+        self.reader = threading.Thread(target=self._read, name="tmux-control", daemon=True)
+        self.reader.start()
         try:
-            if not self._reply()[0]:  # the block of the attach-session command itself
-                raise ControlLost("no session to attach to")
+            if not self.attached.wait(self.TIMEOUT_S) or not self.alive:
+                raise ControlLost("could not attach")
+            if self.run(["display-message", "-p", "tmuxtrain"]) != "tmuxtrain\n":
+                raise ControlLost("unexpected answer")
             if on_dead is not None:
                 self.run(["refresh-client", "-B", f"{self.SUBSCRIPTION}:%*:#{{pane_dead}}"])
         except (ControlLost, TmuxError):
@@ -222,7 +234,7 @@ class Control:
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self.broken and self.proc.poll() is None
 
     def run(self, args: Sequence[str]) -> str:
         """Run one command line; its output, or TmuxError with tmux's message."""
@@ -233,12 +245,15 @@ class Control:
         line = command_line(args)
         if line is None:
             raise ControlLost("not expressible on one line")
+        if self.broken:
+            raise ControlLost("tmux control connection broken")
         stdin = self.proc.stdin
         assert stdin is not None
         try:
             stdin.write(line.encode() + b"\n")
             stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
             raise ControlLost("tmux control client gone") from None
         self.sent += 1
         # One block per command of the line, until the first error (tmux skips the rest).
@@ -269,16 +284,25 @@ class Control:
         return answer
 
     def _reply(self) -> tuple[bool, str]:
+        """The next answer block. Once one is missing, none after it can be matched to its
+        command: the connection is broken for good (the caller falls back or reconnects)."""
+        if self.broken:
+            raise ControlLost("tmux control connection broken")
         try:
             reply = self.replies.get(timeout=self.TIMEOUT_S)
         except queue.Empty:
+            self.broken = True
             self.close()
             raise ControlLost("tmux did not answer") from None
         if reply is None:
+            self.broken = True
             raise ControlLost("tmux control client exited")
         return reply
 
     def _read(self) -> None:
+        """Answers to the queue, notifications acted on or dropped. Only blocks flagged 1
+        answer our commands: a hook's commands (say an `after-new-window` hook in the
+        user's config) print blocks flagged 0 on this connection too."""
         stdout = self.proc.stdout
         assert stdout is not None
         block: list[str] | None = None
@@ -288,21 +312,27 @@ class Control:
             if block is None:  # between blocks: a notification
                 if line.startswith("%begin "):
                     block, tag = [], line[len("%begin ") :]
-                elif (
-                    line.startswith(f"%subscription-changed {self.SUBSCRIPTION} ")
-                    and line.endswith(" : 1")
-                    and self.on_dead is not None
-                ):
-                    self.on_dead()
+                elif line.startswith(f"%subscription-changed {self.SUBSCRIPTION} "):
+                    if line.endswith(" : 1") and self.on_dead is not None:
+                        self.on_dead()
+                elif line.startswith("%session-changed "):
+                    if line.split(" ", 2)[2:] == [self.session]:
+                        self.attached.set()
+                    else:
+                        self.broken = True  # our session is gone and tmux moved us on
             elif line in (f"%end {tag}", f"%error {tag}"):
-                self.replies.put((line.startswith("%end"), "\n".join(block) + "\n"))
+                if tag.endswith(" 1"):
+                    self.replies.put(("%end" in line, "".join(x + "\n" for x in block)))
                 block = None
             else:
                 block.append(line)
-        self.replies.put(None)
+        self.attached.set()  # nobody waits for an attach that will not come
+        self.replies.put(None)  # after the answers that came before the end: still valid
 
     def close(self) -> None:
-        """End the client (closing its stdin detaches it); the session and jobs stay."""
+        """End the client (closing its stdin detaches it); the session and jobs stay. Waits
+        for the reader thread, so `on_dead` is never called after this returns."""
+        self.broken = True
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -311,6 +341,8 @@ class Control:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.reader is not threading.current_thread():
+            self.reader.join(timeout=5)
 
 
 class TmuxRunner:
@@ -477,8 +509,13 @@ class TmuxRunner:
             except TmuxError as e:
                 s.error = e
             except ControlLost:
-                self._lost()
-                raise TmuxError("lost the tmux connection while it started the window") from None
+                self._lost()  # tmux may have made the window: look for it before giving up
+                found = self.find_window(window_name(s.job_id, s.name))
+                if found is None:
+                    raise TmuxError(
+                        "lost the tmux connection while it started the window"
+                    ) from None
+                return found
         index = s.job_id
         while s.error is not None:
             if "in use" not in str(s.error):
@@ -502,6 +539,21 @@ class TmuxRunner:
         argv.append(tmux_literal(f"exec cat >> {shlex.quote(s.log_path)}"))
         return argv
 
+    def find_window(self, name: str) -> Launched | None:
+        """The newest window of our session with this name (a job's window, when the answer
+        that would have named it was lost)."""
+        fmt = "#{window_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}"
+        try:
+            out = self.cmd("list-windows", "-t", f"={self.session}:", "-F", fmt)
+        except TmuxError:
+            return None
+        rows = [line.split("\t") for line in out.splitlines()]
+        mine = [r for r in rows if len(r) == 4 and r[0] == name and r[3].isdigit()]
+        if not mine:
+            return None
+        _, window, pane, pid = max(mine, key=lambda r: int(r[1].lstrip("@") or 0))
+        return Launched(window, pane, int(pid))
+
     def panes(self) -> dict[str, PaneInfo]:
         """All panes of our session in one call (about 4 ms for 400 panes)."""
         try:
@@ -511,7 +563,7 @@ class TmuxRunner:
 
     def interrupt(self, pane_id: str) -> None:
         """Ctrl-C, as if typed: the foreground process group gets SIGINT."""
-        self.cmd("send-keys", "-t", pane_id, "C-c", check=False)
+        self.cmd("send-keys", "-t", pane_id, "C-c", check=False, again=False)  # not twice
 
     def kill_window(self, window_id: str) -> None:
         self.kill_windows([window_id])
