@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,19 +46,27 @@ def test_names_are_escaped_for_tmux_and_kept_on_one_line() -> None:
     assert window_name(7, "multi\nline\tname") == "7-multi line name"
 
 
-@pytest.fixture(params=["process", "control"])
-def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
-    """A runner on a private server, sending commands the CLI's way (a tmux process per
-    command) or the scheduler's (one control-mode connection): both must behave alike."""
+@contextlib.contextmanager
+def private_runner(*, session: bool = True) -> Iterator[TmuxRunner]:
+    """A runner on a private tmux server (with our session unless told not); both end after."""
     r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
-    if request.param == "control":
-        assert r.connect()
+    if session:
+        r.ensure_session(["sleep", "600"])
     try:
         yield r
     finally:
         r.disconnect()
         kill_tmux_server(r.socket or "")
+
+
+@pytest.fixture(params=["process", "control"])
+def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
+    """A runner on a private server, sending commands the CLI's way (a tmux process per
+    command) or the scheduler's (one control-mode connection): both must behave alike."""
+    with private_runner() as r:
+        if request.param == "control":
+            assert r.connect()
+        yield r
 
 
 def launch(
@@ -157,9 +166,7 @@ def test_errors_and_command_lists(runner: TmuxRunner) -> None:
 
 
 def test_a_lost_connection_falls_back_to_a_process_per_command() -> None:
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
-    try:
+    with private_runner() as r:
         assert r.connect()
         assert r.control is not None
         os.kill(r.control.proc.pid, signal.SIGKILL)  # the client we started
@@ -168,29 +175,21 @@ def test_a_lost_connection_falls_back_to_a_process_per_command() -> None:
         assert r.control is None
         assert r.connect() and r.cmd("display-message", "-p", "again") == "again\n"
         assert r.control is not None
-    finally:
-        r.disconnect()
-        kill_tmux_server(r.socket or "")
 
 
 def test_no_session_means_no_connection() -> None:
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    try:
+    with private_runner(session=False) as r:
         assert not r.connect()
         assert r.control is None
-    finally:
-        kill_tmux_server(r.socket or "")
 
 
 def test_a_dying_pane_is_reported_over_the_connection(tmp_path: Path) -> None:
     """A wrapper killed outright records no status: only tmux knows its pane died, and the
     connection says so within about a second (tmux checks subscriptions once a second)."""
     died = threading.Event()
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
     script = tmp_path / "sleep.sh"
     script.write_text("sleep 600\n")
-    try:
+    with private_runner() as r:
         assert r.connect(died.set)
         pid = r.launch(3, "victim", str(script), str(tmp_path / "3.log")).pid
         wait_until(lambda: not r.panes() or all(not p.dead for p in r.panes().values()))
@@ -198,9 +197,6 @@ def test_a_dying_pane_is_reported_over_the_connection(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
         assert died.wait(5)
         assert any(p.dead and p.pid == pid for p in r.panes().values())
-    finally:
-        r.disconnect()
-        kill_tmux_server(r.socket or "")
 
 
 POLLUTED = {
@@ -284,11 +280,9 @@ def test_windows_started_together_are_finished_in_order(runner: TmuxRunner, tmp_
 
 
 def test_a_window_is_never_created_twice_when_the_connection_breaks(tmp_path: Path) -> None:
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
     script = tmp_path / "s.sh"
     script.write_text("sleep 30\n")
-    try:
+    with private_runner() as r:
         assert r.connect() and r.control is not None
         started = r.start(5, "once", str(script), str(tmp_path / "5.log"))
         control = r.control
@@ -301,22 +295,14 @@ def test_a_window_is_never_created_twice_when_the_connection_breaks(tmp_path: Pa
         assert len(windows_named(r, "5-once")) <= 1
         assert r.control is None  # later commands use a tmux process each
         assert r.launch(6, "next", str(script), str(tmp_path / "6.log")).pid > 0
-    finally:
-        r.disconnect()
-        kill_tmux_server(r.socket or "")
 
 
 @pytest.fixture
 def connected(tmp_path: Path) -> Iterator[TmuxRunner]:
     """A runner with a control-mode connection, on a private server."""
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
-    assert r.connect()
-    try:
+    with private_runner() as r:
+        assert r.connect()
         yield r
-    finally:
-        r.disconnect()
-        kill_tmux_server(r.socket or "")
 
 
 def sleeper(tmp_path: Path) -> str:
@@ -380,17 +366,12 @@ def test_connecting_leaves_the_sessions_environment_alone(
 ) -> None:
     """Attaching would copy the scheduler's stale SSH_AUTH_SOCK and DISPLAY into the session
     (update-environment), undoing what the user's own attach set."""
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
-    r.ensure_session(["sleep", "600"])
-    try:
+    with private_runner() as r:
         r.cmd("set-environment", "-t", "=tmuxtrain", "SSH_AUTH_SOCK", "/tmp/fresh")
         monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/stale")
         assert r.connect()
         shown = r.cmd("show-environment", "-t", "=tmuxtrain", "SSH_AUTH_SOCK")
         assert shown == "SSH_AUTH_SOCK=/tmp/fresh\n"
-    finally:
-        r.disconnect()
-        kill_tmux_server(r.socket or "")
 
 
 def test_no_pane_death_is_reported_after_disconnect(connected: TmuxRunner) -> None:
