@@ -283,6 +283,21 @@ def test_output_of_a_job_that_exits_at_once_reaches_the_log(tt: Env) -> None:
         assert f"instant-{n}" in Path(job(tt, i)["log_path"]).read_text()
 
 
+def test_the_last_line_before_exit_counts(tt: Env) -> None:
+    """A job's final metric, printed just before it exits, is in its metrics: the job is
+    finished only once tmux has read all its output into the log."""
+    ids = [
+        i
+        for n in range(15)
+        for i in add(tt, "--gpus", "0", "--no-start", "--", f"printf 'loss=0.{n + 100}\\n'")
+    ]
+    tt.client().up()
+    assert tt.client().wait(ids, timeout=60)
+    assert [job(tt, i)["metrics"].get("loss") for i in ids] == [
+        float(f"0.{n + 100}") for n in range(15)
+    ]
+
+
 def test_scheduler_crash_loses_nothing(tt: Env) -> None:
     tt.set("TMUXTRAIN_GPUS", "fake:2x24GiB")
     gate = tt.root / "gate"

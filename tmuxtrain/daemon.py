@@ -46,6 +46,7 @@ from tmuxtrain.store import Store
 
 log = logging.getLogger("tmuxtrain.daemon")
 FULL_RECONCILE_S = 5.0  # a full pane/process check even when nothing nudged us
+OUTPUT_WAIT_S = 2.0  # how long an ended job's last output may take to reach its log
 CONNECT_RETRY_S = 5.0  # how often to retry the tmux control connection when it is down
 CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
 LOG_BUDGET_S = 0.1  # log parsing per tick, so output floods never delay scheduling
@@ -233,6 +234,7 @@ class Scheduler:
         self.tail_cursor = 0  # the job whose log parsing the last tick broke off at
         self.logs_behind = False  # pane id -> first seen dead without status
         self.next_due = 0.0
+        self.output_wait: dict[int, float] = {}  # ended job -> when it was first seen ended
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -316,13 +318,35 @@ class Scheduler:
         else:
             ended = [rec.Ended(i, c) for i, c in codes.items()]
         by_id = {j.id: j for j in running}
+        finished = False
         for e in ended:
+            if not self._output_read(by_id[e.job_id], now):
+                continue  # its last lines are still on their way to the log: next tick
+            finished = True
             code, note = e.exit_code, e.note
             if code is None and e.job_id in self.killed:  # tmux lost it, but we know
                 code, note = 128 + signal.SIGKILL, "killed with SIGKILL after the grace period"
             self.killed.discard(e.job_id)
             self._finish(by_id[e.job_id], code, note, now)
-        return bool(ended)
+        return finished
+
+    def _output_read(self, job: Job, now: float) -> bool:
+        """Has tmux read all of an ended job's output? It shows the pane dead only once it
+        has read the terminal to its end and handed everything to the log pipe; before
+        that, the last lines (a final metric, the error `retry_on` looks for) may be
+        missing from the log. A job waits for that at most OUTPUT_WAIT_S."""
+        if not job.tmux_pane:
+            return True
+        first = self.output_wait.setdefault(job.id, now)
+        try:
+            dead = self.runner.cmd("display-message", "-p", "-t", job.tmux_pane, "#{pane_dead}")
+        except TmuxError:  # the pane is gone
+            dead = "1"
+        if dead.strip() != "0" or now - first >= OUTPUT_WAIT_S:
+            del self.output_wait[job.id]
+            return True
+        self.dirty = True  # look again on the next tick, at once
+        return False
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
         log.info("job %s attempt %s ended: exit code %s %s", job.id, job.attempt, code, note)
