@@ -40,7 +40,7 @@ from tmuxtrain.core.units import format_duration
 from tmuxtrain.gpus import GpuProbe, open_probe
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.jobfile import load_config
-from tmuxtrain.runners.tmux import Starting, TmuxError, TmuxRunner, wrapper_script
+from tmuxtrain.runners.tmux import Starting, TmuxError, TmuxRunner, exit_banner, wrapper_script
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -235,6 +235,7 @@ class Scheduler:
         self.logs_behind = False  # pane id -> first seen dead without status
         self.next_due = 0.0
         self.output_wait: dict[int, float] = {}  # ended job -> when it was first seen ended
+        self.draining: dict[int, tuple[Job, float]] = {}  # finished job -> (it, finished at)
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -263,6 +264,7 @@ class Scheduler:
             self.next_due = self._next_due(pending + running)
             self.last_key = key
         self._tail_logs(running, now)
+        self._drain(now)
         self._watch_checkpoints(now)
         self._reap_hooks()
 
@@ -320,8 +322,13 @@ class Scheduler:
         by_id = {j.id: j for j in running}
         finished = False
         for e in ended:
-            if not self._output_read(by_id[e.job_id], now):
-                continue  # its last lines are still on their way to the log: next tick
+            job = by_id[e.job_id]
+            if (
+                e.exit_code not in (0, None)
+                and job.spec.retry_on
+                and not self._output_read(job, now)
+            ):
+                continue  # retry_on judges the last lines, still on their way: next tick
             finished = True
             code, note = e.exit_code, e.note
             if code is None and e.job_id in self.killed:  # tmux lost it, but we know
@@ -331,22 +338,37 @@ class Scheduler:
         return finished
 
     def _output_read(self, job: Job, now: float) -> bool:
-        """Has tmux read all of an ended job's output? It shows the pane dead only once it
-        has read the terminal to its end and handed everything to the log pipe; before
-        that, the last lines (a final metric, the error `retry_on` looks for) may be
-        missing from the log. A job waits for that at most OUTPUT_WAIT_S."""
-        if not job.tmux_pane:
-            return True
+        """Has an ended job's last output reached its log (see `_log_complete`)? A job whose
+        failure `retry_on` judges waits for that, at most OUTPUT_WAIT_S."""
         first = self.output_wait.setdefault(job.id, now)
-        try:
-            dead = self.runner.cmd("display-message", "-p", "-t", job.tmux_pane, "#{pane_dead}")
-        except TmuxError:  # the pane is gone
-            dead = "1"
-        if dead.strip() != "0" or now - first >= OUTPUT_WAIT_S:
+        if self._log_complete(job) or now - first >= OUTPUT_WAIT_S:
             del self.output_wait[job.id]
             return True
-        self.dirty = True  # look again on the next tick, at once
-        return False
+        return False  # looked at again in a moment (next_wake)
+
+    def _log_complete(self, job: Job) -> bool:
+        """The wrapper prints its exit banner last, and a terminal keeps order: once the
+        banner is in the log, so is everything the job printed. Until then its last lines
+        (a final metric, the error `retry_on` looks for) may still be on their way through
+        tmux and the log pipe."""
+        banner = exit_banner(job.id, job.attempt).encode()
+        try:
+            with open(job.log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(job.log_path) - 1024))
+                return banner in f.read()
+        except OSError:
+            return True  # no log: nothing to wait for
+
+    def _drain(self, now: float) -> None:
+        """Parse the last output of jobs that ended, once it is all in the log (at most
+        OUTPUT_WAIT_S after they ended): the job was finished at once, so the next one
+        could start; its final metrics follow a moment later."""
+        for job_id, (job, since) in list(self.draining.items()):
+            if now - since < OUTPUT_WAIT_S and not self._log_complete(job):
+                continue
+            del self.draining[job_id]
+            self._read_log(job, now)
+            self.tails.pop(job_id, None)
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
         log.info("job %s attempt %s ended: exit code %s %s", job.id, job.attempt, code, note)
@@ -380,7 +402,10 @@ class Scheduler:
         if job.cancel_requested_at is not None and job.pid:
             # A cancelled job leaves nothing behind, even processes its wrapper outlived.
             signal_pids(session_members(job.pid) - {job.pid}, signal.SIGKILL)
-        self.tails.pop(job.id, None)
+        if job.tmux_pane:
+            self.draining[job.id] = (job, now)  # its last output may be on its way
+        else:
+            self.tails.pop(job.id, None)
         self.dirty = True
 
     def _log_tail(self, job: Job) -> str:
@@ -718,6 +743,8 @@ class Scheduler:
         """Seconds to sleep: until the next due step, at most one tick (1 s)."""
         if self.dirty or self.logs_behind:  # work queued for the next tick, or logs to catch up
             return 0.0
+        if self.output_wait or self.draining:  # an ended job's last output is coming
+            return 0.002
         wait = self.next_due - now
         return min(1.0, max(wait, 0.005)) if wait > 0 else 1.0
 

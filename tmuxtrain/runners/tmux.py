@@ -108,6 +108,11 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _READ_ONLY = frozenset({"SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "UID"})
 
 
+def exit_banner(job_id: int, attempt: int) -> str:
+    """The words of a job's last output line, after which the wrapper writes nothing."""
+    return f"job {job_id} attempt {attempt} exited with status"
+
+
 def wrapper_script(
     *,
     job_id: int,
@@ -154,12 +159,14 @@ def wrapper_script(
         "else",
         "  code=126",
         "fi",
+        # The last line of the job's output: once it is in the log, all the job printed
+        # is (the scheduler reads its final metrics then; see exit_banner).
+        f"printf '\\033[2m[tmuxtrain] {exit_banner(job_id, attempt)} %s\\033[0m\\n' \"$code\"",
         # One small write: a reader sees nothing, or the whole number (read_status).
         f"printf '%s\\n' \"$code\" > {q(status_path)}",
         # A byte in the scheduler's fifo wakes it; `<>` never blocks, and a failed
         # redirection of a plain builtin fails that command only (no subshell to fork).
         f"printf x 2>/dev/null 1<>{q(nudge_path)} || :",
-        "printf '\\033[2m[tmuxtrain] exited with status %s\\033[0m\\n' \"$code\"",
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"
