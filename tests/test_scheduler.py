@@ -3,6 +3,7 @@ job processes; only the GPUs are simulated."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -289,13 +290,19 @@ def test_the_last_line_before_exit_counts(tt: Env) -> None:
     tmux has it all."""
     ids = [
         i
-        for n in range(15)
+        for n in range(4)
         for i in add(tt, "--gpus", "0", "--no-start", "--", f"printf 'loss=0.{n + 100}\\n'")
     ]
     tt.client().up()
     assert tt.client().wait(ids, timeout=60)
-    want = [float(f"0.{n + 100}") for n in range(15)]
-    wait_until(lambda: [job(tt, i)["metrics"].get("loss") for i in ids] == want, timeout=10)
+    want = [float(f"0.{n + 100}") for n in range(4)]
+
+    def losses() -> list[float | None]:
+        return [job(tt, i)["metrics"].get("loss") for i in ids]
+
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: losses() == want, timeout=10)
+    assert losses() == want
 
 
 def test_scheduler_crash_loses_nothing(tt: Env) -> None:
