@@ -357,7 +357,7 @@ class Scheduler:
                 f.seek(max(0, os.path.getsize(job.log_path) - 1024))
                 return banner in f.read()
         except OSError:
-            return True  # no log: nothing to wait for
+            return False  # not even created yet: the log pipe's `cat` is still starting
 
     def _drain(self, now: float) -> None:
         """Parse the last output of jobs that ended, once it is all in the log (at most
