@@ -97,7 +97,9 @@ def test_launch_records_status_and_logs_even_instant_exits(
         for i in range(1, 21)
     ]
     for i, (status, log) in enumerate(results, 1):
-        wait_until(status.exists, what=f"status of job {i}")
+        # The wrapper writes its status in one small write; a reader may see the file
+        # created and still empty (the scheduler's read_status retries the same way).
+        wait_until(lambda s=status: s.exists() and s.read_text().strip(), what=f"status {i}")
         assert status.read_text().strip() == str(i)
         wait_until(
             lambda log=log: f"it's $(not) run|{odd}" in (log.read_text() if log.exists() else ""),
@@ -117,7 +119,7 @@ def test_window_index_is_the_job_id_when_free(runner: TmuxRunner, tmp_path: Path
 
 def test_missing_cwd_records_126(runner: TmuxRunner, tmp_path: Path) -> None:
     status, _ = launch(runner, tmp_path, 1, "echo hi", tmp_path / "nope")
-    wait_until(status.exists)
+    wait_until(lambda: status.exists() and status.read_text().strip())
     assert status.read_text().strip() == "126"
 
 
