@@ -18,15 +18,12 @@ import os
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tmuxtrain.core.errors import SpecError, StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store, iso, runtime_s
-
-if TYPE_CHECKING:
-    pass
 
 ADHOC = "<command line>"
 INTERPRETERS = {
