@@ -139,7 +139,7 @@ class Home:
             TMUXTRAIN_SESSION="tmuxtrain",
         )
         self.settings: Settings = from_env(self.env)
-        self._store: Store | None = None
+        self.client = Client(self.settings)  # its store: a reader connection of our own
         self.scheduler: int | None = None
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> tuple[float, str]:
@@ -177,10 +177,7 @@ class Home:
     @property
     def store(self) -> Store:
         """A reader connection of our own (WAL: never blocks the scheduler)."""
-        if self._store is None:
-            self.settings.ensure_dirs()
-            self._store = Store(self.settings.db_path)
-        return self._store
+        return self.client.store
 
     def write(self, name: str, doc: Any) -> str:
         """A job file (JSON is YAML) in the root; returns its path."""
@@ -232,8 +229,7 @@ class Home:
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        if self._store is not None:
-            self._store.close()
+        self.client.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Home:

@@ -334,7 +334,7 @@ class Scheduler:
             if code is None and e.job_id in self.killed:  # tmux lost it, but we know
                 code, note = 128 + signal.SIGKILL, "killed with SIGKILL after the grace period"
             self.killed.discard(e.job_id)
-            self._finish(by_id[e.job_id], code, note, now)
+            self._finish(job, code, note, now)
         return finished
 
     def _output_read(self, job: Job, now: float) -> bool:
