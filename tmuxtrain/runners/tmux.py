@@ -2,10 +2,11 @@
 
 A job's window runs a generated wrapper script as its own argv (never typed in with
 send-keys): the wrapper swaps in the job's environment, enters its folder, runs the command
-with `/bin/sh -c` as a child so the terminal stays a tty, then records the exit status in a
-file (durable even if tmux dies) and nudges the scheduler. The window is created, set to
-`remain-on-exit` and piped to the log in one tmux invocation, so even output of a job that
-exits at once reaches the log. Windows are addressed by their ids (`@12`, `%12`).
+in a subshell (`( eval CMD )`: a fork, no second shell to start) so the terminal stays a tty,
+then records the exit status in a file (durable even if tmux dies), nudges the scheduler and
+stays until the window is closed, so tmux reads every last byte the job wrote. The window is
+created, set to `remain-on-exit` and piped to the log in one tmux invocation, so even output
+of a job that exits at once reaches the log. Windows are addressed by their ids (`@12`).
 
 tmux expands `#{...}` and `#(...)` in window names, so user text is escaped (`#` -> `##`)
 before it reaches tmux; nothing user-provided is ever put into a tmux format or hook.
@@ -154,7 +155,7 @@ def wrapper_script(
         # to record its status. INT and TERM get a handler (not "ignore", which the child
         # would inherit); HUP keeps its default so closing the window ends wrapper and job.
         "  trap ':' INT TERM",
-        f"  /bin/sh -c {q(command)}",
+        f"  ( eval {q(command)} )",
         "  code=$?",
         "else",
         "  code=126",
@@ -167,6 +168,10 @@ def wrapper_script(
         # A byte in the scheduler's fifo wakes it; `<>` never blocks, and a failed
         # redirection of a plain builtin fails that command only (no subshell to fork).
         f"printf x 2>/dev/null 1<>{q(nudge_path)} || :",
+        # Stay until the window is closed (or Enter is pressed in it). Once a pane's process
+        # has exited, tmux closes the terminal as soon as no output is waiting to be read,
+        # and output the kernel has not passed on yet (a job's last lines) would be lost.
+        "read -r _ 2>/dev/null || :",
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"
