@@ -69,6 +69,19 @@ command: >
     assert f"{j['tmux_window']} {job_id}-probe" in windows
 
 
+def test_an_ended_jobs_wrapper_and_status_are_removed(tt: Env) -> None:
+    """The scheduler lists the folder of wrappers and statuses every tick: it must hold the
+    running jobs' files only, not every job's ever run."""
+    run_dir = Path(tt.settings.run_dir)
+    ids = add(tt, "--gpus", "0", "--retries", "1", "--", 'exit "$((2 - TMUXTRAIN_ATTEMPT))"')
+    ids += add(tt, "--gpus", "0", "--", "sleep 30")
+    wait_state(tt, ids[0], "succeeded")
+    wait_state(tt, ids[1], "running")
+    assert job(tt, ids[0])["attempt"] == 2  # the first attempt failed, the retry succeeded
+    files = sorted(p.name for p in run_dir.iterdir() if p.name[0].isdigit())
+    assert files == [f"{ids[1]}.sh"]  # the running job's wrapper, which it is reading
+
+
 def test_job_inherits_the_submitters_environment_unless_clean(tt: Env) -> None:
     tt.set("MY_SETTING", "from-submitter")
     [a] = add(tt, "--gpus", "0", "--", 'echo "v=$MY_SETTING"')

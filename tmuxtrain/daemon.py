@@ -25,7 +25,8 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import psutil
@@ -236,6 +237,13 @@ class Scheduler:
         self.next_due = 0.0
         self.output_wait: dict[int, float] = {}  # ended job -> when it was first seen ended
         self.draining: dict[int, tuple[Job, float]] = {}  # finished job -> (it, finished at)
+        # The pending jobs as last read, and (data_version, our changes) then: our own
+        # writes that leave them as they are say so (`_pending_kept`); any other write,
+        # ours or another process's, makes the next decision read them again.
+        self.pending: list[Job] = []
+        self.pending_stamp: tuple[int, int] | None = None
+        # Claimed jobs whose windows tmux is making, in the order sent (see `_settle`).
+        self.launching: deque[tuple[Job, Starting]] = deque()
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -247,6 +255,16 @@ class Scheduler:
         backoff or cancel step fell due. An idle scheduler with a long queue stays cheap.
         """
         dirty, self.dirty = self.dirty, False  # steps below may set it again for next tick
+        if self.launching:
+            self._settle()
+        if dirty or self.pending:  # a launch may come: tmux answers while we reconcile
+            self.runner.ask_inherited_names()
+        try:
+            self._tick(now, dirty)
+        finally:
+            self.runner.drop_inherited_names()
+
+    def _tick(self, now: float, dirty: bool) -> None:
         running = self.store.jobs([JobState.RUNNING])
         if running:
             periodic = now - self.last_full >= FULL_RECONCILE_S
@@ -257,7 +275,7 @@ class Scheduler:
         key = (self.store.data_version(), tuple(self.gpus))
         if dirty or self.dirty or key != self.last_key or now >= self.next_due:
             self.dirty = False
-            pending = self.store.jobs([JobState.PENDING])
+            pending = self._pending_jobs(key[0])
             if pending:
                 self._schedule(pending + running, now)
                 running = self.store.jobs([JobState.RUNNING])
@@ -267,6 +285,27 @@ class Scheduler:
         self._drain(now)
         self._watch_checkpoints(now)
         self._reap_hooks()
+
+    def _pending_jobs(self, version: int) -> list[Job]:
+        """The pending jobs; read again only after a write `_pending_kept` did not cover
+        (a queue of thousands is not re-read for every job that ends)."""
+        stamp = (version, self.store.changes())
+        if stamp != self.pending_stamp:
+            self.pending = self.store.jobs([JobState.PENDING])
+            self.pending_stamp = stamp
+        return self.pending
+
+    @contextlib.contextmanager
+    def _pending_kept(self) -> Iterator[None]:
+        """Around our own writes that leave the pending jobs as `self.pending` has them
+        (or that fix it themselves): the cache stays valid if it was before."""
+        stamp = self.pending_stamp
+        valid = stamp is not None and stamp[1] == self.store.changes()
+        try:
+            yield
+        finally:
+            if valid and stamp is not None:
+                self.pending_stamp = (stamp[0], self.store.changes())
 
     def _next_due(self, jobs: list[Job]) -> float:
         """When the next time-driven step falls due: a retry backoff ending, a cancel
@@ -307,6 +346,8 @@ class Scheduler:
             return False
         if not full and not codes:
             full = True  # a nudge with no status behind it: a job may have been killed
+        if self.launching and self._settle(wait_all=full, ended=codes):
+            running = self.store.jobs([JobState.RUNNING])  # with the windows just recorded
         if full:
             panes = self.runner.panes()
             alive = {j.id: is_alive(j) for j in running if j.id not in codes}
@@ -393,20 +434,38 @@ class Scheduler:
         else:
             fields["finished_at"] = now
         event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
-        if self.store.transition(
-            job.id, out.state, now, expect=[JobState.RUNNING], event=event, **fields
-        ):
-            self.store.record_attempt(job, now, code, out.reason)
+        # A job that ends for good leaves the pending jobs as they were; a retry is one.
+        kept = (
+            self._pending_kept() if out.state is not JobState.PENDING else contextlib.nullcontext()
+        )
+        with kept:
+            ended = self.store.transition(
+                job.id, out.state, now, expect=[JobState.RUNNING], event=event, **fields
+            )
+            if ended:
+                self.store.record_attempt(job, now, code, out.reason)
+        if ended:
             hook = "retrying" if out.state is JobState.PENDING else out.state.value
             self._hook(job, hook, code)
         if job.cancel_requested_at is not None and job.pid:
             # A cancelled job leaves nothing behind, even processes its wrapper outlived.
             signal_pids(session_members(job.pid) - {job.pid}, signal.SIGKILL)
+        self._forget_run_files(job)
         if job.tmux_pane:
             self.draining[job.id] = (job, now)  # its last output may be on its way
         else:
             self.tails.pop(job.id, None)
         self.dirty = True
+
+    def _forget_run_files(self, job: Job) -> None:
+        """An ended attempt's wrapper and status are read: remove them, so the folder (listed
+        every tick) holds only running jobs'. A wrapper still running keeps its open file."""
+        for path in (
+            self.settings.status_path(job.id, job.attempt),
+            os.path.join(self.settings.run_dir, f"{job.id}.sh"),
+        ):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def _log_tail(self, job: Job) -> str:
         text = ""
@@ -441,29 +500,58 @@ class Scheduler:
             self.store.cancel_pending(job_id, why, now)
         by_id = {j.id: j for j in active}
         # Only reasons that changed since the jobs were read: most stay as they were.
-        self.store.set_reasons({i: r for i, r in decisions.reasons.items() if by_id[i].reason != r})
+        changed = {i: r for i, r in decisions.reasons.items() if by_id[i].reason != r}
+        with self._pending_kept():
+            self.store.set_reasons(changed)
+            for i, r in changed.items():
+                by_id[i].reason = r  # the cached pending job too
         ports = {j.master_port for j in active if j.master_port}
         inherited = self.runner.inherited_names() if decisions.launches else None
-        # Each window is sent to tmux as soon as its job is claimed, and its answer read
-        # only after the next job is prepared: tmux forks one pane while we write the next
-        # script (a launch is mostly waiting for tmux).
-        starting: list[tuple[Job, Starting | None]] = []
+        # Each window is sent to tmux as soon as its job is claimed; its answer is read
+        # when it comes (`_settle`), so tmux makes windows while the scheduler goes on.
         for launch in decisions.launches:
             job = by_id[launch.job_id]
             try:
-                starting.append((job, self._start(job, launch.gpus, now, ports, inherited)))
+                started = self._start(job, launch.gpus, now, ports, inherited)
             except (TmuxError, OSError) as e:
                 self._could_not_start(job, e, now)
-        for job, started in starting:  # every one, whatever happens: they are claimed
-            try:
+                continue
+            if started is not None:
+                self.launching.append((job, started))
+        if decisions.launches:
+            claimed = {launch.job_id for launch in decisions.launches}
+            self.pending = [j for j in self.pending if j.id not in claimed]
+
+    def _settle(self, *, wait_all: bool = False, ended: Collection[int] = ()) -> bool:
+        """Record the windows of launched jobs whose answers came; wait for all of them
+        (`wait_all`, before a full reconcile), or up to the last job in `ended` (it ran, so
+        its window exists and must be known before the job is finished). True when any
+        was recorded."""
+        upto = len(self.launching) if wait_all else 0
+        if not wait_all and ended:
+            for k, (job, _) in enumerate(self.launching):
+                if job.id in ended:
+                    upto = k + 1
+        settled = False
+        while self.launching:
+            job, started = self.launching[0]
+            if upto <= 0 and not self.runner.ready(started):
+                break
+            upto -= 1
+            self.launching.popleft()
+            settled = True
+            try:  # every one, whatever happens: they are claimed
                 self._started(job, started)
             except (TmuxError, OSError) as e:
-                self._could_not_start(job, e, now)
+                self._could_not_start(job, e, time.time())
             except Exception:  # its window may run: leave it to the reconcile
                 log.exception("recording the window of job %s failed", job.id)
+        return settled
 
     def _could_not_start(self, job: Job, e: Exception, now: float) -> None:
         log.error("could not start job %s: %s", job.id, e)
+        self.dirty = True  # its GPUs are free again
+        self._forget_run_files(job)
         self.store.transition(
             job.id,
             JobState.FAILED,
@@ -482,10 +570,31 @@ class Scheduler:
         ports: set[int],
         inherited: set[str] | None = None,
     ) -> Starting | None:
-        """Write the job's wrapper, claim the job and send its window to tmux; None when
-        another process changed the job first (a cancel)."""
+        """Claim the job, write its wrapper and send its window to tmux; None when another
+        process changed the job first (a cancel). The caller takes it out of `self.pending`."""
         s = self.settings
         port = free_port(ports)
+        # Claim first: a crash between here and tmux can never start it twice, and nothing
+        # of a job that is not ours to start (its status file) is touched.
+        with self._pending_kept():
+            claimed = self.store.transition(
+                job.id,
+                JobState.RUNNING,
+                now,
+                expect=[JobState.PENDING],
+                event={"name": job.name, "gpus": list(gpus), "attempt": job.attempt},
+                gpus=gpus,
+                started_at=now,
+                reason="",
+                master_port=port,
+                not_before=None,
+                exit_code=None,
+                tmux_window=None,
+                tmux_pane=None,
+                pid=None,
+            )
+        if not claimed:
+            return None
         ports.add(port)
         base_env = self.store.env_of(job.id)
         env = job_environment(job, base_env, gpus, self.gpus, port)
@@ -509,24 +618,6 @@ class Scheduler:
         os.replace(script + ".tmp", script)
         if job.tmux_window:  # an earlier attempt's window: its output is in the log
             self.runner.kill_window(job.tmux_window)
-        # Claim first, so a crash between here and tmux can never start it twice.
-        if not self.store.transition(
-            job.id,
-            JobState.RUNNING,
-            now,
-            expect=[JobState.PENDING],
-            event={"name": job.name, "gpus": list(gpus), "attempt": job.attempt},
-            gpus=gpus,
-            started_at=now,
-            reason="",
-            master_port=port,
-            not_before=None,
-            exit_code=None,
-            tmux_window=None,
-            tmux_pane=None,
-            pid=None,
-        ):
-            return None
         return self.runner.start(job.id, job.name, script, job.log_path)
 
     def _started(self, job: Job, started: Starting | None) -> None:
@@ -541,13 +632,14 @@ class Scheduler:
                 raise
             self.runner.ensure_session()  # the session was closed under us: make it again
             launched = self.runner.launch(job.id, job.name, started.script_path, job.log_path)
-        self.store.update(
-            job.id,
-            tmux_window=launched.window_id,
-            tmux_pane=launched.pane_id,
-            pid=launched.pid,
-            pid_start=process_start(launched.pid),
-        )
+        with self._pending_kept():  # a running job's row
+            self.store.update(
+                job.id,
+                tmux_window=launched.window_id,
+                tmux_pane=launched.pane_id,
+                pid=launched.pid,
+                pid_start=process_start(launched.pid),
+            )
         if self.store.get(job.id).cancel_requested_at is not None:
             self.runner.interrupt(launched.pane_id)  # cancelled before its pane was known
         self._hook(job, "started", None)
@@ -620,7 +712,8 @@ class Scheduler:
         keep = self._thin(tail, samples, now - (job.started_at or now), now)
         latest = dict(tail.parser.latest)
         if keep or latest != job.metrics:
-            self.store.add_metrics(job.id, keep, latest, now, tail.offset)
+            with self._pending_kept():  # a running or ended job's metrics
+                self.store.add_metrics(job.id, keep, latest, now, tail.offset)
             job.metrics = latest
         return done
 
@@ -735,7 +828,8 @@ class Scheduler:
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
         if excess:
             self.runner.kill_windows([j.tmux_window or "" for j in excess])
-            self.store.forget_windows([j.id for j in excess])
+            with self._pending_kept():  # finished jobs' rows
+                self.store.forget_windows([j.id for j in excess])
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -765,6 +859,13 @@ class Scheduler:
                 with contextlib.suppress(OSError):
                     os.write(fd, b"x")
 
+            # tmux answered a launch: a pipe of its own, as that alone needs no tick.
+            answered_r, answered_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+            def answered() -> None:  # from the tmux connection's thread
+                with contextlib.suppress(OSError):
+                    os.write(answered_w, b"x")
+
             self.dirty = True
             ticks = 0
             finished_seen = -1
@@ -772,7 +873,9 @@ class Scheduler:
             try:
                 while not self.stopping:
                     now = time.time()
-                    if now - connected_at >= CONNECT_RETRY_S and not self.runner.connect(wake):
+                    if now - connected_at >= CONNECT_RETRY_S and not self.runner.connect(
+                        wake, answered
+                    ):
                         connected_at = now  # no control mode: a tmux process per command
                     try:
                         self.tick(now)
@@ -787,15 +890,30 @@ class Scheduler:
                             self.trim_windows()
                     if (until_idle and self.idle()) or (max_ticks and ticks >= max_ticks):
                         break
-                    ready, _, _ = select.select([fd], [], [], self.next_wake(time.time()))
-                    if ready:
-                        with contextlib.suppress(BlockingIOError):
-                            while os.read(fd, 4096):
-                                pass
-                        self.dirty = True
+                    self._sleep(fd, answered_r)
             finally:
-                self.runner.disconnect()  # before the fd its thread writes to is closed
-                os.close(fd)
+                with contextlib.suppress(Exception):
+                    self._settle(wait_all=True)  # every claimed job's window recorded
+                self.runner.disconnect()  # before the fds its thread writes to are closed
+                for x in (fd, answered_r, answered_w):
+                    os.close(x)
+
+    def _sleep(self, nudges: int, answers: int) -> None:
+        """Wait for the next tick: a nudge, or the time `next_wake` says. Launch answers
+        that come meanwhile are recorded without a tick."""
+        while not self.stopping:
+            self.runner.wake_on_answers(bool(self.launching))
+            if self.launching:
+                self._settle()  # after the line above: a later answer wakes the select
+            ready, _, _ = select.select([nudges, answers], [], [], self.next_wake(time.time()))
+            for x in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(x, 4096):
+                        pass
+            if nudges in ready:
+                self.dirty = True
+            if answers not in ready or self.dirty:
+                return
 
     def _install_signals(self) -> None:
         def stop(signum: int, frame: object) -> None:

@@ -601,6 +601,11 @@ class Store:
             counts[state] = n
         return counts
 
+    def changes(self) -> int:
+        """Rows this connection has written so far: with `data_version`, tells a cache of
+        rows whether any write at all happened since it was filled."""
+        return self.db.total_changes
+
     def data_version(self) -> int:
         """Changes when another connection commits: lets a loop skip work when nothing moved."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])

@@ -386,6 +386,68 @@ def test_no_pane_death_is_reported_after_disconnect(connected: TmuxRunner) -> No
     assert not control.reader.is_alive()  # on_dead cannot fire into a closed fd
 
 
+def test_an_answer_can_be_awaited_without_blocking(tmp_path: Path) -> None:
+    """The scheduler sends a window and goes on; tmux's answer wakes it (`on_answer`) and
+    `ready` says `finish` will not wait."""
+    answered = threading.Event()
+    with private_runner() as r:
+        assert r.connect(on_answer=answered.set)
+        r.wake_on_answers(True)
+        started = r.start(4, "later", sleeper(tmp_path), str(tmp_path / "4.log"))
+        assert answered.wait(10), "no wake-up for the answer"
+        wait_until(lambda: r.ready(started), what="the answer")
+        launched = r.finish(started)
+        assert r.panes()[launched.pane_id].pid == launched.pid
+        # Later answers still go to their own commands.
+        assert r.cmd("display-message", "-p", "next") == "next\n"
+        r.wake_on_answers(False)
+        answered.clear()
+        assert r.cmd("display-message", "-p", "quiet") == "quiet\n"
+        assert not answered.is_set()
+
+
+def test_a_discarded_answer_never_reaches_another_command(connected: TmuxRunner) -> None:
+    control = connected.control
+    assert control is not None
+    first = control.send(["display-message", "-p", "dropped"])
+    failing = control.send(["kill-window", "-t", "@999"])  # an error, nobody reads it
+    control.discard(first)
+    control.discard(failing)
+    assert control.run(["display-message", "-p", "mine"]) == "mine\n"
+    late = control.send(["display-message", "-p", "late"])
+    wait_until(lambda: control.ready(late), what="its answer")
+    control.discard(late)  # already there: dropped at once
+    assert control.run(["display-message", "-p", "again"]) == "again\n"
+    assert control.answers == {} and control.unwanted == set()
+
+
+def test_windows_are_closed_even_when_one_is_already_gone(runner: TmuxRunner) -> None:
+    ids = [
+        runner.cmd("new-window", "-d", "-P", "-F", "#{window_id}", "-t", "=tmuxtrain:", "sleep",
+                   "30").strip()
+        for _ in range(2)
+    ]  # fmt: skip
+    runner.kill_windows([ids[0], "@999", ids[1]])
+
+    def open_windows() -> set[str]:
+        return set(runner.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_id}").split())
+
+    wait_until(lambda: not open_windows() & set(ids), what="both windows closed")
+
+
+def test_names_asked_ahead_are_as_tmux_had_them_when_asked(runner: TmuxRunner) -> None:
+    runner.cmd("set-environment", "-g", "BEFORE_ASKING", "1")
+    runner.ask_inherited_names()
+    names = runner.inherited_names()
+    assert names is not None and "BEFORE_ASKING" in names
+    runner.ask_inherited_names()
+    runner.drop_inherited_names()  # a tick that launched nothing
+    runner.cmd("set-environment", "-g", "AFTER_DROPPING", "1")
+    names = runner.inherited_names()  # asked afresh, not the dropped answer
+    assert names is not None and "AFTER_DROPPING" in names
+    assert runner.cmd("display-message", "-p", "in step") == "in step\n"
+
+
 @pytest.mark.parametrize(
     ("command", "status", "output"),
     [

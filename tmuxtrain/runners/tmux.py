@@ -211,7 +211,11 @@ class Control:
     TIMEOUT_S = 30.0
 
     def __init__(
-        self, base: list[str], session: str, on_dead: Callable[[], None] | None = None
+        self,
+        base: list[str],
+        session: str,
+        on_dead: Callable[[], None] | None = None,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         # -E: attaching must not copy the scheduler's (stale) DISPLAY, SSH_AUTH_SOCK ... into
         # the session, as a user's `attach` would (update-environment).
@@ -230,6 +234,12 @@ class Control:
         self.sent = 0  # tickets handed out
         self.waiting: deque[tuple[int, int, str]] = deque()  # (ticket, blocks, command)
         self.answers: dict[int, str | TmuxError] = {}
+        self.partial: list[str] = []  # blocks of the oldest waiting line's answer so far
+        self.unwanted: set[int] = set()  # tickets whose answers are dropped (`discard`)
+        # Called from the reader thread when an answer block comes while this is True:
+        # a caller that does not wait for answers (`ready`) learns that one may be there.
+        self.on_answer = on_answer
+        self.wake_on_answer = False
         self.attached = threading.Event()  # commands sent before it would run detached
         self.reader = threading.Thread(target=self._read, name="tmux-control", daemon=True)
         self.reader.start()
@@ -277,32 +287,64 @@ class Control:
         while ticket not in self.answers:
             if not self.waiting:
                 raise ValueError(f"no command sent with ticket {ticket}")
-            t, blocks, command = self.waiting.popleft()
-            out: list[str] = []
-            for _ in range(blocks):
-                try:
-                    ok, text = self._reply()
-                except ControlLost as e:
-                    raise ControlLost(str(e), sent=True) from None
-                if not ok:
-                    self.answers[t] = TmuxError(text.strip() or f"tmux {command} failed")
-                    break
-                out.append(text)
-            else:
-                self.answers[t] = "".join(out)
+            try:
+                self._collect(wait=True)
+            except ControlLost as e:
+                raise ControlLost(str(e), sent=True) from None
         answer = self.answers.pop(ticket)
         if isinstance(answer, TmuxError):
             raise answer
         return answer
 
-    def _reply(self) -> tuple[bool, str]:
-        """The next answer block. Once one is missing, none after it can be matched to its
-        command: the connection is broken for good (the caller falls back or reconnects)."""
+    def ready(self, ticket: int) -> bool:
+        """Whether `receive(ticket)` would return (or raise) without waiting."""
+        try:
+            while ticket not in self.answers and self.waiting and self._collect(wait=False):
+                pass
+        except ControlLost:
+            return True  # receive raises at once
+        return ticket in self.answers or not self.waiting
+
+    def discard(self, ticket: int) -> None:
+        """Nobody will `receive` this ticket: its answer is dropped when it comes."""
+        if self.answers.pop(ticket, None) is None:
+            self.unwanted.add(ticket)
+
+    def _collect(self, *, wait: bool) -> bool:
+        """Move the oldest waiting line's whole answer into `answers`; False (only when not
+        `wait`) while some of its blocks have not come."""
+        t, blocks, command = self.waiting[0]
+        answer: str | TmuxError | None = None
+        while answer is None:
+            reply = self._reply(wait)
+            if reply is None:
+                return False
+            ok, text = reply
+            if not ok:  # tmux skips the rest of the line
+                answer = TmuxError(text.strip() or f"tmux {command} failed")
+            else:
+                self.partial.append(text)
+                if len(self.partial) == blocks:
+                    answer = "".join(self.partial)
+        self.waiting.popleft()
+        self.partial = []
+        if t in self.unwanted:
+            self.unwanted.discard(t)
+        else:
+            self.answers[t] = answer
+        return True
+
+    def _reply(self, wait: bool = True) -> tuple[bool, str] | None:
+        """The next answer block (None when not `wait` and none is there). Once one is
+        missing, none after it can be matched to its command: the connection is broken
+        for good (the caller falls back or reconnects)."""
         if self.broken:
             raise ControlLost("tmux control connection broken")
         try:
-            reply = self.replies.get(timeout=self.TIMEOUT_S)
+            reply = self.replies.get(timeout=self.TIMEOUT_S) if wait else self.replies.get_nowait()
         except queue.Empty:
+            if not wait:
+                return None
             self.broken = True
             self.close()
             raise ControlLost("tmux did not answer") from None
@@ -335,6 +377,8 @@ class Control:
             elif line in (f"%end {tag}", f"%error {tag}"):
                 if tag.endswith(" 1"):
                     self.replies.put(("%end" in line, "".join(x + "\n" for x in block)))
+                    if self.wake_on_answer and self.on_answer is not None:
+                        self.on_answer()
                 block = None
             else:
                 block.append(line)
@@ -365,8 +409,13 @@ class TmuxRunner:
         self.session = session
         self.base = ["tmux"] + (["-L", socket] if socket else [])
         self.control: Control | None = None
+        self._names_query: tuple[Control, int] | None = None  # see ask_inherited_names
 
-    def connect(self, on_dead: Callable[[], None] | None = None) -> bool:
+    def connect(
+        self,
+        on_dead: Callable[[], None] | None = None,
+        on_answer: Callable[[], None] | None = None,
+    ) -> bool:
         """Send commands over a control-mode connection from now on (the scheduler does);
         True when it is up. Without one (tmux older than 3.2, or the session is gone),
         every command runs its own tmux process, as before."""
@@ -374,7 +423,7 @@ class TmuxRunner:
             return True
         self.disconnect()
         try:
-            self.control = Control(self.base, self.session, on_dead)
+            self.control = Control(self.base, self.session, on_dead, on_answer)
         except (ControlLost, OSError):
             return False
         return True
@@ -475,17 +524,42 @@ class TmuxRunner:
             self.cmd("set-option", "-w", "-t", window, "remain-on-exit", "on", check=False)
         return Launched(window, pane, int(pid))
 
-    def inherited_names(self) -> set[str] | None:
-        """Names in tmux's global and our session's environment: what a new pane of the
-        session inherits (see `wrapper_script`); None when tmux does not say."""
-        try:
-            text = self.cmd("show-environment", "-g", ";", "show-environment", "-t",
-                            f"={self.session}")  # fmt: skip
-        except TmuxError:
-            return None
+    def _environment_argv(self) -> list[str]:
+        return ["show-environment", "-g", ";", "show-environment", "-t", f"={self.session}"]
+
+    @staticmethod
+    def _names(text: str) -> set[str]:
         # "NAME=value", or "-NAME" (marked removed). A value with a newline may make a
         # line look like another name: unsetting one name too many does no harm.
         return {line.lstrip("-").split("=", 1)[0] for line in text.splitlines() if line}
+
+    def inherited_names(self) -> set[str] | None:
+        """Names in tmux's global and our session's environment: what a new pane of the
+        session inherits (see `wrapper_script`); None when tmux does not say. The answer
+        to `ask_inherited_names` when one was asked, else asked now."""
+        query, self._names_query = self._names_query, None
+        if query is not None and query[0] is self.control:
+            try:
+                return self._names(query[0].receive(query[1]))
+            except (TmuxError, ControlLost):
+                self._lost()  # ask the other way below
+        try:
+            return self._names(self.cmd(*self._environment_argv()))
+        except TmuxError:
+            return None
+
+    def ask_inherited_names(self) -> None:
+        """Send the question of `inherited_names` now and read the answer then: tmux
+        answers in order, after the windows it is still making, while the caller works."""
+        if self.control is not None and self._names_query is None:
+            with contextlib.suppress(ControlLost):
+                self._names_query = (self.control, self.control.send(self._environment_argv()))
+
+    def drop_inherited_names(self) -> None:
+        """Forget an asked question: its answer would be stale by the next launch."""
+        query, self._names_query = self._names_query, None
+        if query is not None and query[0] is self.control:
+            query[0].discard(query[1])
 
     def launch(self, job_id: int, name: str, script_path: str, log_path: str) -> Launched:
         """Start a job's window at index `job_id` when free (so prefix+N finds job N).
@@ -512,6 +586,16 @@ class TmuxRunner:
         except TmuxError as e:
             s.error = e
         return s
+
+    def ready(self, s: Starting) -> bool:
+        """Whether `finish(s)` would return (or raise) without waiting for tmux."""
+        return s.control is None or s.control.ready(s.ticket)
+
+    def wake_on_answers(self, on: bool) -> None:
+        """While on, every answer from tmux calls `connect`'s `on_answer` (from the
+        connection's thread): for a caller that polls `ready` instead of waiting."""
+        if self.control is not None:
+            self.control.wake_on_answer = on
 
     def finish(self, s: Starting) -> Launched:
         """The started window's ids, or TmuxError."""
@@ -581,7 +665,15 @@ class TmuxRunner:
         self.kill_windows([window_id])
 
     def kill_windows(self, window_ids: list[str]) -> None:
-        """Close windows by id, in one tmux call; ids already gone are skipped."""
+        """Close windows by id; ids already gone are skipped. Over the control connection
+        nothing waits for tmux (the answers are dropped), else one tmux call for all."""
+        if self.control is not None:
+            try:
+                for w in window_ids:  # a line each: one that is gone fails alone
+                    self.control.discard(self.control.send(["kill-window", "-t", w]))
+                return
+            except ControlLost:
+                self._lost()  # those not sent yet go the other way, those sent again: no harm
         argv: list[str] = []
         for w in window_ids:
             argv += [";", "kill-window", "-t", w] if argv else ["kill-window", "-t", w]
