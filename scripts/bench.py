@@ -371,8 +371,8 @@ def bench_turnaround(quick: bool) -> list[Row]:
             f"tmuxtrain, {n} x true, 4 fake GPUs",
             tt,
             "s",
-            limit="process starts per job on a CPU-bound box (the pane's sh and its sh -c; "
-            "the log pipe's sh and cat) and the server's two forks; one scheduler thread",
+            limit="process starts per job on a CPU-bound box (the pane's sh and its subshell; "
+            "the log pipe's sh and cat; utempter twice) and the tmux server's serial work",
             detail=f"add {t_add:.2f} s, first start +{first_start - t0:.2f} s, last finish "
             f"(scheduler clock) +{last - t0:.2f} s, {failed} not succeeded",
         ),
@@ -451,8 +451,8 @@ def bench_promotion(quick: bool) -> list[Row]:
                 start.append(nxt - fin)  # that tick -> the next command runs
     p50, p99 = statistics.median(lat), pct(lat, 0.99)
     limit = (
-        "the tick (finish, re-read pending, decide, tmux commands over the control "
-        "connection) + the wrapper's start (tmux forks sh, which forks sh -c)"
+        "the tick (finish, decide, claim, send the window over the control connection) "
+        "+ tmux making the window + the wrapper's start (sh, then a subshell)"
     )
     return [
         Row(
