@@ -318,6 +318,29 @@ def test_the_last_line_before_exit_counts(tt: Env) -> None:
     assert losses() == want
 
 
+def test_a_window_closed_at_once_still_gives_its_last_line(tt: Env) -> None:
+    """With no finished windows kept, a window is closed only once its last output is in
+    the log: closing it earlier would lose what tmux had not read yet."""
+    config = Path(tt.settings.config_path or "")
+    config.write_text(config.read_text() + "keep_finished_windows: 0\n")
+    ids = [
+        i
+        for n in range(12)
+        for i in add(tt, "--gpus", "0", "--no-start", "--", f"seq 300; echo 'loss=0.{n + 100}'")
+    ]
+    tt.client().up()
+    assert tt.client().wait(ids, timeout=60)
+    for n, i in enumerate(ids):
+        j = wait_until(lambda i=i: (j := job(tt, i))["metrics"].get("loss") and j, what="loss")
+        assert j["metrics"]["loss"] == float(f"0.{n + 100}")
+        text = Path(j["log_path"]).read_text()
+        assert "\n300\n" in text and f"job {i} attempt 1 exited with status 0" in text
+    # ... and every window is closed once drained.
+    wait_until(lambda: "-" not in tt.tmux("list-windows", "-t", "=tmuxtrain:", "-F",
+                                          "#{window_name}").replace("scheduler", ""),
+               what="the job windows closed")  # fmt: skip
+
+
 def test_scheduler_crash_loses_nothing(tt: Env) -> None:
     tt.set("TMUXTRAIN_GPUS", "fake:2x24GiB")
     gate = tt.root / "gate"

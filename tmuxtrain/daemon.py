@@ -244,6 +244,7 @@ class Scheduler:
         self.pending_stamp: tuple[int, int] | None = None
         # Claimed jobs whose windows tmux is making, in the order sent (see `_settle`).
         self.launching: deque[tuple[Job, Starting]] = deque()
+        self.trim_due = False  # windows were kept for their last output: trim again
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -821,11 +822,16 @@ class Scheduler:
     # ---- window housekeeping ----------------------------------------------------------
 
     def trim_windows(self) -> None:
-        """Keep the newest `keep_finished_windows` finished windows, close the rest (one
-        tmux call for all of them)."""
+        """Keep the newest `keep_finished_windows` finished windows, close the rest. A
+        window whose last output is not in the log yet (`draining`) stays until it is:
+        closing it would lose that output."""
+        self.trim_due = False
         done = self.store.jobs(FINISHED, with_window=True)
         done.sort(key=lambda j: j.finished_at or 0)
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
+        if any(j.id in self.draining for j in excess):
+            excess = [j for j in excess if j.id not in self.draining]
+            self.trim_due = True  # again once they are drained
         if excess:
             self.runner.kill_windows([j.tmux_window or "" for j in excess])
             with self._pending_kept():  # finished jobs' rows
@@ -884,7 +890,7 @@ class Scheduler:
                     ticks += 1
                     counts = self.store.counts()
                     finished = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-                    if finished != finished_seen:
+                    if finished != finished_seen or (self.trim_due and not self.draining):
                         finished_seen = finished
                         with contextlib.suppress(Exception):
                             self.trim_windows()
