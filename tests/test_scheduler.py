@@ -82,6 +82,18 @@ def test_an_ended_jobs_wrapper_and_status_are_removed(tt: Env) -> None:
     assert files == [f"{ids[1]}.sh"]  # the running job's wrapper, which it is reading
 
 
+def test_a_status_the_wrapper_cannot_write_still_ends_the_job(tt: Env) -> None:
+    """A full disk, say: the wrapper then exits at once, and the scheduler takes the exit
+    status from tmux's dead pane, rather than leaving the job running forever."""
+    [a] = add(
+        tt, "--gpus", "0", "--", 'mkdir "$TMUXTRAIN_HOME/run/$TMUXTRAIN_JOB_ID.1.status"; exit 3'
+    )
+    j = wait_state(tt, a, "failed", "succeeded")
+    # tmux usually has the status (3); now and then its dead pane shows none (see
+    # core.reconcile), and the job ends failed with an unknown code.
+    assert j["state"] == "failed" and j["exit_code"] in (3, None), j
+
+
 def test_job_inherits_the_submitters_environment_unless_clean(tt: Env) -> None:
     tt.set("MY_SETTING", "from-submitter")
     [a] = add(tt, "--gpus", "0", "--", 'echo "v=$MY_SETTING"')
@@ -339,6 +351,26 @@ def test_a_window_closed_at_once_still_gives_its_last_line(tt: Env) -> None:
     wait_until(lambda: "-" not in tt.tmux("list-windows", "-t", "=tmuxtrain:", "-F",
                                           "#{window_name}").replace("scheduler", ""),
                what="the job windows closed")  # fmt: skip
+
+
+def test_a_retry_waits_until_the_attempt_before_is_in_the_log(tt: Env) -> None:
+    """A retry closes its failed attempt's window, which would lose that attempt's last
+    lines (the error) if tmux had not written them to the log yet: it starts only once they
+    are there, or OUTPUT_WAIT_S (2 s) after the failure. Here the log never shows them (the
+    job removed its own log file), so the retry waits the 2 s, whatever its backoff."""
+    config = Path(tt.settings.config_path or "")
+    config.write_text(config.read_text().replace("retry_backoff: 0.2s", "retry_backoff: 0.001s"))
+    log = '"$TMUXTRAIN_HOME/logs/$TMUXTRAIN_JOB_ID.log"'
+    # (Once the log pipe's `cat` has made the file: else it would make it again after.)
+    command = (
+        f'if [ "$TMUXTRAIN_ATTEMPT" = 1 ]; then until [ -e {log} ]; do sleep 0.01; done; '
+        f"rm -f {log}; exit 1; fi"
+    )
+    [a] = add(tt, "--gpus", "0", "--retries", "1", "--", command)
+    j = wait_state(tt, a, "succeeded", "failed")
+    first, second = j["attempts"]
+    assert (first["exit_code"], second["exit_code"]) == (1, 0)
+    assert second["started_at"] - first["finished_at"] >= 1.5
 
 
 def test_scheduler_crash_loses_nothing(tt: Env) -> None:

@@ -245,6 +245,7 @@ class Scheduler:
         # Claimed jobs whose windows tmux is making, in the order sent (see `_settle`).
         self.launching: deque[tuple[Job, Starting]] = deque()
         self.trim_due = False  # windows were kept for their last output: trim again
+        self.undrained_retry = False  # a retry waits for its last attempt's output
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -258,7 +259,8 @@ class Scheduler:
         dirty, self.dirty = self.dirty, False  # steps below may set it again for next tick
         if self.launching:
             self._settle()
-        if dirty or self.pending:  # a launch may come: tmux answers while we reconcile
+        self.runner.pump()  # answers nobody waits for (closed windows) are read and dropped
+        if dirty:  # a launch may come: tmux answers while we reconcile
             self.runner.ask_inherited_names()
         try:
             self._tick(now, dirty)
@@ -278,7 +280,11 @@ class Scheduler:
             self.dirty = False
             pending = self._pending_jobs(key[0])
             if pending:
-                self._schedule(pending + running, now)
+                try:
+                    self._schedule(pending + running, now)
+                except BaseException:
+                    self.pending_stamp = None  # a claim may not be out of the cache
+                    raise
                 running = self.store.jobs([JobState.RUNNING])
             self.next_due = self._next_due(pending + running)
             self.last_key = key
@@ -411,6 +417,9 @@ class Scheduler:
             del self.draining[job_id]
             self._read_log(job, now)
             self.tails.pop(job_id, None)
+            if self.undrained_retry:
+                self.undrained_retry = False
+                self.dirty = True  # the retry that waited for this may start now
 
     def _finish(self, job: Job, code: int | None, note: str, now: float) -> None:
         log.info("job %s attempt %s ended: exit code %s %s", job.id, job.attempt, code, note)
@@ -510,8 +519,15 @@ class Scheduler:
         inherited = self.runner.inherited_names() if decisions.launches else None
         # Each window is sent to tmux as soon as its job is claimed; its answer is read
         # when it comes (`_settle`), so tmux makes windows while the scheduler goes on.
+        claimed = set()
         for launch in decisions.launches:
             job = by_id[launch.job_id]
+            if job.id in self.draining:
+                # A retry: closing the last attempt's window now would lose its last
+                # lines (the error retry_on judged). Next tick, once they are in the log.
+                self.undrained_retry = True
+                continue
+            claimed.add(job.id)
             try:
                 started = self._start(job, launch.gpus, now, ports, inherited)
             except (TmuxError, OSError) as e:
@@ -519,8 +535,7 @@ class Scheduler:
                 continue
             if started is not None:
                 self.launching.append((job, started))
-        if decisions.launches:
-            claimed = {launch.job_id for launch in decisions.launches}
+        if claimed:
             self.pending = [j for j in self.pending if j.id not in claimed]
 
     def _settle(self, *, wait_all: bool = False, ended: Collection[int] = ()) -> bool:
@@ -611,6 +626,7 @@ class Scheduler:
             env=env,
             status_path=status,
             nudge_path=s.nudge_path,
+            hold_path=s.hold_path,
             inherited=inherited,
         )
         fd = os.open(script + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -857,6 +873,7 @@ class Scheduler:
         s = self.settings
         with hold_lock(s.lock_path, {"gpus": gpu_source(s.gpus)}):
             ensure_fifo(s.nudge_path)
+            ensure_fifo(s.hold_path)
             fd = os.open(s.nudge_path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
             self._install_signals()
             self.runner.ensure_session()
@@ -910,7 +927,10 @@ class Scheduler:
         while not self.stopping:
             self.runner.wake_on_answers(bool(self.launching))
             if self.launching:
-                self._settle()  # after the line above: a later answer wakes the select
+                try:
+                    self._settle()  # after the line above: a later answer wakes the select
+                except Exception:
+                    log.exception("recording launched windows failed")
             ready, _, _ = select.select([nudges, answers], [], [], self.next_wake(time.time()))
             for x in ready:
                 with contextlib.suppress(BlockingIOError):

@@ -37,6 +37,11 @@ class Settings:
     def nudge_path(self) -> str:
         return os.path.join(self.home, "nudge.fifo")
 
+    @property
+    def hold_path(self) -> str:
+        """A fifo nobody writes: a finished job's wrapper waits on it until its window closes."""
+        return os.path.join(self.home, "hold.fifo")
+
     def status_path(self, job_id: int, attempt: int) -> str:
         return os.path.join(self.run_dir, f"{job_id}.{attempt}.status")
 

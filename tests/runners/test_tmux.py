@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import kill_tmux_server, wait_until
 from tmuxtrain.runners.tmux import (
+    Launched,
     TmuxError,
     TmuxRunner,
     command_line,
@@ -72,19 +73,34 @@ def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
 def launch(
     runner: TmuxRunner, tmp: Path, job_id: int, command: str, cwd: Path
 ) -> tuple[Path, Path]:
-    status = tmp / f"{job_id}.status"
+    status, log, _ = launch_full(runner, tmp, job_id, command, cwd)
+    return status, log
+
+
+def launch_full(
+    runner: TmuxRunner,
+    tmp: Path,
+    job_id: int,
+    command: str,
+    cwd: Path,
+    status: Path | None = None,
+) -> tuple[Path, Path, Launched]:
+    """A job's window as the scheduler starts it (with its hold fifo)."""
+    status = status or tmp / f"{job_id}.status"
     log = tmp / "lo#gs" / f"{job_id}.log"
     log.parent.mkdir(exist_ok=True)
+    hold = tmp / "hold.fifo"
+    if not hold.exists():
+        os.mkfifo(hold)
     script = tmp / f"{job_id}.sh"
     script.write_text(
         wrapper_script(
             job_id=job_id, attempt=1, command=command, cwd=str(cwd),
             env={"PATH": "/usr/bin:/bin", "ODD": "it's $(not) run"}, status_path=str(status),
-            nudge_path=str(tmp / "nudge"),
+            nudge_path=str(tmp / "nudge"), hold_path=str(hold),
         )
     )  # fmt: skip
-    runner.launch(job_id, "job", str(script), str(log))
-    return status, log
+    return status, log, runner.launch(job_id, "job", str(script), str(log))
 
 
 def test_launch_records_status_and_logs_even_instant_exits(
@@ -454,8 +470,9 @@ def test_names_asked_ahead_are_as_tmux_had_them_when_asked(runner: TmuxRunner) -
         ("exit 7", 7, ""),
         ("echo before; if then fi (", 2, ""),  # a syntax error is the command's own failure
         ("exec sh -c 'exit 5'", 5, ""),
-        ('code=3; echo "set $code"', 0, "set 3"),  # the wrapper's own variable is untouched
+        ('code=3; echo "set $code"', 0, "set 3"),
         ("trap", 0, ""),  # no trap of the wrapper's reaches the command
+        ("kill -TERM $$; echo survived", 143, ""),  # $$ is the command's own shell
     ],
 )
 def test_the_command_runs_as_its_own_shell_would(
@@ -469,6 +486,99 @@ def test_the_command_runs_as_its_own_shell_would(
         what="the exit banner",
     )
     assert output in text
+    assert "survived" not in text
     if command == "trap":
         body = text.split("\n", 1)[1].split("[tmuxtrain]")[0]
         assert "INT" not in body and "TERM" not in body
+
+
+def test_the_command_is_a_child_of_the_wrapper(runner: TmuxRunner, tmp_path: Path) -> None:
+    """`/bin/sh -c` as the contract says: $PPID is the wrapper (the pane), not tmux."""
+    _, log, launched = launch_full(runner, tmp_path, 4, 'echo "parent=$PPID"', tmp_path)
+    wait_until(lambda: log.exists() and "exited with status" in log.read_text(), what="log")
+    assert f"parent={launched.pid}" in log.read_text()
+
+
+def test_what_a_job_leaves_in_the_background_ends_with_it(
+    runner: TmuxRunner, tmp_path: Path
+) -> None:
+    """The wrapper stays for its window, but the job's leftovers get the hangup they got
+    when it exited at once: they hold no GPU after their job is finished."""
+    pidfile = tmp_path / "bg.pid"
+    status, _, launched = launch_full(
+        runner, tmp_path, 5, f"sleep 300 & echo $! > {pidfile}; echo started", tmp_path
+    )
+    wait_until(lambda: status.exists() and status.read_text().strip(), what="status")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: not process_alive(pid), what="the background sleep to end")
+    assert not runner.panes()[launched.pane_id].dead  # the wrapper still holds its window
+
+
+def test_a_status_that_cannot_be_written_leaves_tmuxs_record(
+    runner: TmuxRunner, tmp_path: Path
+) -> None:
+    """A full disk, say: the wrapper exits at once, and the dead pane's status is the record
+    the scheduler's reconcile reads."""
+    unwritable = tmp_path / "no-such-dir" / "6.status"
+    _, _, launched = launch_full(runner, tmp_path, 6, "exit 3", tmp_path, status=unwritable)
+    pane = wait_until(
+        lambda: (p := runner.panes().get(launched.pane_id)) and p.dead and p, what="a dead pane"
+    )
+    assert pane.dead_status == 3
+
+
+def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Path) -> None:
+    status, _, launched = launch_full(runner, tmp_path, 7, "true", tmp_path)
+    wait_until(lambda: status.exists() and status.read_text().strip(), what="status")
+    runner.cmd("send-keys", "-t", launched.pane_id, "Enter")  # typed input is not read
+    time.sleep(0.2)  # a wrapper that reads the terminal would end here
+    assert not runner.panes()[launched.pane_id].dead
+    runner.interrupt(launched.pane_id)
+    wait_until(lambda: runner.panes()[launched.pane_id].dead, what="the wrapper to end")
+    assert runner.panes()[launched.pane_id].dead_status == 0
+
+
+def test_unread_answers_never_pile_up(connected: TmuxRunner) -> None:
+    """A tick that asks tmux's environment and launches nothing drops the answer; with no
+    other command to read past it, `pump` still clears it."""
+    control = connected.control
+    assert control is not None
+    for _ in range(50):
+        connected.ask_inherited_names()
+        connected.drop_inherited_names()
+
+    def cleared() -> bool:
+        connected.pump()
+        return not control.waiting and not control.unwanted and control.replies.empty()
+
+    wait_until(cleared, what="the dropped answers read")
+
+
+def test_a_close_lost_with_its_connection_is_sent_again(tmp_path: Path) -> None:
+    with private_runner() as r:
+        assert r.connect() and r.control is not None
+        window = r.cmd("new-window", "-d", "-P", "-F", "#{window_id}", "-t", "=tmuxtrain:",
+                       "sleep", "60").strip()  # fmt: skip
+        server = int(r.cmd("display-message", "-p", "#{pid}"))
+        control = r.control
+        os.kill(server, signal.SIGSTOP)  # our own private server: it answers nothing now
+        try:
+            r.kill_windows([window])
+            os.kill(control.proc.pid, signal.SIGKILL)  # the client we started
+            wait_until(lambda: not control.alive, what="the client gone")
+        finally:
+            os.kill(server, signal.SIGCONT)
+
+        def closed() -> bool:
+            r.pump()  # each tick does: the lost close is noticed and sent again
+            return window not in r.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_id}")
+
+        wait_until(closed, what="the window closed")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

@@ -2,11 +2,11 @@
 
 A job's window runs a generated wrapper script as its own argv (never typed in with
 send-keys): the wrapper swaps in the job's environment, enters its folder, runs the command
-in a subshell (`( eval CMD )`: a fork, no second shell to start) so the terminal stays a tty,
-then records the exit status in a file (durable even if tmux dies), nudges the scheduler and
-stays until the window is closed, so tmux reads every last byte the job wrote. The window is
-created, set to `remain-on-exit` and piped to the log in one tmux invocation, so even output
-of a job that exits at once reaches the log. Windows are addressed by their ids (`@12`).
+with `/bin/sh -c` as a child so the terminal stays a tty, then records the exit status in a
+file (durable even if tmux dies), nudges the scheduler and stays until the window is closed,
+so tmux reads every last byte the job wrote. The window is created, set to `remain-on-exit`
+and piped to the log in one tmux invocation, so even output of a job that exits at once
+reaches the log. Windows are addressed by their ids (`@12`, `%12`).
 
 tmux expands `#{...}` and `#(...)` in window names, so user text is escaped (`#` -> `##`)
 before it reaches tmux; nothing user-provided is ever put into a tmux format or hook.
@@ -124,6 +124,7 @@ def wrapper_script(
     status_path: str,
     nudge_path: str,
     inherited: Collection[str] | None = None,
+    hold_path: str | None = None,
 ) -> str:
     """The shell script a job's window runs. Every user value is single-quoted by shlex.
 
@@ -132,6 +133,12 @@ def wrapper_script(
     `TmuxRunner.inherited_names`), the script unsets them; otherwise (or when a name is no
     shell name, or one a shell may refuse to unset) it re-runs itself under `env -i`, which
     costs two more program starts.
+
+    With `hold_path` (a fifo nobody writes to) the wrapper stays, once the status is
+    recorded, until its window is closed: tmux closes a dead pane's terminal as soon as it
+    sees no output waiting, and output the kernel had not passed on yet (under load, a job's
+    whole last lines) was lost. What the job left in the background still gets the hangup
+    it got when the wrapper exited at once.
     """
     q = shlex.quote
     lines = [f"# tmuxtrain job {job_id}, attempt {attempt}: written by the scheduler"]
@@ -155,23 +162,33 @@ def wrapper_script(
         # to record its status. INT and TERM get a handler (not "ignore", which the child
         # would inherit); HUP keeps its default so closing the window ends wrapper and job.
         "  trap ':' INT TERM",
-        f"  ( eval {q(command)} )",
+        f"  /bin/sh -c {q(command)}",
         "  code=$?",
         "else",
         "  code=126",
         "fi",
+        # The terminal's hangup, which the job's group got when the wrapper (the session
+        # leader) exited at once: what the job left in the background ends with it. Only
+        # to the wrapper's own group (`-$$`: none unless it leads one, as in a pane).
+        "trap '' HUP; kill -HUP -$$ 2>/dev/null; trap - HUP",
         # The last line of the job's output: once it is in the log, all the job printed
         # is (the scheduler reads its final metrics then; see exit_banner).
         f"printf '\\033[2m[tmuxtrain] {exit_banner(job_id, attempt)} %s\\033[0m\\n' \"$code\"",
-        # One small write: a reader sees nothing, or the whole number (read_status).
-        f"printf '%s\\n' \"$code\" > {q(status_path)}",
+        # One small write: a reader sees nothing, or the whole number (read_status). When
+        # it fails (a full disk), the wrapper exits at once: tmux's dead-pane status is then
+        # the record.
+        f"if printf '%s\\n' \"$code\" > {q(status_path)}; then",
         # A byte in the scheduler's fifo wakes it; `<>` never blocks, and a failed
         # redirection of a plain builtin fails that command only (no subshell to fork).
-        f"printf x 2>/dev/null 1<>{q(nudge_path)} || :",
-        # Stay until the window is closed (or Enter is pressed in it). Once a pane's process
-        # has exited, tmux closes the terminal as soon as no output is waiting to be read,
-        # and output the kernel has not passed on yet (a job's last lines) would be lost.
-        "read -r _ 2>/dev/null || :",
+        f"  printf x 2>/dev/null 1<>{q(nudge_path)} || :",
+    ]
+    if hold_path is not None:
+        # Opening a fifo nobody writes blocks until the window's hangup ends the wrapper
+        # (or Ctrl-C in the window); nothing is read from the terminal. `true`, not `:`: a
+        # failed redirection of a special builtin would end the shell with status 2.
+        lines.append(f"  true 2>/dev/null <{q(hold_path)}")
+    lines += [
+        "fi",
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"
@@ -305,6 +322,13 @@ class Control:
             return True  # receive raises at once
         return ticket in self.answers or not self.waiting
 
+    def pump(self) -> None:
+        """Take every answer that has come, without waiting (dropping unwanted ones), so
+        answers nobody asks for never pile up."""
+        with contextlib.suppress(ControlLost):
+            while self.waiting and self._collect(wait=False):
+                pass
+
     def discard(self, ticket: int) -> None:
         """Nobody will `receive` this ticket: its answer is dropped when it comes."""
         if self.answers.pop(ticket, None) is None:
@@ -410,6 +434,7 @@ class TmuxRunner:
         self.base = ["tmux"] + (["-L", socket] if socket else [])
         self.control: Control | None = None
         self._names_query: tuple[Control, int] | None = None  # see ask_inherited_names
+        self._closing: list[tuple[Control, int, str]] = []  # windows closed, not answered
 
     def connect(
         self,
@@ -666,11 +691,13 @@ class TmuxRunner:
 
     def kill_windows(self, window_ids: list[str]) -> None:
         """Close windows by id; ids already gone are skipped. Over the control connection
-        nothing waits for tmux (the answers are dropped), else one tmux call for all."""
-        if self.control is not None:
+        nothing waits for tmux (`pump` reads the answers later, and sends a close again
+        when its connection broke first); else one tmux call for all."""
+        control = self.control
+        if control is not None:
             try:
                 for w in window_ids:  # a line each: one that is gone fails alone
-                    self.control.discard(self.control.send(["kill-window", "-t", w]))
+                    self._closing.append((control, control.send(["kill-window", "-t", w]), w))
                 return
             except ControlLost:
                 self._lost()  # those not sent yet go the other way, those sent again: no harm
@@ -681,6 +708,27 @@ class TmuxRunner:
         if argv and not self.ok(*argv):
             for w in window_ids:
                 self.cmd("kill-window", "-t", w, check=False)
+
+    def pump(self) -> None:
+        """Read the answers that came for commands nobody waits on; a window close whose
+        connection broke before tmux answered it is sent again (another way, if need be)."""
+        if self.control is not None:
+            self.control.pump()
+        again, waiting = [], []
+        for control, ticket, window in self._closing:
+            if not control.ready(ticket):
+                waiting.append((control, ticket, window))
+                continue
+            try:
+                control.receive(ticket)
+            except TmuxError:
+                pass  # already gone
+            except ControlLost:
+                again.append(window)
+        self._closing = waiting
+        if again:
+            self._lost()
+            self.kill_windows(again)
 
     def capture(self, pane_id: str, lines: int = 200) -> str:
         return self.cmd("capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{lines}", check=False)
