@@ -515,3 +515,23 @@ def test_a_job_killed_by_a_signal_is_noticed_without_waiting_for_the_poll(tt: En
     j = wait_state(tt, a, "failed", timeout=10)
     assert time.monotonic() - t0 < 3.5
     assert j["exit_code"] == 128 + signal.SIGKILL
+
+
+def test_process_start_is_psutils_create_time_and_none_for_the_dead() -> None:
+    """The start time that tells a job's wrapper from a later process with its pid: read
+    from /proc directly, it must agree with psutil's (older rows were stored with it)."""
+    import psutil
+
+    from tmuxtrain.daemon import process_start
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid in (os.getpid(), child.pid):
+            assert process_start(pid) == psutil.Process(pid).create_time()
+        child.kill()
+        wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE)
+        assert process_start(child.pid) is None  # a zombie has ended
+    finally:
+        child.kill()
+        child.wait()
+    assert process_start(child.pid) is None  # reaped: gone

@@ -56,15 +56,22 @@ LOG_SKIP_BEHIND = 32 * 2**20
 HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def process_start(pid: int) -> float | None:
-    """Process start time (psutil's create_time), or None when it is gone or a zombie."""
+    """Process start time as psutil's create_time gives it (boot time + /proc start ticks),
+    or None when it is gone or a zombie. One read of /proc/PID/stat: this runs for every
+    job that starts, and psutil.Process reads it three times."""
     try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return p.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
         return None
+    fields = data[data.rindex(b")") + 2 :].split()  # state ppid pgrp ... starttime is 20th
+    if fields[0] == b"Z":
+        return None
+    return psutil.boot_time() + int(fields[19]) / _CLOCK_TICKS
 
 
 def is_alive(job: Job) -> bool:
@@ -657,7 +664,7 @@ class Scheduler:
                 pid=launched.pid,
                 pid_start=process_start(launched.pid),
             )
-        if self.store.get(job.id).cancel_requested_at is not None:
+        if self.store.cancel_requested(job.id):
             self.runner.interrupt(launched.pane_id)  # cancelled before its pane was known
         self._hook(job, "started", None)
 
@@ -842,16 +849,15 @@ class Scheduler:
         window whose last output is not in the log yet (`draining`) stays until it is:
         closing it would lose that output."""
         self.trim_due = False
-        done = self.store.jobs(FINISHED, with_window=True)
-        done.sort(key=lambda j: j.finished_at or 0)
+        done = self.store.finished_windows()
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
-        if any(j.id in self.draining for j in excess):
-            excess = [j for j in excess if j.id not in self.draining]
+        if any(job_id in self.draining for job_id, _ in excess):
+            excess = [(job_id, w) for job_id, w in excess if job_id not in self.draining]
             self.trim_due = True  # again once they are drained
         if excess:
-            self.runner.kill_windows([j.tmux_window or "" for j in excess])
+            self.runner.kill_windows([w for _, w in excess])
             with self._pending_kept():  # finished jobs' rows
-                self.store.forget_windows([j.id for j in excess])
+                self.store.forget_windows([job_id for job_id, _ in excess])
 
     # ---- the loop ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tmuxtrain.core.errors import NotFound
-from tmuxtrain.core.model import Job, JobSpec, JobState, can_move
+from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState, can_move
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -415,17 +415,14 @@ class Store:
         ids: Iterable[int] | None = None,
         *,
         with_checkpoints: bool = False,
-        with_window: bool = False,
         finished_after: float | None = None,
     ) -> list[Job]:
-        """Jobs in id order, optionally only those states or ids, with a `checkpoints:`, with
-        a window, or not finished before `finished_after`."""
+        """Jobs in id order, optionally only those states or ids, with a `checkpoints:`, or
+        not finished before `finished_after`."""
         sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
         where = []
         if with_checkpoints:
             where.append("has_checkpoints = 1")
-        if with_window:
-            where.append("tmux_window IS NOT NULL")
         if finished_after is not None:
             where.append("(finished_at IS NULL OR finished_at >= ?)")
             args.append(finished_after)
@@ -536,6 +533,23 @@ class Store:
                 f"UPDATE jobs SET {sets} WHERE id = ?",
                 [*(_encode(k, v) for k, v in fields.items()), job_id],
             )
+
+    def cancel_requested(self, job_id: int) -> bool:
+        row = self.db.execute(
+            "SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def finished_windows(self) -> list[tuple[int, str]]:
+        """(job id, window id) of finished jobs whose window is still open, oldest finish
+        first: what trimming needs, without building whole jobs after every finish."""
+        return list(
+            self.db.execute(
+                "SELECT id, tmux_window FROM jobs WHERE state IN (?, ?, ?)"
+                " AND tmux_window IS NOT NULL ORDER BY finished_at, id",
+                [s.value for s in FINISHED],
+            )
+        )
 
     def forget_windows(self, ids: Sequence[int]) -> None:
         """The windows of these jobs were closed."""

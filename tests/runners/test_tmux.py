@@ -530,6 +530,8 @@ def test_a_status_that_cannot_be_written_leaves_tmuxs_record(
 def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Path) -> None:
     status, _, launched = launch_full(runner, tmp_path, 7, "true", tmp_path)
     wait_until(lambda: status.exists() and status.read_text().strip(), what="status")
+    # Waiting for a writer on the fifo (before that, Ctrl-C only hits its INT trap).
+    wait_until(lambda: waiting_on_fifo(launched.pid), what="the wrapper to wait")
     runner.cmd("send-keys", "-t", launched.pane_id, "Enter")  # typed input is not read
     time.sleep(0.2)  # a wrapper that reads the terminal would end here
     assert not runner.panes()[launched.pane_id].dead
@@ -582,3 +584,11 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def waiting_on_fifo(pid: int) -> bool:
+    """The process sleeps opening a fifo (where the kernel hides wchan: it sleeps)."""
+    wchan = Path(f"/proc/{pid}/wchan").read_text()
+    if wchan not in ("", "0"):
+        return wchan == "wait_for_partner"
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] == "S"
