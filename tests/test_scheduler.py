@@ -85,9 +85,8 @@ def test_an_ended_jobs_wrapper_and_status_are_removed(tt: Env) -> None:
 def test_a_status_the_wrapper_cannot_write_still_ends_the_job(tt: Env) -> None:
     """A full disk, say: the wrapper then exits at once, and the scheduler takes the exit
     status from tmux's dead pane, rather than leaving the job running forever."""
-    [a] = add(
-        tt, "--gpus", "0", "--", 'mkdir "$TMUXTRAIN_HOME/run/$TMUXTRAIN_JOB_ID.1.status"; exit 3'
-    )
+    script = '"$TMUXTRAIN_HOME/run/$TMUXTRAIN_JOB_ID.sh"'  # where the status goes
+    [a] = add(tt, "--gpus", "0", "--", f"rm {script}; mkdir {script}; exit 3")
     j = wait_state(tt, a, "failed", "succeeded")
     # tmux usually has the status (3); now and then its dead pane shows none (see
     # core.reconcile), and the job ends failed with an unknown code.

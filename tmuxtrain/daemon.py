@@ -41,7 +41,14 @@ from tmuxtrain.core.units import format_duration
 from tmuxtrain.gpus import GpuProbe, open_probe
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.jobfile import load_config
-from tmuxtrain.runners.tmux import Starting, TmuxError, TmuxRunner, exit_banner, wrapper_script
+from tmuxtrain.runners.tmux import (
+    Starting,
+    TmuxError,
+    TmuxRunner,
+    exit_banner,
+    read_status,
+    wrapper_script,
+)
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -130,14 +137,6 @@ def free_port(taken: set[int]) -> int:
         if port not in taken:
             return port
     raise RuntimeError("no free port")
-
-
-def read_status(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def ensure_fifo(path: str) -> None:
@@ -252,6 +251,7 @@ class Scheduler:
         # Claimed jobs whose windows tmux is making, in the order sent (see `_settle`).
         self.launching: deque[tuple[Job, Starting]] = deque()
         self.trim_due = False  # windows were kept for their last output: trim again
+        self.script_sizes: dict[int, int] = {}  # running job -> its wrapper's size as written
         self.undrained_retry = False  # a retry waits for its last attempt's output
 
     # ---- one step ---------------------------------------------------------------------
@@ -341,12 +341,19 @@ class Scheduler:
             return self.gpus
 
     def _exit_codes(self, running: list[Job]) -> dict[int, int]:
-        """Statuses the wrappers recorded (one listdir, then only the files that exist)."""
-        names = set(os.listdir(self.settings.run_dir))
+        """Statuses the wrappers recorded at the end of their scripts: a script's size is
+        looked at (one stat), its end read only once it grew past what was written."""
         codes = {}
         for j in running:
-            path = self.settings.status_path(j.id, j.attempt)
-            if os.path.basename(path) in names and (code := read_status(path)) is not None:
+            path = self.settings.script_path(j.id)
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            if (
+                size != self.script_sizes.get(j.id)
+                and (code := read_status(path, j.attempt)) is not None
+            ):
                 codes[j.id] = code
         return codes
 
@@ -477,12 +484,9 @@ class Scheduler:
     def _forget_run_files(self, job: Job) -> None:
         """An ended attempt's wrapper and status are read: remove them, so the folder (listed
         every tick) holds only running jobs'. A wrapper still running keeps its open file."""
-        for path in (
-            self.settings.status_path(job.id, job.attempt),
-            os.path.join(self.settings.run_dir, f"{job.id}.sh"),
-        ):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        self.script_sizes.pop(job.id, None)
+        with contextlib.suppress(OSError):
+            os.unlink(self.settings.script_path(job.id))
 
     def _log_tail(self, job: Job) -> str:
         text = ""
@@ -621,17 +625,14 @@ class Scheduler:
         ports.add(port)
         base_env = self.store.env_of(job.id)
         env = job_environment(job, base_env, gpus, self.gpus, port)
-        status = s.status_path(job.id, job.attempt)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(status)
-        script = os.path.join(s.run_dir, f"{job.id}.sh")
+        script = s.script_path(job.id)
         text = wrapper_script(
             job_id=job.id,
             attempt=job.attempt,
             command=job.spec.command,
             cwd=job.spec.cwd,
             env=env,
-            status_path=status,
+            status_path=script,
             nudge_path=s.nudge_path,
             hold_path=s.hold_path,
             inherited=inherited,
@@ -640,6 +641,7 @@ class Scheduler:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(script + ".tmp", script)
+        self.script_sizes[job.id] = len(text.encode())
         if job.tmux_window:  # an earlier attempt's window: its output is in the log
             self.runner.kill_window(job.tmux_window)
         return self.runner.start(job.id, job.name, script, job.log_path)

@@ -42,8 +42,9 @@ class Settings:
         """A fifo nobody writes: a finished job's wrapper waits on it until its window closes."""
         return os.path.join(self.home, "hold.fifo")
 
-    def status_path(self, job_id: int, attempt: int) -> str:
-        return os.path.join(self.run_dir, f"{job_id}.{attempt}.status")
+    def script_path(self, job_id: int) -> str:
+        """A running job's wrapper; the wrapper appends its exit status to it."""
+        return os.path.join(self.run_dir, f"{job_id}.sh")
 
     def ensure_dirs(self) -> None:
         """The state folder is 0700: it holds job environments."""

@@ -21,6 +21,7 @@ from tmuxtrain.runners.tmux import (
     TmuxRunner,
     command_line,
     parse_panes,
+    read_status,
     tmux_literal,
     window_name,
     wrapper_script,
@@ -115,8 +116,8 @@ def test_launch_records_status_and_logs_even_instant_exits(
     for i, (status, log) in enumerate(results, 1):
         # The wrapper writes its status in one small write; a reader may see the file
         # created and still empty (the scheduler's read_status retries the same way).
-        wait_until(lambda s=status: s.exists() and s.read_text().strip(), what=f"status {i}")
-        assert status.read_text().strip() == str(i)
+        wait_until(lambda s=status: recorded(s) is not None, what=f"status {i}")
+        assert recorded(status) == i
         wait_until(
             lambda log=log: f"it's $(not) run|{odd}" in (log.read_text() if log.exists() else ""),
             what=f"log of {i}",
@@ -138,8 +139,8 @@ def test_window_index_is_the_job_id_when_free(runner: TmuxRunner, tmp_path: Path
 
 def test_missing_cwd_records_126(runner: TmuxRunner, tmp_path: Path) -> None:
     status, _ = launch(runner, tmp_path, 1, "echo hi", tmp_path / "nope")
-    wait_until(lambda: status.exists() and status.read_text().strip())
-    assert status.read_text().strip() == "126"
+    wait_until(lambda: recorded(status) is not None)
+    assert recorded(status) == 126
 
 
 AWKWARD = [
@@ -479,8 +480,8 @@ def test_the_command_runs_as_its_own_shell_would(
     runner: TmuxRunner, tmp_path: Path, command: str, status: int, output: str
 ) -> None:
     status_path, log = launch(runner, tmp_path, 9, command, tmp_path)
-    wait_until(lambda: status_path.exists() and status_path.read_text().strip(), what="status")
-    assert status_path.read_text().strip() == str(status)
+    wait_until(lambda: recorded(status_path) is not None, what="status")
+    assert recorded(status_path) == status
     text = wait_until(
         lambda: log.exists() and "exited with status" in log.read_text() and log.read_text(),
         what="the exit banner",
@@ -508,7 +509,7 @@ def test_what_a_job_leaves_in_the_background_ends_with_it(
     status, _, launched = launch_full(
         runner, tmp_path, 5, f"sleep 300 & echo $! > {pidfile}; echo started", tmp_path
     )
-    wait_until(lambda: status.exists() and status.read_text().strip(), what="status")
+    wait_until(lambda: recorded(status) is not None, what="status")
     pid = int(pidfile.read_text())
     wait_until(lambda: not process_alive(pid), what="the background sleep to end")
     assert not runner.panes()[launched.pane_id].dead  # the wrapper still holds its window
@@ -529,7 +530,7 @@ def test_a_status_that_cannot_be_written_leaves_tmuxs_record(
 
 def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Path) -> None:
     status, _, launched = launch_full(runner, tmp_path, 7, "true", tmp_path)
-    wait_until(lambda: status.exists() and status.read_text().strip(), what="status")
+    wait_until(lambda: recorded(status) is not None, what="status")
     # Waiting for a writer on the fifo (before that, Ctrl-C only hits its INT trap).
     wait_until(lambda: waiting_on_fifo(launched.pid), what="the wrapper to wait")
     runner.cmd("send-keys", "-t", launched.pane_id, "Enter")  # typed input is not read
@@ -537,7 +538,11 @@ def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Pa
     assert not runner.panes()[launched.pane_id].dead
     runner.interrupt(launched.pane_id)
     wait_until(lambda: runner.panes()[launched.pane_id].dead, what="the wrapper to end")
-    assert runner.panes()[launched.pane_id].dead_status == 0
+    # With the job's status (not 2, a shell's failed redirection). tmux can show a pane dead
+    # a moment before it has the status, now and then never (see core.reconcile).
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: runner.panes()[launched.pane_id].dead_status is not None, timeout=3)
+    assert runner.panes()[launched.pane_id].dead_status in (0, None)
 
 
 def test_unread_answers_never_pile_up(connected: TmuxRunner) -> None:
@@ -592,3 +597,29 @@ def waiting_on_fifo(pid: int) -> bool:
     if wchan not in ("", "0"):
         return wchan == "wait_for_partner"
     return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] == "S"
+
+
+def recorded(status: Path) -> int | None:
+    """The status a test job's wrapper appended to its status file (attempt 1)."""
+    return read_status(str(status), 1)
+
+
+def test_a_status_is_read_from_the_end_of_the_wrapper(tmp_path: Path) -> None:
+    """The scheduler's status file is the wrapper script itself: the wrapper appends one
+    line, a comment that is never run (it comes after `exit`)."""
+    script = tmp_path / "5.sh"
+    text = wrapper_script(
+        job_id=5, attempt=2, command="exit 4", cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"},
+        status_path=str(script), nudge_path=str(tmp_path / "nudge"), inherited=set(),
+    )  # fmt: skip
+    script.write_text(text)
+    assert read_status(str(script), 2) is None  # nothing recorded yet
+    proc = subprocess.run(["/bin/sh", str(script)], capture_output=True, start_new_session=True)
+    assert proc.returncode == 4
+    assert read_status(str(script), 2) == 4
+    assert read_status(str(script), 1) is None  # another attempt's record
+    assert script.read_text().startswith(text)  # appended, nothing else changed
+    with open(script, "a") as f:
+        f.write("# tmuxtrain status 3 1")  # a line still being written
+    assert read_status(str(script), 3) is None
+    assert read_status(str(tmp_path / "missing.sh"), 1) is None

@@ -109,6 +109,30 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _READ_ONLY = frozenset({"SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "UID"})
 
 
+STATUS_MARK = "# tmuxtrain status"
+
+
+def read_status(path: str, attempt: int) -> int | None:
+    """The exit status `attempt` recorded in `path` (the wrapper appends `STATUS_MARK
+    attempt code`), or None when there is none yet: a line without its newline is still
+    being written."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64))
+            tail = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    mark = f"\n{STATUS_MARK} {attempt} "
+    at = ("\n" + tail).rfind(mark)
+    if at < 0 or not tail.endswith("\n"):
+        return None
+    try:
+        return int(("\n" + tail)[at + len(mark) :].split("\n", 1)[0])
+    except ValueError:
+        return None
+
+
 def exit_banner(job_id: int, attempt: int) -> str:
     """The words of a job's last output line, after which the wrapper writes nothing."""
     return f"job {job_id} attempt {attempt} exited with status"
@@ -174,10 +198,10 @@ def wrapper_script(
         # The last line of the job's output: once it is in the log, all the job printed
         # is (the scheduler reads its final metrics then; see exit_banner).
         f"printf '\\033[2m[tmuxtrain] {exit_banner(job_id, attempt)} %s\\033[0m\\n' \"$code\"",
-        # One small write: a reader sees nothing, or the whole number (read_status). When
-        # it fails (a full disk), the wrapper exits at once: tmux's dead-pane status is then
-        # the record.
-        f"if printf '%s\\n' \"$code\" > {q(status_path)}; then",
+        # One small append (the scheduler's status file is this script: no file to create
+        # per job; a line after `exit` is never run, and it is a comment). When it fails (a
+        # full disk), the wrapper exits at once: tmux's dead-pane status is then the record.
+        f"if printf '{STATUS_MARK} {attempt} %s\\n' \"$code\" >> {q(status_path)}; then",
         # A byte in the scheduler's fifo wakes it; `<>` never blocks, and a failed
         # redirection of a plain builtin fails that command only (no subshell to fork).
         f"  printf x 2>/dev/null 1<>{q(nudge_path)} || :",
