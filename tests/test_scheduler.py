@@ -40,6 +40,15 @@ def add(tt: Env, *args: str) -> list[int]:
     return [int(x) for x in proc.stdout.split()]
 
 
+def run_together(tt: Env, commands: list[str]) -> list[int]:
+    """Queue CPU-only commands, then start the scheduler once and wait for all of them:
+    they start and end close together."""
+    ids = [i for c in commands for i in add(tt, "--gpus", "0", "--no-start", "--", c)]
+    tt.client().up()
+    assert tt.client().wait(ids, timeout=60)
+    return ids
+
+
 def test_job_runs_in_its_window_with_gpus_env_cwd_and_a_tty(tt: Env) -> None:
     work = tt.root / "work dir"
     work.mkdir()
@@ -297,13 +306,7 @@ def test_hostile_names_and_commands_are_literal(tt: Env) -> None:
 
 
 def test_output_of_a_job_that_exits_at_once_reaches_the_log(tt: Env) -> None:
-    ids = [
-        i
-        for n in range(15)
-        for i in add(tt, "--gpus", "0", "--no-start", "--", f"echo instant-{n}")
-    ]
-    tt.client().up()
-    assert tt.client().wait(ids, timeout=60)
+    ids = run_together(tt, [f"echo instant-{n}" for n in range(15)])
     for n, i in enumerate(ids):
         assert f"instant-{n}" in Path(job(tt, i)["log_path"]).read_text()
 
@@ -312,13 +315,7 @@ def test_the_last_line_before_exit_counts(tt: Env) -> None:
     """A job's final metric, printed just before it exits, reaches its metrics: the job is
     finished at once (the next can start), its last output is read a moment later, once
     tmux has it all."""
-    ids = [
-        i
-        for n in range(4)
-        for i in add(tt, "--gpus", "0", "--no-start", "--", f"printf 'loss=0.{n + 100}\\n'")
-    ]
-    tt.client().up()
-    assert tt.client().wait(ids, timeout=60)
+    ids = run_together(tt, [f"printf 'loss=0.{n + 100}\\n'" for n in range(4)])
     want = [float(f"0.{n + 100}") for n in range(4)]
 
     def losses() -> list[float | None]:
@@ -334,13 +331,7 @@ def test_a_window_closed_at_once_still_gives_its_last_line(tt: Env) -> None:
     the log: closing it earlier would lose what tmux had not read yet."""
     config = Path(tt.settings.config_path or "")
     config.write_text(config.read_text() + "keep_finished_windows: 0\n")
-    ids = [
-        i
-        for n in range(12)
-        for i in add(tt, "--gpus", "0", "--no-start", "--", f"seq 300; echo 'loss=0.{n + 100}'")
-    ]
-    tt.client().up()
-    assert tt.client().wait(ids, timeout=60)
+    ids = run_together(tt, [f"seq 300; echo 'loss=0.{n + 100}'" for n in range(12)])
     for n, i in enumerate(ids):
         j = wait_until(lambda i=i: (j := job(tt, i))["metrics"].get("loss") and j, what="loss")
         assert j["metrics"]["loss"] == float(f"0.{n + 100}")
