@@ -482,8 +482,9 @@ class Scheduler:
         self.dirty = True
 
     def _forget_run_files(self, job: Job) -> None:
-        """An ended attempt's wrapper and status are read: remove them, so the folder (listed
-        every tick) holds only running jobs'. A wrapper still running keeps its open file."""
+        """An ended attempt's wrapper (its status at its end) is read: remove it, so the
+        folder holds only running jobs' wrappers. A wrapper still waiting for its window to
+        close keeps its open file."""
         self.script_sizes.pop(job.id, None)
         with contextlib.suppress(OSError):
             os.unlink(self.settings.script_path(job.id))
@@ -602,7 +603,7 @@ class Scheduler:
         s = self.settings
         port = free_port(ports)
         # Claim first: a crash between here and tmux can never start it twice, and nothing
-        # of a job that is not ours to start (its status file) is touched.
+        # of a job that is not ours to start (its wrapper) is touched.
         with self._pending_kept():
             claimed = self.store.transition(
                 job.id,
