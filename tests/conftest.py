@@ -112,8 +112,25 @@ def tt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     try:
         yield env
     finally:
+        stop_scheduler(env.settings)
         kill_tmux_server(socket)
         _kill_leftovers(env.settings)
+
+
+def stop_scheduler(settings: Settings) -> None:
+    """Stop this test's scheduler (it runs detached, outside tmux), by the pid in its lock."""
+    from tmuxtrain.daemonctl import scheduler_pid
+
+    pid = scheduler_pid(settings.lock_path)
+    if pid is None or pid <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while scheduler_pid(settings.lock_path) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def kill_tmux_server(socket: str) -> None:
@@ -125,19 +142,23 @@ def kill_tmux_server(socket: str) -> None:
 
 
 def _kill_leftovers(settings: Settings) -> None:
-    """End what this test's jobs left running (by the pids it recorded), e.g. a job that
-    ignores SIGHUP survives its tmux server."""
+    """End what this test's jobs left running (found by their run tokens, so only their
+    processes), e.g. a job that ignores SIGHUP survives its tmux server."""
     if not os.path.exists(settings.db_path):
         return
-    from tmuxtrain.daemon import session_members
+    from tmuxtrain.procs import tagged
+    from tmuxtrain.runners.base import run_token
     from tmuxtrain.store import Store
 
     store = Store(settings.db_path)
     try:
-        for job in store.jobs():
-            if job.pid:
-                for pid in session_members(job.pid):
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+        tokens = [
+            run_token(settings.home, job.id, a)
+            for job in store.jobs()
+            for a in range(1, job.attempt + 1)
+        ]
     finally:
         store.close()
+    for pid in tagged(*tokens) if tokens else ():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -238,7 +238,7 @@ def test_log_metrics_events_and_wait(tt: Env) -> None:
     assert [p[2] for p in hist["loss"]][-1] == 0.6 and len(hist["loss"][0]) == 3
     events = [json.loads(x) for x in tt.cli("events", check=True).stdout.splitlines()]
     kinds = [e["kind"] for e in events if e["job_id"] == a]
-    assert kinds[0] == "submitted" and "running" in kinds and kinds[-1] == "succeeded"
+    assert kinds[0] == "submitted" and "started" in kinds and kinds[-1] == "succeeded"
     resumed = [
         json.loads(x)
         for x in tt.cli("events", "--since", str(events[1]["id"]), check=True).stdout.splitlines()

@@ -424,7 +424,8 @@ def test_one_scheduler_per_home(tt: Env) -> None:
 
 def test_status_down_up_and_jobs_survive_down(tt: Env) -> None:
     st = json.loads(tt.cli("status", "--json", check=True).stdout)
-    assert st["scheduler"] == {"running": False, "pid": None}
+    assert (st["scheduler"]["running"], st["scheduler"]["pid"]) == (False, None)
+    assert st["scheduler"]["log"] == tt.settings.scheduler_log
     [a] = add(tt, "--gpus", "0", "--", "sleep 2; echo done")
     st = json.loads(tt.cli("status", "--json", check=True).stdout)
     assert st["scheduler"]["running"] and st["scheduler"]["pid"] > 0
@@ -512,7 +513,7 @@ def test_process_start_is_psutils_create_time_and_none_for_the_dead() -> None:
     from /proc directly, it must agree with psutil's (older rows were stored with it)."""
     import psutil
 
-    from tmuxtrain.daemon import process_start
+    from tmuxtrain.procs import process_start
 
     child = subprocess.Popen(["sleep", "30"])
     try:

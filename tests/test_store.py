@@ -81,7 +81,7 @@ def test_batch_dependencies_resolve_to_new_ids(store: Store) -> None:
 
 def test_submitted_events(store: Store) -> None:
     ids = add(store, "a", "b")
-    events = store.events()
+    events = store.history.events()
     assert [(e["job_id"], e["kind"], e["name"]) for e in events] == [
         (ids[0], "submitted", "a"),
         (ids[1], "submitted", "b"),
@@ -160,18 +160,18 @@ def test_transition_only_from_expected_state(store: Store) -> None:
         NOW + 1,
         "@3",
     )
-    last = store.events()[-1]
+    last = store.history.events()[-1]
     assert (last["job_id"], last["kind"], last["gpus"], last["t"]) == (
         i,
-        "running",
+        "started",
         [0, 1],
         NOW + 1,
     )
     # A second scheduler racing from the old state loses, and changes nothing.
-    n_events = len(store.events())
+    n_events = len(store.history.events())
     assert not store.transition(i, JobState.RUNNING, NOW + 2, expect=[JobState.PENDING], pid=5)
     assert store.get(i).pid is None
-    assert len(store.events()) == n_events
+    assert len(store.history.events()) == n_events
 
 
 @pytest.mark.parametrize(
@@ -197,10 +197,10 @@ def test_transition_not_in_table_is_refused(store: Store, old: JobState, new: Jo
         assert store.transition(i, step, NOW, expect=[prev])
         prev = step
     assert store.get(i).state is old
-    n_events = len(store.events())
+    n_events = len(store.history.events())
     assert not store.transition(i, new, NOW, expect=[old])
     assert store.get(i).state is old
-    assert len(store.events()) == n_events
+    assert len(store.history.events()) == n_events
 
 
 def test_finished_can_be_retried_to_pending(store: Store) -> None:
@@ -268,7 +268,7 @@ def test_attempts(store: Store) -> None:
     store.record_attempt(store.get(i), NOW + 10, 1, "exit code 1")  # replaces attempt 1
     store.update(i, attempt=2, gpus=[0, 2], started_at=NOW + 20, tmux_window="@2")
     store.record_attempt(store.get(i), NOW + 30, 0, "")
-    assert store.attempts(i) == [
+    assert store.history.attempts(i) == [
         {
             "attempt": 1,
             "started_at": NOW,
@@ -288,7 +288,7 @@ def test_attempts(store: Store) -> None:
             "reason": "",
         },
     ]
-    assert store.attempts(999) == []
+    assert store.history.attempts(999) == []
 
 
 def test_counts(store: Store) -> None:
@@ -313,17 +313,17 @@ def test_events_ordered_and_resumable(store: Store) -> None:
     store.add_event(NOW + 1, i, "note", {"n": 1})
     store.add_event(NOW + 2, None, "scheduler", {"n": 2})
     store.add_event(NOW + 0.5, i, "note", {"n": 3})  # ids order, not time
-    events = store.events()
+    events = store.history.events()
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert [e["kind"] for e in events] == ["submitted", "note", "scheduler", "note"]
     assert [e.get("n") for e in events] == [None, 1, 2, 3]
     assert events[2]["job_id"] is None
     assert events[1]["t"] == NOW + 1
-    rest = store.events(after_id=events[1]["id"])
+    rest = store.history.events(after_id=events[1]["id"])
     assert [e["n"] for e in rest] == [2, 3]
-    assert store.events(after_id=events[-1]["id"]) == []
-    assert [e["id"] for e in store.events(limit=2)] == ids[:2]
+    assert store.history.events(after_id=events[-1]["id"]) == []
+    assert [e["id"] for e in store.history.events(limit=2)] == ids[:2]
 
 
 def test_metrics_history_and_latest(store: Store) -> None:
@@ -331,22 +331,22 @@ def test_metrics_history_and_latest(store: Store) -> None:
     store.add_metrics(a, [("loss", 2.0, 1), ("lr", 0.1, 1)], {"loss": 2.0}, NOW, 100)
     store.add_metrics(a, [("loss", 1.5, 2)], {"loss": 1.5, "epoch": 1}, NOW + 1, 250)
     store.add_metrics(b, [("loss", 9.0, None)], {"loss": 9.0}, NOW, 10)
-    assert store.metric_history(a) == {
+    assert store.history.metric_history(a) == {
         "loss": [[NOW, 1, 2.0], [NOW + 1, 2, 1.5]],
         "lr": [[NOW, 1, 0.1]],
     }
-    assert store.metric_history(b) == {"loss": [[NOW, None, 9.0]]}
-    assert store.metric_history(999) == {}
+    assert store.history.metric_history(b) == {"loss": [[NOW, None, 9.0]]}
+    assert store.history.metric_history(999) == {}
     assert store.get(a).metrics == {"loss": 1.5, "epoch": 1}
-    assert store.log_offset(a) == 250
-    assert store.log_offset(999) == 0
-    metric_events = [e for e in store.events() if e["kind"] == "metric"]
+    assert store.history.log_offset(a) == 250
+    assert store.history.log_offset(999) == 0
+    metric_events = [e for e in store.history.events() if e["kind"] == "metric"]
     assert len(metric_events) == 3
     assert metric_events[1]["metrics"] == {"loss": 1.5, "epoch": 1}
     # No samples: the offset moves on, but no event and no history.
     store.add_metrics(a, [], {"loss": 1.5, "epoch": 1}, NOW + 2, 300)
-    assert store.log_offset(a) == 300
-    assert len([e for e in store.events() if e["kind"] == "metric"]) == 3
+    assert store.history.log_offset(a) == 300
+    assert len([e for e in store.history.events() if e["kind"] == "metric"]) == 3
 
 
 def test_migrations_recorded(store: Store) -> None:
@@ -445,7 +445,7 @@ def test_concurrent_submitters(tmp_path: Path) -> None:
     assert len(jobs) == 80
     assert sorted(j.id for j in jobs) == sorted(all_ids)
     assert all(j.state is JobState.PENDING and j.spec.command == "true" for j in jobs)
-    assert len([e for e in s.events() if e["kind"] == "submitted"]) == 80
+    assert len([e for e in s.history.events() if e["kind"] == "submitted"]) == 80
     s.close()
 
 

@@ -17,13 +17,14 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tmuxtrain.core.errors import SpecError, StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState
+from tmuxtrain.core.reconcile import attempt_fields
 from tmuxtrain.settings import Settings, from_env
-from tmuxtrain.store import Store, iso, runtime_s
+from tmuxtrain.store import Store, job_json
 
 ADHOC = "<command line>"
 INTERPRETERS = {
@@ -37,53 +38,6 @@ INTERPRETERS = {
     "uv",
     "srun",
 }
-
-
-def job_json(job: Job, now: float | None = None) -> dict[str, Any]:
-    """A job as the contract's JSON (`ls --json`, `show --json`)."""
-    return _contract(
-        job.id, job.name, job.state.value, job.spec.to_dict(), list(job.after_ids), job.held,
-        job.attempt, list(job.gpus), job.exit_code, job.log_path, job.tmux_window,
-        job.tmux_pane, job.submitted_at, job.started_at, job.finished_at, job.parent_id,
-        job.metrics, job.reason, time.time() if now is None else now,
-    )  # fmt: skip
-
-
-def _contract(
-    job_id: int, name: str, state: str, spec: Mapping[str, Any], after: list[int], held: bool,
-    attempt: int, gpus: list[int], exit_code: int | None, log_path: str, window: str | None,
-    pane: str | None, submitted: float, started: float | None, finished: float | None,
-    parent_id: int | None, metrics: dict[str, Any], reason: str, now: float,
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "id": job_id,
-        "name": name,
-        "state": state,
-        "command": spec["command"],
-        "cwd": spec["cwd"],
-        "env": spec.get("env") or {},
-        "gpus_requested": spec.get("gpus", 1),
-        "vram_mib": spec.get("vram_mib"),
-        "gpus": gpus,
-        "priority": spec.get("priority", 0),
-        "project": spec.get("project") or "default",
-        "after": after,
-        "held": held,
-        "attempt": attempt,
-        "max_retries": spec.get("retries", 0),
-        "exit_code": exit_code,
-        "log_path": log_path,
-        "tmux_window": window,
-        "tmux_pane": pane,
-        "submitted_at": iso(submitted),
-        "started_at": iso(started),
-        "finished_at": iso(finished),
-        "runtime_s": runtime_s(started, finished, now),
-        "timeout_s": spec.get("timeout_s"),
-        "parent_id": parent_id,
-        "metrics": metrics,
-        "reason": reason,
-    }
 
 
 def _spec_error(spec: JobSpec, field: str, message: str) -> SpecError:
@@ -247,7 +201,7 @@ class Client:
     def show(self, ref: str | int) -> dict[str, Any]:
         job = self.job(ref)
         out = job_json(job)
-        out["attempts"] = self.store.attempts(job.id)
+        out["attempts"] = self.store.history.attempts(job.id)
         out["spec"] = job.spec.to_dict()
         out["checkpoints"] = self.checkpoints(job)
         return out
@@ -257,7 +211,7 @@ class Client:
         the best one is marked `best: true`."""
         from tmuxtrain.core.checkpoints import best_index
 
-        cks = self.store.checkpoints(job.id)
+        cks = self.store.history.checkpoints(job.id)
         metric = job.spec.checkpoints.keep_best if job.spec.checkpoints else None
         best = best_index(cks, metric) if metric else None
         for i, c in enumerate(cks):
@@ -265,7 +219,7 @@ class Client:
         return cks
 
     def metrics(self, ref: str | int) -> dict[str, builtins.list[builtins.list[float | None]]]:
-        return self.store.metric_history(self.store.resolve(ref))
+        return self.store.history.metric_history(self.store.resolve(ref))
 
     def events(
         self, after_id: int = 0, *, follow: bool = False, poll_s: float = 0.2
@@ -273,7 +227,7 @@ class Client:
         """Events after `after_id`, oldest first; with `follow`, wait for new ones forever."""
         last = after_id
         while True:
-            batch = self.store.events(last)
+            batch = self.store.history.events(last)
             for ev in batch:
                 last = ev["id"]
                 yield ev
@@ -285,12 +239,19 @@ class Client:
                 time.sleep(poll_s)
 
     def status(self) -> dict[str, Any]:
-        from tmuxtrain.daemon import scheduler_pid
+        from tmuxtrain.daemonctl import scheduler_info, scheduler_pid
 
         pid = scheduler_pid(self.settings.lock_path)
+        info = scheduler_info(self.settings.lock_path) if pid is not None else {}
         counts = self.store.counts()
         return {
-            "scheduler": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
+            "scheduler": {
+                "running": pid is not None,
+                "pid": pid if pid and pid > 0 else None,
+                "log": self.settings.scheduler_log,
+                "gpus": info.get("gpus", self.settings.gpus),
+                "config": info.get("config", self.settings.config_path),
+            },
             "counts": counts,
             "home": self.settings.home,
             "session": self.settings.session,
@@ -309,7 +270,7 @@ class Client:
         `tmuxtrain gpus` and the dashboard show the GPUs jobs are placed on)."""
         if self.settings.gpus:
             return self.settings.gpus
-        from tmuxtrain.daemon import scheduler_info
+        from tmuxtrain.daemonctl import scheduler_info
 
         spec = scheduler_info(self.settings.lock_path).get("gpus")
         return spec if isinstance(spec, str) else None
@@ -345,12 +306,10 @@ class Client:
             if job.state is JobState.RUNNING:
                 if job.cancel_requested_at is None or job.cancel_reason.startswith("timeout"):
                     self.store.update(job_id, cancel_requested_at=now, cancel_reason=reason)
-                if job.tmux_pane:
-                    self.runner().interrupt(job.tmux_pane)
                 interrupted = True
             elif job.state in FINISHED:
                 raise StateError(f"job {job_id} already {job.state.value}")
-        if interrupted:
+        if interrupted:  # the scheduler sends Ctrl-C at once, then TERM and KILL
             self.ensure_scheduler()
         return ids
 
@@ -365,18 +324,11 @@ class Client:
             JobState.PENDING,
             time.time(),
             expect=[JobState.FAILED, JobState.CANCELLED],
+            at_attempt=job.attempt,
+            kind="resubmitted",
             event={"reason": "retry requested"},
-            attempt=job.attempt + 1,
-            reason="",
             exit_code=None,
-            finished_at=None,
-            started_at=None,
-            not_before=None,
-            cancel_requested_at=None,
-            cancel_reason="",
-            gpus=(),
-            pid=None,
-            pid_start=None,
+            **attempt_fields(job.attempt + 1),
         )
         if not ok:
             raise StateError(f"job {job.id} changed state meanwhile; try again")
@@ -433,18 +385,18 @@ class Client:
 
     # ---- the scheduler ----------------------------------------------------------------
 
-    def runner(self) -> Any:
-        from tmuxtrain.runners.tmux import TmuxRunner
+    def tmux(self) -> Any:
+        from tmuxtrain.runners.tmux import Tmux
 
-        return TmuxRunner(self.settings.socket, self.settings.session)
+        return Tmux(self.settings.socket, self.settings.session)
 
     def nudge(self) -> bool:
-        from tmuxtrain.daemon import nudge
+        from tmuxtrain.daemonctl import nudge
 
         return nudge(self.settings)
 
     def scheduler_running(self) -> bool:
-        from tmuxtrain.daemon import scheduler_pid
+        from tmuxtrain.daemonctl import scheduler_pid
 
         return scheduler_pid(self.settings.lock_path) is not None
 
@@ -455,59 +407,34 @@ class Client:
         return self.up(timeout)
 
     def up(self, timeout: float = 10.0) -> bool:
-        """Start the scheduler in the window `scheduler` of the tmux session."""
-        import sys
-
+        """Start the scheduler, detached (see `daemonctl.spawn`); True when it was started."""
+        from tmuxtrain.daemonctl import gpu_source, spawn
         from tmuxtrain.jobfile import load_config
 
         if self.scheduler_running():
             return False
-        load_config(self.settings.config_path)  # a bad config fails here, not in the window
+        load_config(self.settings.config_path)  # a bad config fails here, not in the daemon
         s = self.settings
         s.ensure_dirs()
-        env = {k: v for k, v in os.environ.items() if k.startswith("TMUXTRAIN_")}
-        env["TMUXTRAIN_HOME"] = s.home
-        pythonpath = os.environ.get("PYTHONPATH")
-        script = os.path.join(s.run_dir, "scheduler.sh")
-        lines = ["# the tmuxtrain scheduler: written by tmuxtrain up"]
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
-        if pythonpath:
-            lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
-        lines.append(f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /")
-        lines.append(
-            f"exec {shlex.quote(sys.executable)} -m tmuxtrain.daemon 2>&1 | tee -a "
-            f"{shlex.quote(os.path.join(s.home, 'scheduler.log'))}"
-        )
-        with open(script, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        runner = self.runner()
-        argv = ["/bin/sh", script]
-        if not runner.ensure_session(argv, "scheduler"):
-            for window in runner.cmd(
-                "list-windows",
-                "-t",
-                f"={s.session}:",
-                "-F",
-                "#{window_id}\t#{window_name}\t#{pane_dead}",
-            ).splitlines():
-                wid, name, dead = window.split("\t")
-                if name == "scheduler" and dead == "1":
-                    runner.kill_window(wid)
-            runner.new_window("scheduler", argv, remain=False)
+        env = dict(os.environ)
+        gpus = gpu_source(s.gpus)
+        if gpus:
+            env["TMUXTRAIN_GPUS"] = gpus
+        if s.config_path:
+            env["TMUXTRAIN_CONFIG"] = os.path.abspath(s.config_path)
+        proc = spawn(s, env)
         deadline = time.monotonic() + timeout
         while not self.scheduler_running():
-            if time.monotonic() > deadline:
-                raise TmuxtrainError(
-                    f"the scheduler did not start; see {os.path.join(s.home, 'scheduler.log')}"
-                )
-            time.sleep(0.02)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TmuxtrainError(f"the scheduler did not start; see {s.scheduler_log}")
+            time.sleep(0.01)
         return True
 
     def down(self, timeout: float = 10.0) -> bool:
         """Stop the scheduler; running jobs keep running in their windows."""
         import signal
 
-        from tmuxtrain.daemon import scheduler_pid
+        from tmuxtrain.daemonctl import scheduler_pid
 
         pid = scheduler_pid(self.settings.lock_path)
         if pid is None:
@@ -536,7 +463,7 @@ class Client:
                 "has not started yet" if job.state is JobState.PENDING else "has no window any more"
             )
             raise StateError(f"job {job.id} {why}; see tmuxtrain log {job.id}")
-        return list(self.runner().attach_argv(job.tmux_window))
+        return list(self.tmux().attach_argv(job.tmux_window))
 
     # ---- polling, for long-lived readers (added for the dashboard, tmuxtrain.ui) -------
     # A dashboard re-reads everything 1-2 times a second with up to thousands of jobs. These
@@ -562,8 +489,8 @@ class Client:
     def gpus_polled(self, running: Sequence[Job] | None = None) -> Sequence[dict[str, Any]]:
         """`gpus()` with the probe kept open between calls (NVML starts once), crediting
         `running` (read here when None); `close_gpu_probe()` releases the probe."""
-        from tmuxtrain.daemon import probe_gpus
         from tmuxtrain.gpus import open_probe
+        from tmuxtrain.gpus.credit import probe_gpus
 
         jobs = running if running is not None else self.list_jobs([JobState.RUNNING])
         probe = self._polled_probe

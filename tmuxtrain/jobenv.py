@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from tmuxtrain.core.allocate import cuda_visible_devices
 from tmuxtrain.core.model import GpuInfo, Job
 
 # Set by the terminal the job ran from, wrong inside the job's own tmux pane.
@@ -27,28 +28,20 @@ def submit_environment(inherit: bool, environ: Mapping[str, str] | None = None) 
     return env
 
 
-def cuda_devices(gpus: Sequence[int], infos: Sequence[GpuInfo]) -> str:
-    """CUDA_VISIBLE_DEVICES: NVML indices (with CUDA_DEVICE_ORDER=PCI_BUS_ID they agree with
-    CUDA's), MIG devices by their uuid since CUDA numbers those differently."""
-    by_index = {g.index: g for g in infos}
-    out = []
-    for i in gpus:
-        g = by_index.get(i)
-        out.append(g.uuid if g is not None and g.uuid.startswith("MIG-") else str(i))
-    return ",".join(out)
-
-
 def job_environment(
     job: Job,
     base: Mapping[str, str] | None,
     gpus: Sequence[int],
     infos: Sequence[GpuInfo],
     master_port: int,
+    run_token: str,
 ) -> dict[str, str]:
+    """The whole environment of one attempt. `TMUXTRAIN_RUN` marks every process of it, so
+    what it leaves behind can be found (`tmuxtrain.procs.tagged`)."""
     env = dict(base) if base is not None else submit_environment(job.spec.inherit_env)
     env.update(job.spec.env)
     env.update(
-        CUDA_VISIBLE_DEVICES=cuda_devices(gpus, infos),
+        CUDA_VISIBLE_DEVICES=cuda_visible_devices(infos, gpus),
         CUDA_DEVICE_ORDER="PCI_BUS_ID",
         TMUXTRAIN_JOB_ID=str(job.id),
         TMUXTRAIN_JOB_NAME=job.name,
@@ -56,5 +49,6 @@ def job_environment(
         TMUXTRAIN_GPUS=",".join(map(str, gpus)),
         MASTER_ADDR=env.get("MASTER_ADDR", "127.0.0.1"),
         MASTER_PORT=str(master_port),
+        TMUXTRAIN_RUN=run_token,
     )
     return env

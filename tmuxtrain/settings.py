@@ -42,14 +42,35 @@ class Settings:
         """A fifo nobody writes: a finished job's wrapper waits on it until its window closes."""
         return os.path.join(self.home, "hold.fifo")
 
+    @property
+    def scheduler_log(self) -> str:
+        return os.path.join(self.home, "scheduler.log")
+
+    @property
+    def hooks_log(self) -> str:
+        return os.path.join(self.home, "hooks.log")
+
     def script_path(self, job_id: int) -> str:
         """A running job's wrapper; the wrapper appends its exit status to it."""
         return os.path.join(self.run_dir, f"{job_id}.sh")
 
     def ensure_dirs(self) -> None:
-        """The state folder is 0700: it holds job environments."""
-        os.makedirs(self.home, mode=0o700, exist_ok=True)
-        os.chmod(self.home, 0o700)
+        """Make the state folder 0700 (it holds job environments) when it is missing. A
+        folder that exists keeps its mode (it may be the user's own, shared on purpose),
+        but one owned by another user is refused: its owner could read and change every
+        job. `logs/` and `run/` inside it are made 0700."""
+        parent = os.path.dirname(self.home)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        try:
+            os.mkdir(self.home, 0o700)
+        except FileExistsError:
+            st = os.stat(self.home)
+            if st.st_uid != os.getuid():
+                raise TmuxtrainError(
+                    f"TMUXTRAIN_HOME {self.home} belongs to another user (uid {st.st_uid}):"
+                    " use a folder of your own"
+                ) from None
         for d in (self.logs_dir, self.run_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
 

@@ -89,7 +89,7 @@ def test_alive_process_or_live_pane_is_still_running() -> None:
 
 def test_nothing_alive_is_lost() -> None:
     [e] = reconcile([job()], {}, {}, {1: False})
-    assert e == Ended(1, None, e.note)
+    assert e == Ended(1, None, e.note, clean=False)  # what it left must be ended first
     assert "lost" in e.note
     [e] = reconcile([job()], {}, {}, {})
     assert e.exit_code is None
@@ -160,9 +160,18 @@ def test_retry_on_matching_and_not() -> None:
     assert "did not match retry_on" in o.reason
 
 
-def test_lost_jobs_are_never_retried() -> None:
-    o = outcome(job(retries=5), None, "CUDA out of memory", NOW, 5.0, note="lost: gone")
+def test_a_lost_attempt_is_a_failure_retried_while_retries_remain() -> None:
+    o = outcome(job(retries=1), None, "", NOW, 5.0, note="lost: gone")
+    assert o == Outcome(JobState.PENDING, "lost: gone; retrying", NOW + 5.0)
+    o = outcome(job(retries=1, attempt=2), None, "", NOW, 5.0, note="lost: gone")
     assert o == Outcome(JobState.FAILED, "lost: gone")
+    assert outcome(job(), None, "", NOW, 5.0, note="lost").state is JobState.FAILED
+
+
+def test_retry_on_does_not_judge_a_lost_attempt() -> None:
+    """Its log cannot say why it ended (tmux died, its window was closed)."""
+    j = job(retries=1, retry_on=("CUDA out of memory",))
+    assert outcome(j, None, "nothing matching", NOW, 5.0).state is JobState.PENDING
 
 
 def test_cancelled_stays_cancelled_even_with_exit_zero() -> None:
@@ -194,7 +203,7 @@ def test_outcome_properties(attempt: int, retries: int, code: int | None, backof
     o = outcome(job(retries=retries, attempt=attempt), code, "", NOW, backoff)
     if code == 0:
         assert o.state is JobState.SUCCEEDED
-    elif code is None or attempt > retries:
+    elif attempt > retries:
         assert o.state is JobState.FAILED
         assert o.not_before is None
     else:

@@ -16,8 +16,9 @@ from typing import Any
 import pynvml
 import pytest
 
+from tmuxtrain.core.allocate import cuda_visible_devices
 from tmuxtrain.gpus import GpuUnavailable, open_probe
-from tmuxtrain.gpus.nvml import NvmlProbe, cuda_visible_devices
+from tmuxtrain.gpus.nvml import NvmlProbe
 
 MIB = 2**20
 GIB = 2**30

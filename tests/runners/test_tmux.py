@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import kill_tmux_server, wait_until
-from tmuxtrain.runners.tmux import (
-    Launched,
-    TmuxError,
-    TmuxRunner,
-    command_line,
-    parse_panes,
-    read_status,
-    tmux_literal,
-    window_name,
-    wrapper_script,
-)
+from tmuxtrain.runners.tmux import Launched, Tmux, parse_panes, tmux_literal, window_name
+from tmuxtrain.runners.tmux_control import TmuxError, command_line
+from tmuxtrain.runners.wrapper import read_status, wrapper_script
 
 
 def test_parse_panes_keeps_our_session_only() -> None:
@@ -49,9 +41,9 @@ def test_names_are_escaped_for_tmux_and_kept_on_one_line() -> None:
 
 
 @contextlib.contextmanager
-def private_runner(*, session: bool = True) -> Iterator[TmuxRunner]:
+def private_runner(*, session: bool = True) -> Iterator[Tmux]:
     """A runner on a private tmux server (with our session unless told not); both end after."""
-    r = TmuxRunner(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
+    r = Tmux(f"tmuxtrain-rt-{uuid.uuid4().hex[:8]}", "tmuxtrain")
     if session:
         r.ensure_session(["sleep", "600"])
     try:
@@ -62,7 +54,7 @@ def private_runner(*, session: bool = True) -> Iterator[TmuxRunner]:
 
 
 @pytest.fixture(params=["process", "control"])
-def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
+def runner(request: pytest.FixtureRequest) -> Iterator[Tmux]:
     """A runner on a private server, sending commands the CLI's way (a tmux process per
     command) or the scheduler's (one control-mode connection): both must behave alike."""
     with private_runner() as r:
@@ -71,15 +63,13 @@ def runner(request: pytest.FixtureRequest) -> Iterator[TmuxRunner]:
         yield r
 
 
-def launch(
-    runner: TmuxRunner, tmp: Path, job_id: int, command: str, cwd: Path
-) -> tuple[Path, Path]:
+def launch(runner: Tmux, tmp: Path, job_id: int, command: str, cwd: Path) -> tuple[Path, Path]:
     status, log, _ = launch_full(runner, tmp, job_id, command, cwd)
     return status, log
 
 
 def launch_full(
-    runner: TmuxRunner,
+    runner: Tmux,
     tmp: Path,
     job_id: int,
     command: str,
@@ -104,9 +94,7 @@ def launch_full(
     return status, log, runner.launch(job_id, "job", str(script), str(log))
 
 
-def test_launch_records_status_and_logs_even_instant_exits(
-    runner: TmuxRunner, tmp_path: Path
-) -> None:
+def test_launch_records_status_and_logs_even_instant_exits(runner: Tmux, tmp_path: Path) -> None:
     odd = tmp_path / "dir with 'quote' and #"
     odd.mkdir()
     results = [
@@ -129,7 +117,7 @@ def test_launch_records_status_and_logs_even_instant_exits(
     assert len(panes) == 21 and not any(p.dead for p in panes.values())
 
 
-def test_window_index_is_the_job_id_when_free(runner: TmuxRunner, tmp_path: Path) -> None:
+def test_window_index_is_the_job_id_when_free(runner: Tmux, tmp_path: Path) -> None:
     launch(runner, tmp_path, 5, "sleep 5", tmp_path)
     out = runner.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_index} #{window_name}")
     assert "5 5-job" in out.splitlines()
@@ -137,7 +125,7 @@ def test_window_index_is_the_job_id_when_free(runner: TmuxRunner, tmp_path: Path
     assert len(runner.cmd("list-windows", "-t", "=tmuxtrain:").splitlines()) == 3
 
 
-def test_missing_cwd_records_126(runner: TmuxRunner, tmp_path: Path) -> None:
+def test_missing_cwd_records_126(runner: Tmux, tmp_path: Path) -> None:
     status, _ = launch(runner, tmp_path, 1, "echo hi", tmp_path / "nope")
     wait_until(lambda: recorded(status) is not None)
     assert recorded(status) == 126
@@ -164,17 +152,17 @@ def test_command_line_quotes_each_argument_and_keeps_separators() -> None:
 
 
 @pytest.mark.parametrize("value", AWKWARD)
-def test_arguments_reach_tmux_unchanged(runner: TmuxRunner, value: str) -> None:
+def test_arguments_reach_tmux_unchanged(runner: Tmux, value: str) -> None:
     runner.cmd("set-option", "-g", "@tmuxtrain-test", value)
     assert runner.cmd("show-options", "-gv", "@tmuxtrain-test") == value + "\n"
 
 
-def test_multi_line_arguments_still_work_when_connected(runner: TmuxRunner) -> None:
+def test_multi_line_arguments_still_work_when_connected(runner: Tmux) -> None:
     runner.cmd("set-option", "-g", "@tmuxtrain-test", "two\nlines")
     assert runner.cmd("show-options", "-gv", "@tmuxtrain-test") == "two\nlines\n"
 
 
-def test_errors_and_command_lists(runner: TmuxRunner) -> None:
+def test_errors_and_command_lists(runner: Tmux) -> None:
     with pytest.raises(TmuxError, match="can't find window"):
         runner.cmd("kill-window", "-t", "@999")
     assert runner.cmd("kill-window", "-t", "@999", check=False) in ("", "\n")
@@ -268,7 +256,7 @@ def test_a_job_sees_its_own_environment_and_its_terminal_only(
     }
 
 
-def test_inherited_names_are_the_global_and_session_environment(runner: TmuxRunner) -> None:
+def test_inherited_names_are_the_global_and_session_environment(runner: Tmux) -> None:
     runner.cmd("set-environment", "-g", "STRAY_GLOBAL", "1")
     runner.cmd("set-environment", "-t", "=tmuxtrain", "STRAY_SESSION", "2")
     runner.cmd("set-environment", "-t", "=tmuxtrain", "-r", "REMOVED")
@@ -277,12 +265,12 @@ def test_inherited_names_are_the_global_and_session_environment(runner: TmuxRunn
     assert {"STRAY_GLOBAL", "STRAY_SESSION", "REMOVED"} <= names
 
 
-def windows_named(runner: TmuxRunner, name: str) -> list[str]:
+def windows_named(runner: Tmux, name: str) -> list[str]:
     out = runner.cmd("list-windows", "-t", "=tmuxtrain:", "-F", "#{window_index} #{window_name}")
     return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [name]]
 
 
-def test_windows_started_together_are_finished_in_order(runner: TmuxRunner, tmp_path: Path) -> None:
+def test_windows_started_together_are_finished_in_order(runner: Tmux, tmp_path: Path) -> None:
     """The scheduler sends several windows before reading any answer, runs other commands in
     between, and still gets each job its own window."""
     script = tmp_path / "s.sh"
@@ -320,7 +308,7 @@ def test_a_window_is_never_created_twice_when_the_connection_breaks(tmp_path: Pa
 
 
 @pytest.fixture
-def connected(tmp_path: Path) -> Iterator[TmuxRunner]:
+def connected(tmp_path: Path) -> Iterator[Tmux]:
     """A runner with a control-mode connection, on a private server."""
     with private_runner() as r:
         assert r.connect()
@@ -333,9 +321,7 @@ def sleeper(tmp_path: Path) -> str:
     return str(script)
 
 
-def test_a_users_hooks_do_not_put_answers_out_of_step(
-    connected: TmuxRunner, tmp_path: Path
-) -> None:
+def test_a_users_hooks_do_not_put_answers_out_of_step(connected: Tmux, tmp_path: Path) -> None:
     """A hook's commands print blocks on the connection too (flagged 0): not answers."""
     connected.cmd("set-hook", "-g", "after-new-window", "display-message -p hooked")
     launched = connected.launch(3, "hooked", sleeper(tmp_path), str(tmp_path / "3.log"))
@@ -344,7 +330,7 @@ def test_a_users_hooks_do_not_put_answers_out_of_step(
 
 
 def test_answers_that_come_too_late_are_never_given_to_another_window(
-    connected: TmuxRunner, tmp_path: Path
+    connected: Tmux, tmp_path: Path
 ) -> None:
     control = connected.control
     assert control is not None
@@ -365,7 +351,7 @@ def test_answers_that_come_too_late_are_never_given_to_another_window(
 
 
 def test_windows_in_flight_when_the_client_dies_are_settled_at_once(
-    connected: TmuxRunner, tmp_path: Path
+    connected: Tmux, tmp_path: Path
 ) -> None:
     control = connected.control
     assert control is not None
@@ -396,7 +382,7 @@ def test_connecting_leaves_the_sessions_environment_alone(
         assert shown == "SSH_AUTH_SOCK=/tmp/fresh\n"
 
 
-def test_no_pane_death_is_reported_after_disconnect(connected: TmuxRunner) -> None:
+def test_no_pane_death_is_reported_after_disconnect(connected: Tmux) -> None:
     control = connected.control
     assert control is not None
     connected.disconnect()
@@ -423,7 +409,7 @@ def test_an_answer_can_be_awaited_without_blocking(tmp_path: Path) -> None:
         assert not answered.is_set()
 
 
-def test_a_discarded_answer_never_reaches_another_command(connected: TmuxRunner) -> None:
+def test_a_discarded_answer_never_reaches_another_command(connected: Tmux) -> None:
     control = connected.control
     assert control is not None
     first = control.send(["display-message", "-p", "dropped"])
@@ -438,7 +424,7 @@ def test_a_discarded_answer_never_reaches_another_command(connected: TmuxRunner)
     assert control.answers == {} and control.unwanted == set()
 
 
-def test_windows_are_closed_even_when_one_is_already_gone(runner: TmuxRunner) -> None:
+def test_windows_are_closed_even_when_one_is_already_gone(runner: Tmux) -> None:
     ids = [
         runner.cmd("new-window", "-d", "-P", "-F", "#{window_id}", "-t", "=tmuxtrain:", "sleep",
                    "30").strip()
@@ -452,7 +438,7 @@ def test_windows_are_closed_even_when_one_is_already_gone(runner: TmuxRunner) ->
     wait_until(lambda: not open_windows() & set(ids), what="both windows closed")
 
 
-def test_names_asked_ahead_are_as_tmux_had_them_when_asked(runner: TmuxRunner) -> None:
+def test_names_asked_ahead_are_as_tmux_had_them_when_asked(runner: Tmux) -> None:
     runner.cmd("set-environment", "-g", "BEFORE_ASKING", "1")
     runner.ask_inherited_names()
     names = runner.inherited_names()
@@ -477,7 +463,7 @@ def test_names_asked_ahead_are_as_tmux_had_them_when_asked(runner: TmuxRunner) -
     ],
 )
 def test_the_command_runs_as_its_own_shell_would(
-    runner: TmuxRunner, tmp_path: Path, command: str, status: int, output: str
+    runner: Tmux, tmp_path: Path, command: str, status: int, output: str
 ) -> None:
     status_path, log = launch(runner, tmp_path, 9, command, tmp_path)
     wait_until(lambda: recorded(status_path) is not None, what="status")
@@ -493,16 +479,14 @@ def test_the_command_runs_as_its_own_shell_would(
         assert "INT" not in body and "TERM" not in body
 
 
-def test_the_command_is_a_child_of_the_wrapper(runner: TmuxRunner, tmp_path: Path) -> None:
+def test_the_command_is_a_child_of_the_wrapper(runner: Tmux, tmp_path: Path) -> None:
     """`/bin/sh -c` as the contract says: $PPID is the wrapper (the pane), not tmux."""
     _, log, launched = launch_full(runner, tmp_path, 4, 'echo "parent=$PPID"', tmp_path)
     wait_until(lambda: log.exists() and "exited with status" in log.read_text(), what="log")
     assert f"parent={launched.pid}" in log.read_text()
 
 
-def test_what_a_job_leaves_in_the_background_ends_with_it(
-    runner: TmuxRunner, tmp_path: Path
-) -> None:
+def test_what_a_job_leaves_in_the_background_ends_with_it(runner: Tmux, tmp_path: Path) -> None:
     """The wrapper stays for its window, but the job's leftovers get the hangup they got
     when it exited at once: they hold no GPU after their job is finished."""
     pidfile = tmp_path / "bg.pid"
@@ -515,9 +499,7 @@ def test_what_a_job_leaves_in_the_background_ends_with_it(
     assert not runner.panes()[launched.pane_id].dead  # the wrapper still holds its window
 
 
-def test_a_status_that_cannot_be_written_leaves_tmuxs_record(
-    runner: TmuxRunner, tmp_path: Path
-) -> None:
+def test_a_status_that_cannot_be_written_leaves_tmuxs_record(runner: Tmux, tmp_path: Path) -> None:
     """A full disk, say: the wrapper exits at once, and the dead pane's status is the record
     the scheduler's reconcile reads."""
     unwritable = tmp_path / "no-such-dir" / "6.status"
@@ -526,7 +508,7 @@ def test_a_status_that_cannot_be_written_leaves_tmuxs_record(
     assert settled_dead_status(runner, launched.pane_id) in (3, None)
 
 
-def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Path) -> None:
+def test_ctrl_c_in_a_finished_window_lets_it_go(runner: Tmux, tmp_path: Path) -> None:
     status, _, launched = launch_full(runner, tmp_path, 7, "true", tmp_path)
     wait_until(lambda: recorded(status) is not None, what="status")
     # Waiting for a writer on the fifo (before that, Ctrl-C only hits its INT trap).
@@ -540,7 +522,7 @@ def test_ctrl_c_in_a_finished_window_lets_it_go(runner: TmuxRunner, tmp_path: Pa
     assert settled_dead_status(runner, launched.pane_id) in (0, None)
 
 
-def test_unread_answers_never_pile_up(connected: TmuxRunner) -> None:
+def test_unread_answers_never_pile_up(connected: Tmux) -> None:
     """A tick that asks tmux's environment and launches nothing drops the answer; with no
     other command to read past it, `pump` still clears it."""
     control = connected.control
@@ -620,7 +602,7 @@ def test_a_status_is_read_from_the_end_of_the_wrapper(tmp_path: Path) -> None:
     assert read_status(str(tmp_path / "missing.sh"), 1) is None
 
 
-def settled_dead_status(runner: TmuxRunner, pane_id: str) -> int | None:
+def settled_dead_status(runner: Tmux, pane_id: str) -> int | None:
     """A dead pane's exit status once tmux has it: tmux can show a pane dead a moment
     before it has the status, and now and then never does (see core.reconcile)."""
     with contextlib.suppress(AssertionError):

@@ -119,7 +119,7 @@ def test_enter_inside_tmux_switches_the_client_to_the_job_window(
     [job_id] = client.add_command("sleep 120", name="sleeper", gpus=1, vram="1GiB")
     wait_until(lambda: client.job(job_id).tmux_window, what="the job's window")
     window = client.job(job_id).tmux_window
-    socket_path = client.runner().socket_path()
+    socket_path = client.tmux().socket_path()
     monkeypatch.setenv("TMUX", f"{socket_path},1,0")  # as if the dashboard ran in that server
     quiet, loud = Recorder(), Recorder()
     app = make_app(client, refresh_s=None, run_quiet=quiet, run_command=loud)

@@ -14,7 +14,7 @@ anything else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.model import Allocation, GpuInfo, Holding, Request
@@ -154,3 +154,21 @@ def reserve(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> fr
     if len(ranked) < request.gpus:
         return frozenset()
     return frozenset(x.index for x in ranked[: request.gpus])
+
+
+def cuda_visible_devices(gpus: Sequence[GpuInfo], indices: Iterable[int]) -> str:
+    """The CUDA_VISIBLE_DEVICES value for the GPUs with these `index`es.
+
+    Plain GPUs by index (NVML's numbering, which CUDA follows under
+    `CUDA_DEVICE_ORDER=PCI_BUS_ID`); MIG devices by their `MIG-...` uuid, the only way CUDA
+    names them. Note that a CUDA process sees at most one MIG device. Empty `indices` gives
+    "", which hides every GPU (a CPU-only job). Raises ValueError for an unknown index.
+    """
+    by_index = {g.index: g for g in gpus}
+    parts = []
+    for i in indices:
+        gpu = by_index.get(i)
+        if gpu is None:
+            raise ValueError(f"no GPU with index {i} (have {sorted(by_index)})")
+        parts.append(gpu.uuid if gpu.uuid.startswith("MIG-") else str(gpu.index))
+    return ",".join(parts)

@@ -76,6 +76,7 @@ class JobSpec:
     checkpoints: CheckpointSpec | None = None
     hooks: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    hold: bool = False  # queued held: nothing starts it until released
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -96,6 +97,7 @@ class JobSpec:
             "checkpoints": None,
             "hooks": dict(self.hooks),
             "source": self.source,
+            "hold": self.hold,
         }
         if self.checkpoints is not None:
             c = self.checkpoints
@@ -131,6 +133,7 @@ class JobSpec:
             checkpoints=CheckpointSpec(**ck) if ck else None,
             hooks=d.get("hooks") or {},
             source=d.get("source", ""),
+            hold=d.get("hold", False),
         )
 
 
@@ -161,6 +164,7 @@ class Job:
     cancel_requested_at: float | None = None  # cancel or timeout in progress since then
     cancel_reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    pid_boot: str | None = None  # the boot `pid` was recorded in
 
     # Shorthands the policy code reads a lot.
     @property

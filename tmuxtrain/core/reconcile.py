@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.model import Job, JobState
@@ -29,9 +29,13 @@ class PaneInfo:
 
 @dataclass(frozen=True)
 class Ended:
+    """An attempt that ended; `clean` when its wrapper ended by itself (it recorded or
+    returned the status), not when it was killed or lost with what it started."""
+
     job_id: int
     exit_code: int | None  # None: unknown (lost)
     note: str = ""
+    clean: bool = True
 
 
 def reconcile(
@@ -65,15 +69,17 @@ def reconcile(
         if pane is not None and pane.dead:
             if pane.dead_signal:
                 code = 128 + pane.dead_signal
-                out.append(Ended(job.id, code, f"killed by signal {pane.dead_signal}"))
+                out.append(Ended(job.id, code, f"killed by signal {pane.dead_signal}", False))
             elif pane.dead_status is not None:
                 out.append(Ended(job.id, pane.dead_status, "exit status from tmux"))
             elif pane.pane_id in seen_dead:
-                out.append(Ended(job.id, None, "its window died and tmux gave no exit status"))
+                note = "its window died and tmux gave no exit status"
+                out.append(Ended(job.id, None, note, False))
             continue
         if pane is not None or alive.get(job.id):
             continue  # its pane lives (the wrapper records the status), or its process does
-        out.append(Ended(job.id, None, "lost: its window closed before it recorded an exit status"))
+        note = "lost: its window closed before it recorded an exit status"
+        out.append(Ended(job.id, None, note, False))
     return out
 
 
@@ -99,26 +105,55 @@ def outcome(
     backoff_s: float,
     *,
     note: str = "",
+    matches: Callable[[Sequence[str], str], bool] | None = None,
 ) -> Outcome:
     """What an ended attempt means: succeeded, cancelled, retried (pending, later) or failed.
 
     A cancelled job stays cancelled whatever its exit code. A failure is retried while
     attempts remain and, when `retry_on` is given, only if the log tail matches one of its
-    patterns; the backoff doubles per attempt. Lost jobs (exit code None) are not retried.
+    patterns (`matches(patterns, text)`; plain `re.search` when not given); the backoff
+    doubles per attempt. A lost attempt (exit code None: its window or tmux died before it
+    recorded a status) counts as a failure and is retried while attempts remain, whatever
+    `retry_on` says: its log cannot tell why it ended.
     """
     if job.cancel_requested_at is not None and not job.cancel_reason.startswith("timeout"):
         return Outcome(JobState.CANCELLED, job.cancel_reason or "cancelled")
     if exit_code == 0 and not job.cancel_reason:
         return Outcome(JobState.SUCCEEDED, "")
     why = job.cancel_reason or note or f"exit code {exit_code}"
-    if exit_code is None:
-        return Outcome(JobState.FAILED, why)
     if job.attempt <= job.spec.retries:
-        if not job.spec.retry_on or any(re.search(p, log_tail) for p in job.spec.retry_on):
+        match = matches or _search_any
+        if exit_code is None or not job.spec.retry_on or match(job.spec.retry_on, log_tail):
             delay = backoff_s * math.pow(2, job.attempt - 1)
             return Outcome(JobState.PENDING, f"{why}; retrying", now + delay)
         why += " (log did not match retry_on)"
     return Outcome(JobState.FAILED, why)
+
+
+def _search_any(patterns: Sequence[str], text: str) -> bool:
+    return any(re.search(p, text) for p in patterns)
+
+
+def attempt_fields(
+    attempt: int, *, not_before: float | None = None, reason: str = ""
+) -> dict[str, object]:
+    """The columns a job gets when it goes back to pending for `attempt` (the next one, or
+    the same one when it never ran): everything an attempt set is cleared. Its last window
+    stays recorded until the next attempt starts, for reading."""
+    return {
+        "attempt": attempt,
+        "not_before": not_before,
+        "reason": reason,
+        "gpus": (),
+        "started_at": None,
+        "finished_at": None,
+        "cancel_requested_at": None,
+        "cancel_reason": "",
+        "pid": None,
+        "pid_start": None,
+        "pid_boot": None,
+        "master_port": None,
+    }
 
 
 def escalation(job: Job, now: float, grace_s: float) -> str | None:

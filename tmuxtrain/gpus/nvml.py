@@ -15,7 +15,7 @@ free) never hands it out whole; jobs get its MIG devices instead.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -279,21 +279,3 @@ def _running_processes(fn_name: str, handle: Any) -> list[Any] | None:
     except _NVML_ERRORS:  # NVMLLibraryMismatchError: this driver has no _v3 symbol
         fallback = getattr(pynvml, f"{fn_name}_v2", None)
         return None if fallback is None else _query(lambda: list(fallback(handle)))
-
-
-def cuda_visible_devices(gpus: Sequence[GpuInfo], indices: Iterable[int]) -> str:
-    """The CUDA_VISIBLE_DEVICES value for the GPUs with these `index`es.
-
-    Plain GPUs by index (NVML's numbering, which CUDA follows under
-    `CUDA_DEVICE_ORDER=PCI_BUS_ID`); MIG devices by their `MIG-...` uuid, the only way CUDA
-    names them. Note that a CUDA process sees at most one MIG device. Empty `indices` gives
-    "", which hides every GPU (a CPU-only job). Raises ValueError for an unknown index.
-    """
-    by_index = {g.index: g for g in gpus}
-    parts = []
-    for i in indices:
-        gpu = by_index.get(i)
-        if gpu is None:
-            raise ValueError(f"no GPU with index {i} (have {sorted(by_index)})")
-        parts.append(gpu.uuid if gpu.uuid.startswith("MIG-") else str(gpu.index))
-    return ",".join(parts)

@@ -1,0 +1,5 @@
+import sys
+
+from tmuxtrain.daemon.main import main
+
+sys.exit(main())

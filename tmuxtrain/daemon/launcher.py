@@ -1,0 +1,146 @@
+"""The launcher: starts what the queue policy decides.
+
+Each job is claimed in the store first (pending -> running, conditional on its attempt),
+so a crash can never start it twice, and only then handed to the runner. The answer (its
+window) is recorded when it comes; a start that failed because the runner itself was gone
+(tmux not running) puts the job back to pending with the same attempt, since it never ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Collection, Sequence
+
+from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
+from tmuxtrain.core.reconcile import attempt_fields
+from tmuxtrain.core.schedule import Decisions, decide
+from tmuxtrain.jobenv import job_environment
+from tmuxtrain.procs import free_port
+from tmuxtrain.runners.base import Runner, Started, StartRequest, run_token
+from tmuxtrain.settings import Settings
+from tmuxtrain.store import Store
+
+log = logging.getLogger("tmuxtrain.daemon")
+
+
+class Launcher:
+    """Decides, claims and starts; records the starts' answers (`settle`)."""
+
+    def __init__(self, store: Store, runner: Runner, config: Config, settings: Settings) -> None:
+        self.store = store
+        self.runner = runner
+        self.config = config
+        self.settings = settings
+        self.claimed: dict[int, Job] = {}  # started, answer not recorded yet
+        self.last: Decisions | None = None  # the latest decision (the simulation checks it)
+        self.held_back = False  # a retry waits for its last attempt's output
+
+    def launch(
+        self,
+        pending: Sequence[Job],
+        running: Sequence[Job],
+        gpus: Sequence[GpuInfo],
+        now: float,
+        draining: Collection[int] = (),
+    ) -> bool:
+        """One decision over the queue, carried out; True when something was claimed."""
+        active = [*pending, *running]
+        ids = {j.id for j in active}
+        deps = {d for j in pending for d in j.after_ids} - ids
+        dep_states = {j.id: (j.state, j.name) for j in self.store.jobs(ids=deps)} if deps else {}
+        decisions = decide(active, gpus, self.config, now, dep_states)
+        self.last = decisions
+        for job_id, why in decisions.cancels:
+            if self.store.cancel_pending(job_id, why, now):
+                log.info("job %s cancelled: %s", job_id, why)
+        by_id = {j.id: j for j in pending}
+        self.store.set_reasons({i: r for i, r in decisions.reasons.items() if by_id[i].reason != r})
+        ports = {j.master_port for j in running if j.master_port}
+        self.held_back = False
+        claimed = False
+        for launch in decisions.launches:
+            job = by_id[launch.job_id]
+            if job.id in draining:
+                # A retry: closing the last attempt's window now would lose its last lines
+                # (the error retry_on judged). Next tick, once they are in the log.
+                self.held_back = True
+                continue
+            claimed |= self._start(job, launch.gpus, now, ports, gpus)
+        return claimed
+
+    def _start(
+        self,
+        job: Job,
+        gpus: tuple[int, ...],
+        now: float,
+        ports: set[int],
+        infos: Sequence[GpuInfo],
+    ) -> bool:
+        port = free_port(ports)
+        ok = self.store.transition(
+            job.id,
+            JobState.RUNNING,
+            now,
+            expect=[JobState.PENDING],
+            at_attempt=job.attempt,
+            event={"name": job.name, "gpus": list(gpus), "attempt": job.attempt},
+            gpus=gpus,
+            started_at=now,
+            reason="",
+            master_port=port,
+            not_before=None,
+            exit_code=None,
+            tmux_window=None,
+            tmux_pane=None,
+            pid=None,
+            pid_start=None,
+            pid_boot=None,
+        )
+        if not ok:  # cancelled or changed by another process meanwhile
+            return False
+        ports.add(port)
+        token = run_token(self.settings.home, job.id, job.attempt)
+        env = job_environment(job, self.store.env_of(job.id), gpus, infos, port, token)
+        claimed = dataclasses.replace(
+            job, state=JobState.RUNNING, gpus=gpus, started_at=now, master_port=port
+        )
+        self.claimed[job.id] = claimed
+        on = ",".join(map(str, gpus)) or "no GPU"
+        log.info("starting job %s (%s) attempt %s on GPU %s", job.id, job.name, job.attempt, on)
+        self.runner.start(StartRequest(claimed, gpus, env))
+        return True
+
+    def settle(self, now: float, wait: bool = False) -> list[Job]:
+        """Record the answers that came (all of them with `wait`); the jobs now running."""
+        started = []
+        for answer in self.runner.started(wait):
+            job = self.claimed.pop(answer.job_id, None)
+            if job is None or job.attempt != answer.attempt:
+                continue
+            if answer.handle is not None:
+                if self.store.record_handle(job.id, job.attempt, answer.handle.fields()):
+                    started.append(answer.handle.apply(job))
+            else:
+                self.could_not_start(job, answer, now)
+        return started
+
+    def could_not_start(self, job: Job, answer: Started, now: float) -> None:
+        """A start that failed. When the runner was gone the job never ran: back to pending
+        with the same attempt. Otherwise it failed for good, with tmux's words."""
+        self.runner.forget(job)
+        if answer.retryable:
+            reason = f"could not start ({answer.error}); will try again"
+            log.warning("job %s: %s", job.id, reason)
+            self.store.transition(
+                job.id, JobState.PENDING, now, expect=[JobState.RUNNING], at_attempt=job.attempt,
+                kind="requeued", event={"reason": reason},
+                **attempt_fields(job.attempt, reason=reason),
+            )  # fmt: skip
+            return
+        log.error("could not start job %s: %s", job.id, answer.error)
+        self.store.transition(
+            job.id, JobState.FAILED, now, expect=[JobState.RUNNING], at_attempt=job.attempt,
+            event={"reason": answer.error}, reason=f"could not start: {answer.error}",
+            finished_at=now,
+        )  # fmt: skip

@@ -1,0 +1,246 @@
+"""The reaper: ends attempts, exactly once each.
+
+It asks the runner which running attempts ended, decides what each end means (succeeded,
+retried, failed, cancelled: `core.reconcile.outcome`) and records it with the attempt in
+one transaction. It carries out cancels and timeouts step by step (Ctrl-C, SIGTERM,
+SIGKILL), and after a scheduler restart it finds claimed attempts whose window was never
+recorded: adopted when they run, finished when they ended, back to pending (same attempt)
+when they never started. An end that was not clean (a killed wrapper, a closed window, tmux
+gone) first ends what the attempt left running: its GPUs stay taken until nothing is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from tmuxtrain import patterns
+from tmuxtrain.core import reconcile as rec
+from tmuxtrain.core.model import Config, Job, JobState
+from tmuxtrain.core.units import format_duration
+from tmuxtrain.runners.base import Exit, Handle, Runner, Step
+from tmuxtrain.store import Store
+
+log = logging.getLogger("tmuxtrain.daemon")
+OUTPUT_WAIT_S = 2.0  # how long an ended job's last output may take to reach its log
+KILL_AGAIN_S = 5.0  # SIGKILL again while a killed attempt still shows as running
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An attempt the reaper ended: the job as it ran, and the hook event of its end."""
+
+    job: Job
+    exit_code: int | None
+    state: JobState
+    hook: str
+
+
+@dataclass
+class _Ending:
+    """An unclean end whose leftover processes are being ended."""
+
+    exit: Exit
+    since: float
+    step: Step | None = None
+
+
+@dataclass
+class Reaper:
+    store: Store
+    runner: Runner
+    config: Config
+    killed: set[int] = field(default_factory=set)  # SIGKILLed after the grace period
+    output_wait: dict[int, float] = field(default_factory=dict)  # retry_on waits for output
+    ending: dict[int, _Ending] = field(default_factory=dict)
+    signalled: dict[tuple[int, int], tuple[Step, float]] = field(default_factory=dict)
+
+    def collect(
+        self,
+        running: Sequence[Job],
+        now: float,
+        *,
+        nudged: bool,
+        full: bool,
+        in_flight: Collection[int],
+    ) -> dict[int, Exit]:
+        """The running attempts that ended (`end` records them, once the launcher recorded
+        the starts that came meanwhile); `in_flight`: claimed jobs whose start's answer the
+        launcher still waits for, which are not orphans."""
+        exits = {e.job_id: e for e in self.runner.exits(running, now, full=full, nudged=nudged)}
+        by_id = {j.id: j for j in running}
+        known = {*in_flight, *exits}
+        orphans = [j for j in running if j.tmux_window is None and j.id not in known]
+        for orphan in orphans:
+            if (gone := self._orphan(orphan, now)) is not None:
+                exits[orphan.id] = gone
+        for job_id, ending in list(self.ending.items()):
+            if job_id not in by_id or by_id[job_id].attempt != ending.exit.attempt:
+                del self.ending[job_id]  # finished meanwhile by another way
+            elif job_id not in exits:
+                exits[job_id] = ending.exit
+        return exits
+
+    def end(self, exits: dict[int, Exit], running: Sequence[Job], now: float) -> list[Finished]:
+        """Record the ends of `exits` (see `collect`); the attempts that ended for good."""
+        by_id = {j.id: j for j in running}
+        finished = []
+        for e in exits.values():
+            job = by_id.get(e.job_id)
+            if job is None or job.attempt != e.attempt:
+                continue
+            if e.handle is not None and self.store.record_handle(
+                job.id, job.attempt, e.handle.fields()
+            ):
+                job = e.handle.apply(job)
+            if not e.clean and self._leftovers(job, e, now):
+                continue
+            if (
+                e.exit_code not in (0, None)
+                and job.spec.retry_on
+                and not self._output_read(job, now)
+            ):
+                continue  # retry_on judges the last lines, still on their way: next tick
+            done = self.finish(job, e, now)
+            if done is not None:
+                finished.append(done)
+        return finished
+
+    def _orphan(self, job: Job, now: float) -> Exit | None:
+        """A claimed attempt with no window recorded: the scheduler died between claiming it
+        and recording its window. Never 'lost' for an attempt that never ran."""
+        found = self.runner.find(job)
+        if isinstance(found, Handle):
+            if self.store.record_handle(job.id, job.attempt, found.fields()):
+                log.info(
+                    "job %s attempt %s adopted: it runs in %s", job.id, job.attempt, found.window
+                )
+            return None
+        if isinstance(found, Exit):
+            return found
+        reason = "requeued: the scheduler stopped before starting it"
+        if self.store.transition(
+            job.id, JobState.PENDING, now, expect=[JobState.RUNNING], at_attempt=job.attempt,
+            kind="requeued", event={"reason": reason},
+            **rec.attempt_fields(job.attempt, reason=reason),
+        ):  # fmt: skip
+            log.info("job %s attempt %s never started: pending again", job.id, job.attempt)
+        return None
+
+    def _leftovers(self, job: Job, e: Exit, now: float) -> bool:
+        """End what an uncleanly ended attempt left running; True while some of it lives
+        (the job keeps its GPUs meanwhile). SIGTERM at once, SIGKILL after half the grace."""
+        ending = self.ending.get(job.id)
+        if ending is None:
+            ending = self.ending[job.id] = _Ending(e, now)
+        step: Step | None = None
+        if ending.step is None:
+            step = Step.TERM
+        elif ending.step is Step.TERM and now - ending.since >= self.config.cancel_grace_s / 2:
+            step = Step.KILL
+        left = self.runner.leftovers(job, step)
+        if step is not None:
+            ending.step = step
+        if not left:
+            del self.ending[job.id]
+            return False
+        if step is Step.TERM:
+            reason = f"{e.note or 'ended'}; ending {left} process(es) it left running"
+            log.info("job %s: %s", job.id, reason)
+            self.store.update(job.id, reason=reason)
+        return True
+
+    def _output_read(self, job: Job, now: float) -> bool:
+        """Has an ended job's last output reached its log? A job whose failure `retry_on`
+        judges waits for that, at most OUTPUT_WAIT_S."""
+        first = self.output_wait.setdefault(job.id, now)
+        if self.runner.output_complete(job) or now - first >= OUTPUT_WAIT_S:
+            del self.output_wait[job.id]
+            return True
+        return False
+
+    def finish(self, job: Job, e: Exit, now: float) -> Finished | None:
+        """Record the end of `job`'s attempt; None when another process got there first."""
+        code, note = e.exit_code, e.note
+        if code is None and job.id in self.killed:  # tmux lost it, but we know
+            code, note = 137, "killed with SIGKILL after the grace period"
+        self.killed.discard(job.id)
+        tail = self.runner.output_tail(job) if code not in (0, None) and job.spec.retry_on else ""
+        out = rec.outcome(
+            job, code, tail, now, self.config.retry_backoff_s, note=note,
+            matches=patterns.search_any,
+        )  # fmt: skip
+        ended_at = e.ended_at if e.ended_at is not None else now
+        ended_at = max(ended_at, job.started_at or ended_at)
+        fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
+        if out.state is JobState.PENDING:
+            fields.update(rec.attempt_fields(job.attempt + 1, not_before=out.not_before))
+            fields["reason"] = out.reason
+        else:
+            fields["finished_at"] = ended_at
+        event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
+        ok = self.store.finish_attempt(
+            job, out.state, now, ended_at=ended_at,
+            event=event, **fields,
+        )  # fmt: skip
+        self.runner.forget(job)
+        self.output_wait.pop(job.id, None)
+        if not ok:
+            return None
+        log.info(
+            "job %s (%s) attempt %s ended: exit code %s; %s%s",
+            job.id, job.name, job.attempt, code, out.state.value,
+            f" ({out.reason})" if out.reason else "",
+        )  # fmt: skip
+        hook = "retrying" if out.state is JobState.PENDING else out.state.value
+        return Finished(job, code, out.state, hook)
+
+    def escalate(self, running: Sequence[Job], now: float) -> None:
+        """Timeouts become cancels; cancels go Ctrl-C, then SIGTERM after half the grace
+        period, then SIGKILL after all of it (each step sent once, SIGKILL repeated)."""
+        grace = self.config.cancel_grace_s
+        for job in running:
+            if job.id in self.ending or job.tmux_window is None:
+                continue  # ending its leftovers already, or not started yet
+            key = (job.id, job.attempt)
+            if rec.timed_out(job, now):
+                reason = f"timeout after {format_duration(job.spec.timeout_s or 0)}"
+                log.info("job %s: %s", job.id, reason)
+                self.store.update(job.id, cancel_requested_at=now, cancel_reason=reason)
+                job.cancel_requested_at, job.cancel_reason = now, reason
+            if job.cancel_requested_at is None:
+                continue
+            step = {"term": Step.TERM, "kill": Step.KILL}.get(
+                rec.escalation(job, now, grace) or "", Step.INTERRUPT
+            )
+            last = self.signalled.get(key)
+            if (
+                last is not None
+                and last[0] == step
+                and (step is not Step.KILL or now - last[1] < KILL_AGAIN_S)
+            ):
+                continue
+            if last is not None and _order(last[0]) > _order(step):
+                continue
+            self.runner.signal(job, step)
+            self.signalled[key] = (step, now)
+            if step is Step.KILL:
+                self.killed.add(job.id)
+        live = {(j.id, j.attempt) for j in running}
+        self.signalled = {k: v for k, v in self.signalled.items() if k in live}
+
+    def next_due(self, running: Sequence[Job]) -> float:
+        """When a step of the reaper's falls due without being nudged."""
+        due = [e.since + self.config.cancel_grace_s / 2 for e in self.ending.values()]
+        due += [t + OUTPUT_WAIT_S for t in self.output_wait.values()]
+        return min(due, default=float("inf"))
+
+    @property
+    def busy(self) -> bool:
+        """An ended job waits for its output or its leftovers: look again soon."""
+        return bool(self.output_wait or self.ending)
+
+
+def _order(step: Step) -> int:
+    return [Step.INTERRUPT, Step.TERM, Step.KILL].index(step)

@@ -1,0 +1,243 @@
+"""An in-memory runner with simulated processes on a simulated clock: what lets the real
+scheduler parts be driven through thousands of jobs, restarts and faults in a test.
+
+A job's command says how its simulated process behaves: `sim DURATION [exit=N]
+[leftover=S] [ignore-term] [oom]` runs for DURATION seconds and exits N; with `leftover`,
+a process of it outlives an unclean end by S seconds (as a `nohup`'d worker does);
+`ignore-term` makes it ignore Ctrl-C and SIGTERM; `oom` puts "CUDA out of memory" in its
+output. Anything else runs for 1 s and exits 0.
+
+The runner keeps the ground truth the scheduler cannot see, for the simulation to check
+against: every process that ever ran (`launches`) and what is alive now (`alive`).
+Faults: `kill_server()` (tmux dies: wrappers die, leftovers live on), `kill_wrapper(id)`,
+and `crash_next` (raise `SimCrash` at a point of the next start, as a `kill -9` of the
+scheduler there would stop it).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tmuxtrain.core.model import Job
+from tmuxtrain.runners.base import (
+    Capabilities,
+    Exit,
+    Handle,
+    Started,
+    StartRequest,
+    Step,
+    run_token,
+)
+
+SIGNAL_CODES = {Step.INTERRUPT: 130, Step.TERM: 143, Step.KILL: 137}
+
+
+class SimCrash(BaseException):
+    """The scheduler 'dies' here: nothing after this point of the tick happens."""
+
+
+@dataclass
+class SimProcess:
+    """One attempt's simulated processes: the wrapper (until `ends`, or until killed) and,
+    after an unclean end, leftovers until `leftover_until`."""
+
+    job_id: int
+    attempt: int
+    token: str
+    gpus: tuple[int, ...]
+    vram_mib: int | None
+    started: float
+    ends: float
+    code: int
+    window: str
+    leftover_s: float = 0.0
+    ignore_term: bool = False
+    oom: bool = False
+    killed_at: float | None = None  # the wrapper died then (unclean)
+    killed_code: int | None = None
+    leftover_until: float | None = None
+    window_open: bool = True
+
+    def wrapper_alive(self, now: float) -> bool:
+        return self.killed_at is None and self.ends > now
+
+    def alive(self, now: float) -> bool:
+        """Any process of the attempt (wrapper, job or leftover) still runs."""
+        if self.wrapper_alive(now):
+            return True
+        return self.leftover_until is not None and self.leftover_until > now
+
+
+def parse_sim(command: str) -> tuple[float, int, float, bool, bool]:
+    """`sim DURATION [exit=N] [leftover=S] [ignore-term] [oom]` -> its parts."""
+    words = command.split()
+    duration, code, leftover = 1.0, 0, 0.0
+    if words[:1] == ["sim"] and len(words) > 1:
+        duration = float(words[1])
+    for w in words[2:]:
+        key, _, value = w.partition("=")
+        if key == "exit":
+            code = int(value)
+        elif key == "leftover":
+            leftover = float(value)
+    return duration, code, leftover, "ignore-term" in words, "oom" in words
+
+
+class FakeRunner:
+    """The Runner protocol over simulated processes; `clock()` gives simulated time."""
+
+    kind = "fake"
+    capabilities = Capabilities(places_gpus=True, windows=True)
+
+    def __init__(self, clock: Callable[[], float], home: str = "/sim") -> None:
+        self.clock = clock
+        self.home = home
+        self.procs: dict[str, SimProcess] = {}  # by run token
+        self.launches: list[tuple[int, int, float]] = []  # (job, attempt, time) ever started
+        self.answers: list[Started] = []
+        self.crash_next: str | None = None  # "before-window" | "after-window" | "answer-lost"
+        self._windows = itertools.count(1)
+
+    # ---- faults -----------------------------------------------------------------------
+
+    def kill_server(self) -> None:
+        """tmux dies: every wrapper dies with its window; leftovers live on."""
+        now = self.clock()
+        for p in self.procs.values():
+            p.window_open = False
+            if p.wrapper_alive(now):
+                self._kill(p, now, 129)
+
+    def kill_wrapper(self, job_id: int) -> bool:
+        now = self.clock()
+        for p in self.procs.values():
+            if p.job_id == job_id and p.wrapper_alive(now):
+                self._kill(p, now, 137)
+                return True
+        return False
+
+    def _kill(self, p: SimProcess, now: float, code: int) -> None:
+        p.killed_at, p.killed_code = now, code
+        if p.leftover_s:
+            p.leftover_until = now + p.leftover_s
+
+    def alive(self) -> list[SimProcess]:
+        now = self.clock()
+        return [p for p in self.procs.values() if p.alive(now)]
+
+    # ---- the protocol -----------------------------------------------------------------
+
+    def open(self, wake: Callable[[], None], answered: Callable[[], None]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def prepare(self, dirty: bool) -> None:
+        pass
+
+    def finish_tick(self) -> None:
+        pass
+
+    def start(self, request: StartRequest) -> None:
+        job, now = request.job, self.clock()
+        token = run_token(self.home, job.id, job.attempt)
+        if self.crash_next == "before-window":
+            self.crash_next = None
+            raise SimCrash("before-window")
+        duration, code, leftover, ignore_term, oom = parse_sim(job.spec.command)
+        p = SimProcess(
+            job.id, job.attempt, token, request.gpus, job.spec.vram_mib, now, now + duration,
+            code, f"@{next(self._windows)}", leftover, ignore_term, oom,
+        )  # fmt: skip
+        assert token not in self.procs, f"attempt {token} started twice"
+        self.procs[token] = p
+        self.launches.append((job.id, job.attempt, now))
+        if self.crash_next == "after-window":
+            self.crash_next = None
+            raise SimCrash("after-window")
+        self.answers.append(Started(job.id, job.attempt, Handle(p.window, p.window, None)))
+
+    def started(self, wait: bool = False) -> list[Started]:
+        out, self.answers = self.answers, []
+        if out and self.crash_next == "answer-lost":
+            self.crash_next = None
+            raise SimCrash("answer-lost")
+        return out
+
+    def in_flight(self) -> int:
+        return len(self.answers)
+
+    def _proc(self, job: Job) -> SimProcess | None:
+        return self.procs.get(run_token(self.home, job.id, job.attempt))
+
+    def _exit(self, p: SimProcess, now: float) -> Exit | None:
+        if p.killed_at is not None:
+            return Exit(p.job_id, p.attempt, p.killed_code, "killed", clean=False, ended_at=now)
+        if p.ends <= now:
+            return Exit(p.job_id, p.attempt, p.code, ended_at=p.ends)
+        return None
+
+    def exits(self, running: Sequence[Job], now: float, *, full: bool, nudged: bool) -> list[Exit]:
+        out = []
+        for job in running:
+            p = self._proc(job)
+            if p is not None and job.tmux_window is not None:
+                e = self._exit(p, now)
+                if e is not None:
+                    out.append(e)
+        return out
+
+    def find(self, job: Job) -> Handle | Exit | None:
+        p = self._proc(job)
+        if p is None:
+            return None
+        now = self.clock()
+        if p.window_open and p.killed_at is None:
+            return Handle(p.window, p.window, None)
+        return self._exit(p, now) or Exit(job.id, job.attempt, None, "lost", clean=False)
+
+    def signal(self, job: Job, step: Step) -> None:
+        p = self._proc(job)
+        now = self.clock()
+        if p is None or not p.wrapper_alive(now):
+            return
+        if step is Step.KILL or not p.ignore_term:
+            p.ends, p.code = now, SIGNAL_CODES[step]
+
+    def leftovers(self, job: Job, step: Step | None) -> int:
+        p = self._proc(job)
+        now = self.clock()
+        if p is None or p.leftover_until is None or p.leftover_until <= now:
+            return 0
+        if step is Step.KILL or (step is Step.TERM and not p.ignore_term):
+            p.leftover_until = now
+            return 0
+        return 1
+
+    def output_complete(self, job: Job) -> bool:
+        return True
+
+    def output_tail(self, job: Job) -> str:
+        p = self._proc(job)
+        return "RuntimeError: CUDA out of memory" if p is not None and p.oom else ""
+
+    def forget(self, job: Job) -> None:
+        pass
+
+    def close_windows(self, windows: Sequence[str]) -> None:
+        shut = set(windows)
+        now = self.clock()
+        for p in self.procs.values():
+            if p.window in shut:
+                p.window_open = False
+                if p.wrapper_alive(now):  # closing a running job's window kills it
+                    self._kill(p, now, 129)
+
+    def next_event(self) -> float:
+        now = self.clock()
+        times = [p.ends for p in self.procs.values() if p.wrapper_alive(now)]
+        times += [p.leftover_until for p in self.procs.values() if p.leftover_until]
+        return min((t for t in times if t > now), default=float("inf"))

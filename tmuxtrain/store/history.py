@@ -1,0 +1,123 @@
+"""What accumulates beside the jobs: events, the metric history, attempts and checkpoints.
+
+Writes take the caller's open transaction (`db`), so a job's change and its event or its
+attempt record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from tmuxtrain.core.model import Job
+
+
+def add_event(
+    db: sqlite3.Connection, now: float, job_id: int | None, kind: str, data: dict[str, Any]
+) -> None:
+    db.execute(
+        "INSERT INTO events (t, job_id, kind, data) VALUES (?, ?, ?, ?)",
+        (now, job_id, kind, json.dumps(data, separators=(",", ":"))),
+    )
+
+
+def record_attempt(
+    db: sqlite3.Connection, job: Job, finished_at: float | None, exit_code: int | None, reason: str
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.attempt,
+            job.started_at,
+            finished_at,
+            exit_code,
+            json.dumps(list(job.gpus)),
+            job.tmux_window,
+            reason,
+        ),
+    )
+
+
+class History:
+    """Reads of the accumulating tables, over the store's connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def events(
+        self,
+        after_id: int = 0,
+        limit: int = 1000,
+        *,
+        job_id: int | None = None,
+        kinds: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Events after `after_id`, oldest first; only of one job, or of these kinds."""
+        sql = "SELECT id, t, job_id, kind, data FROM events WHERE id > ?"
+        args: list[Any] = [after_id]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            args.append(job_id)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += list(kinds)
+        rows = self.db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit])
+        return [
+            {"id": i, "t": t, "job_id": j, "kind": k, **json.loads(d)} for i, t, j, k, d in rows
+        ]
+
+    def last_event_id(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    def attempts(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT attempt, started_at, finished_at, exit_code, gpus, tmux_window, reason "
+            "FROM attempts WHERE job_id = ? ORDER BY attempt",
+            (job_id,),
+        )
+        keys = ("attempt", "started_at", "finished_at", "exit_code", "gpus", "tmux_window")
+        out = []
+        for r in rows:
+            d: dict[str, Any] = dict(zip((*keys, "reason"), r, strict=True))
+            d["gpus"] = json.loads(d["gpus"])
+            out.append(d)
+        return out
+
+    def metric_history(self, job_id: int) -> dict[str, list[list[float | None]]]:
+        out: dict[str, list[list[float | None]]] = {}
+        rows = self.db.execute(
+            "SELECT name, t, step, value FROM metrics WHERE job_id = ? ORDER BY name, t, rowid",
+            (job_id,),
+        )
+        for name, t, step, value in rows:
+            out.setdefault(name, []).append([t, step, value])
+        return out
+
+    def log_offset(self, job_id: int) -> int:
+        row = self.db.execute("SELECT log_offset FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def checkpoint_paths(self, job_id: int) -> set[str]:
+        rows = self.db.execute("SELECT path FROM checkpoints WHERE job_id = ?", (job_id,))
+        return {r[0] for r in rows}
+
+    def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT c.path, c.seen_at, c.eval_job_id, j.state, j.metrics FROM checkpoints c "
+            "LEFT JOIN jobs j ON j.id = c.eval_job_id WHERE c.job_id = ? "
+            "ORDER BY c.seen_at, c.path",
+            (job_id,),
+        )
+        return [
+            {
+                "path": p,
+                "seen_at": t,
+                "eval_job_id": e,
+                "eval_state": st,
+                "metrics": json.loads(m) if m else {},
+            }
+            for p, t, e, st, m in rows
+        ]

@@ -1,0 +1,460 @@
+"""SQLite storage of jobs: the only place with SQL, with `history` and `schema` beside it.
+
+WAL mode so readers (ls, the dashboard) never block the scheduler; a busy timeout and
+short `BEGIN IMMEDIATE` transactions so concurrent submitters queue instead of failing;
+state changes are conditional updates (`WHERE state IN ... AND attempt = ...`) so a race
+can never revive a cancelled job, run one twice or end an attempt twice.
+
+The pending queue is cached per connection (`pending`): re-read only when another
+connection committed (`PRAGMA data_version`); this connection's own writes keep the cache
+right themselves, so a scheduler with 10,000 queued jobs does not re-read them all for
+every job that ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from tmuxtrain.core.errors import NotFound
+from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState, can_move
+from tmuxtrain.store import history, schema
+from tmuxtrain.store.codec import (
+    JOB_COLUMNS,
+    JOB_JSON_SQL,
+    check_writable,
+    encode,
+    iso,
+    row_to_job,
+    runtime_s,
+)
+from tmuxtrain.store.history import History, add_event, record_attempt
+
+# What `transition` records as the event of a move, by the state moved to (hook names).
+EVENT_KINDS = {JobState.RUNNING: "started", JobState.PENDING: "retrying"}
+
+
+class Store:
+    """A narrow interface over one SQLite file (or `:memory:`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # Decoded specs by their JSON text: the scheduler re-reads the same queue every
+        # decision, and decoding is most of the cost of reading a job.
+        self._specs: dict[str, JobSpec] = {}
+        self._pending: dict[int, Job] | None = None
+        self._pending_version = -1
+        if path != ":memory:" and not os.path.exists(path):
+            # Created 0600: the database holds job environments.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.create_function("iso", 1, iso, deterministic=True)
+        self.db.create_function("runtime_s", 3, runtime_s, deterministic=True)
+        if path != ":memory:":
+            self._wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        schema.migrate(self.db, time.time())
+        self.history = History(self.db)
+
+    def _wal(self) -> None:
+        # Switching to WAL needs a moment alone with the file; concurrent first opens retry.
+        for _ in range(100):
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                time.sleep(0.05)
+        self.db.execute("PRAGMA journal_mode = WAL")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that takes the write lock at once (no upgrade deadlocks)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- adding -----------------------------------------------------------------------
+
+    def add_jobs(
+        self,
+        items: Sequence[tuple[JobSpec, tuple[int, ...], dict[str, str] | None]],
+        now: float,
+        logs_dir: str,
+        parent_id: int | None = None,
+    ) -> list[int]:
+        """Insert jobs (spec, dependency ids, environment) in one transaction; returns ids.
+
+        A negative dependency -k names the k-th job of this same batch, whose id is not
+        known before the insert.
+        """
+        with self.tx() as db:
+            ids = self._insert(db, items, now, logs_dir, parent_id)
+        self._pending = None
+        return ids
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        items: Sequence[tuple[JobSpec, tuple[int, ...], dict[str, str] | None]],
+        now: float,
+        logs_dir: str,
+        parent_id: int | None,
+    ) -> list[int]:
+        ids: list[int] = []
+        hashes: dict[int, str] = {}
+        for spec, after, env in items:
+            env_hash = None
+            if env is not None:
+                env_hash = hashes.get(id(env))
+                if env_hash is None:
+                    data = json.dumps(env, sort_keys=True)
+                    env_hash = hashlib.sha256(data.encode()).hexdigest()
+                    db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
+                    hashes[id(env)] = env_hash
+            deps = [ids[-d - 1] if d < 0 else d for d in after]
+            cur = db.execute(
+                "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, submitted_at,"
+                " parent_id, has_checkpoints, held) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    json.dumps(spec.to_dict(), separators=(",", ":")),
+                    env_hash,
+                    json.dumps(deps),
+                    spec.priority,
+                    now,
+                    parent_id,
+                    int(spec.checkpoints is not None),
+                    int(spec.hold),
+                ),
+            )
+            job_id = int(cur.lastrowid or 0)
+            db.execute(
+                "UPDATE jobs SET log_path = ?, reason = ? WHERE id = ?",
+                (os.path.join(logs_dir, f"{job_id}.log"), "held" if spec.hold else "", job_id),
+            )
+            add_event(db, now, job_id, "submitted", {"name": spec.name})
+            ids.append(job_id)
+        return ids
+
+    def add_checkpoint_eval(
+        self,
+        job_id: int,
+        path: str,
+        spec: JobSpec,
+        env: dict[str, str] | None,
+        now: float,
+        logs_dir: str,
+    ) -> int | None:
+        """Record a checkpoint and queue its evaluation job, once: None if already known."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO checkpoints (job_id, path, seen_at) VALUES (?, ?, ?)",
+                (job_id, path, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            [eval_id] = self._insert(db, [(spec, (), env)], now, logs_dir, job_id)
+            db.execute(
+                "UPDATE checkpoints SET eval_job_id = ? WHERE job_id = ? AND path = ?",
+                (eval_id, job_id, path),
+            )
+            add_event(db, now, job_id, "checkpoint", {"path": path, "eval_job_id": eval_id})
+        self._pending = None
+        return eval_id
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def env_of(self, job_id: int) -> dict[str, str] | None:
+        row = self.db.execute(
+            "SELECT envs.data FROM jobs JOIN envs ON envs.hash = jobs.env_hash WHERE jobs.id = ?",
+            (job_id,),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get(self, job_id: int) -> Job:
+        row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return row_to_job(row)
+
+    def jobs(
+        self,
+        states: Iterable[JobState] | None = None,
+        ids: Iterable[int] | None = None,
+        *,
+        with_checkpoints: bool = False,
+        finished_after: float | None = None,
+    ) -> list[Job]:
+        """Jobs in id order, optionally only those states or ids, with a `checkpoints:`, or
+        not finished before `finished_after`."""
+        sql, args = f"SELECT {JOB_COLUMNS} FROM jobs", list[object]()
+        where = []
+        if with_checkpoints:
+            where.append("has_checkpoints = 1")
+        if finished_after is not None:
+            where.append("(finished_at IS NULL OR finished_at >= ?)")
+            args.append(finished_after)
+        if states is not None:
+            st = [s.value for s in states]
+            where.append(f"state IN ({','.join('?' * len(st))})")
+            args += st
+        if ids is not None:
+            id_list = list(ids)
+            where.append("id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(id_list))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if len(self._specs) > 10_000:  # bounded: a long-lived scheduler sees many specs
+            self._specs.clear()
+        return [row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def pending(self) -> list[Job]:
+        """The pending jobs, from the cache unless another connection committed since."""
+        version = self.data_version()
+        if self._pending is None or version != self._pending_version:
+            self._pending = {j.id: j for j in self.jobs([JobState.PENDING])}
+            self._pending_version = version
+        return list(self._pending.values())
+
+    def jobs_json(self, states: Iterable[JobState] | None, now: float) -> str:
+        """The contract's JSON array of jobs (`ls --json`) in id order, as text."""
+        sql = f"SELECT {JOB_JSON_SQL} FROM jobs"
+        args: dict[str, Any] = {"now": now}
+        if states is not None:
+            sql += " WHERE state IN (SELECT value FROM json_each(:states))"
+            args["states"] = json.dumps([s.value for s in states])
+        return "[" + ",".join(r[0] for r in self.db.execute(sql + " ORDER BY id", args)) + "]"
+
+    def ids_named(self, name: str) -> list[int]:
+        return [
+            r[0] for r in self.db.execute("SELECT id FROM jobs WHERE name = ? ORDER BY id", (name,))
+        ]
+
+    def resolve(self, ref: str | int) -> int:
+        """An id, or a name that names exactly one job."""
+        text = str(ref).strip()
+        if text.isdigit():
+            if (
+                len(text) <= 18
+                and self.db.execute("SELECT 1 FROM jobs WHERE id = ?", (int(text),)).fetchone()
+            ):
+                return int(text)
+            raise NotFound(f"no job {text}")
+        ids = self.ids_named(text)
+        if not ids:
+            raise NotFound(f"no job named '{text}'")
+        if len(ids) > 1:
+            raise NotFound(
+                f"'{text}' names {len(ids)} jobs ({', '.join(map(str, ids))}): use an id"
+            )
+        return ids[0]
+
+    def finished_windows(self) -> list[tuple[int, str]]:
+        """(job id, window id) of finished jobs whose window is still open, oldest finish
+        first: what trimming needs, without building whole jobs after every finish."""
+        return list(
+            self.db.execute(
+                "SELECT id, tmux_window FROM jobs WHERE state IN (?, ?, ?)"
+                " AND tmux_window IS NOT NULL ORDER BY finished_at, id",
+                [s.value for s in FINISHED],
+            )
+        )
+
+    def cancel_requested(self, job_id: int) -> bool:
+        row = self.db.execute(
+            "SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in JobState}
+        for state, n in self.db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: lets a loop skip work when nothing moved."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    # ---- changing ---------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: int,
+        to: JobState,
+        now: float,
+        *,
+        expect: Iterable[JobState],
+        at_attempt: int | None = None,
+        kind: str | None = None,
+        event: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a job to `to` only if it is in one of `expect` (and the move is allowed),
+        and at attempt `at_attempt` when given; records the event `kind` (by default the
+        hook name of the move). False when another process got there first."""
+        with self.tx() as db:
+            ok = self._transition(db, job_id, to, expect, at_attempt, fields)
+            if ok:
+                add_event(db, now, job_id, kind or EVENT_KINDS.get(to, to.value), event or {})
+        return ok
+
+    def finish_attempt(
+        self,
+        job: Job,
+        to: JobState,
+        now: float,
+        *,
+        ended_at: float,
+        event: dict[str, Any],
+        **fields: Any,
+    ) -> bool:
+        """End `job`'s current attempt (running -> `to`, setting `fields`, `exit_code` and
+        `reason` among them), with its attempt record and its event, in one transaction:
+        an attempt ends exactly once, or not at all."""
+        with self.tx() as db:
+            ok = self._transition(db, job.id, to, [JobState.RUNNING], job.attempt, fields)
+            if ok:
+                add_event(db, now, job.id, EVENT_KINDS.get(to, to.value), event)
+                record_attempt(db, job, ended_at, fields.get("exit_code"), fields.get("reason", ""))
+        return ok
+
+    def _transition(
+        self,
+        db: sqlite3.Connection,
+        job_id: int,
+        to: JobState,
+        expect: Iterable[JobState],
+        attempt: int | None,
+        fields: dict[str, Any],
+    ) -> bool:
+        states = [s.value for s in expect if can_move(s, to)]
+        if not states:
+            return False
+        check_writable(fields)
+        sets = ["state = ?"] + [f"{k} = ?" for k in fields]
+        args = [to.value] + [encode(k, v) for k, v in fields.items()]
+        where = f"id = ? AND state IN ({','.join('?' * len(states))})"
+        args += [job_id, *states]
+        if attempt is not None:
+            where += " AND attempt = ?"
+            args.append(attempt)
+        ok = db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", args).rowcount == 1
+        if ok and self._pending is not None:
+            if to is JobState.PENDING or "attempt" in fields:
+                self._pending = None
+            else:
+                self._pending.pop(job_id, None)
+        return ok
+
+    def cancel_pending(self, job_id: int, reason: str, now: float) -> bool:
+        """Drop a job that has not started (False if it started or ended meanwhile)."""
+        return self.transition(
+            job_id, JobState.CANCELLED, now, expect=[JobState.PENDING],
+            event={"reason": reason}, reason=reason, finished_at=now,
+        )  # fmt: skip
+
+    def record_handle(self, job_id: int, attempt: int, fields: dict[str, Any]) -> bool:
+        """Where a running attempt runs (window, pane, pid); False when that attempt is no
+        longer the running one."""
+        check_writable(fields)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND attempt = ? AND state = 'running'",
+                [*(encode(k, v) for k, v in fields.items()), job_id, attempt],
+            )
+        return cur.rowcount == 1
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        check_writable(fields)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as db:
+            db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ?",
+                [*(encode(k, v) for k, v in fields.items()), job_id],
+            )
+        if self._pending is not None and job_id in self._pending:
+            self._pending = None
+
+    def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE jobs SET spec = ?, priority = ? WHERE id = ?",
+                (json.dumps(spec, separators=(",", ":")), spec.get("priority", 0), job_id),
+            )
+        self._pending = None
+
+    def set_reasons(self, reasons: dict[int, str]) -> None:
+        """Store why pending jobs wait; only rows whose reason changed are written."""
+        if not reasons:
+            return
+        with self.tx() as db:
+            db.executemany(
+                "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'pending' AND reason != ?",
+                [(r, i, r) for i, r in reasons.items()],
+            )
+        cached = self._pending or {}
+        for i, r in reasons.items():
+            if i in cached:
+                cached[i].reason = r
+
+    def forget_windows(self, ids: Sequence[int]) -> None:
+        """The windows of these jobs were closed."""
+        with self.tx() as db:
+            db.executemany(
+                "UPDATE jobs SET tmux_window = NULL, tmux_pane = NULL WHERE id = ?",
+                [(i,) for i in ids],
+            )
+
+    def add_event(self, now: float, job_id: int | None, kind: str, data: dict[str, Any]) -> None:
+        with self.tx() as db:
+            add_event(db, now, job_id, kind, data)
+
+    def add_metrics(
+        self,
+        job_id: int,
+        samples: Sequence[tuple[str, float, float | None]],
+        latest: dict[str, Any],
+        now: float,
+        log_offset: int,
+    ) -> None:
+        """Append metric samples (name, value, step), keep latest values and the log offset."""
+        with self.tx() as db:
+            db.executemany(
+                "INSERT INTO metrics (job_id, name, t, step, value) VALUES (?, ?, ?, ?, ?)",
+                [(job_id, n, now, s, v) for n, v, s in samples],
+            )
+            db.execute(
+                "UPDATE jobs SET metrics = ?, log_offset = ? WHERE id = ?",
+                (json.dumps(latest, separators=(",", ":")), log_offset, job_id),
+            )
+            if samples:
+                add_event(db, now, job_id, "metric", {"metrics": latest})
+        if self._pending is not None and job_id in self._pending:
+            self._pending[job_id].metrics = latest
+
+    def record_attempt(
+        self, job: Job, finished_at: float | None, exit_code: int | None, reason: str
+    ) -> None:
+        with self.tx() as db:
+            record_attempt(db, job, finished_at, exit_code, reason)
+
+
+__all__ = ["Store", "history", "iso", "runtime_s"]

@@ -1,0 +1,147 @@
+"""The database schema as named, numbered migrations, recorded in the database itself.
+
+`PRAGMA user_version` holds how many migrations were applied and `PRAGMA application_id`
+marks the file as tmuxtrain's, so a database from a newer tmuxtrain, or a SQLite file that
+is not ours, is refused instead of being written to. Each migration runs in the same
+transaction as its record: a crash mid-upgrade leaves the old schema whole.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+APPLICATION_ID = 0x746D7478  # "tmtx"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE envs (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            env_hash TEXT REFERENCES envs(hash),
+            after_ids TEXT NOT NULL DEFAULT '[]',
+            priority INTEGER NOT NULL DEFAULT 0,
+            held INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            gpus TEXT NOT NULL DEFAULT '[]',
+            exit_code INTEGER,
+            reason TEXT NOT NULL DEFAULT '',
+            log_path TEXT NOT NULL DEFAULT '',
+            tmux_window TEXT,
+            tmux_pane TEXT,
+            pid INTEGER,
+            pid_start REAL,
+            master_port INTEGER,
+            submitted_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            not_before REAL,
+            parent_id INTEGER,
+            cancel_requested_at REAL,
+            cancel_reason TEXT NOT NULL DEFAULT '',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            log_offset INTEGER NOT NULL DEFAULT 0,
+            has_checkpoints INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_checkpoints ON jobs(has_checkpoints) WHERE has_checkpoints = 1;
+        CREATE INDEX jobs_state ON jobs(state);
+        CREATE INDEX jobs_name ON jobs(name);
+        CREATE TABLE attempts (
+            job_id INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            exit_code INTEGER,
+            gpus TEXT NOT NULL DEFAULT '[]',
+            tmux_window TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job_id, attempt)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            t REAL NOT NULL,
+            job_id INTEGER,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE metrics (
+            job_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            t REAL NOT NULL,
+            step REAL,
+            value REAL NOT NULL
+        );
+        CREATE INDEX metrics_job ON metrics(job_id, name, t);
+        CREATE TABLE checkpoints (
+            job_id INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            eval_job_id INTEGER,
+            PRIMARY KEY (job_id, path)
+        );
+        """,
+    ),
+    (
+        # The boot a recorded pid belongs to: after a reboot it names another process.
+        "0002_pid_boot",
+        """
+        ALTER TABLE jobs ADD COLUMN pid_boot TEXT;
+        CREATE INDEX events_job ON events(job_id, id);
+        """,
+    ),
+]
+VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The file is not a tmuxtrain database this version can use; the message says which."""
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def check(db: sqlite3.Connection) -> int:
+    """How many migrations this database has; SchemaError when it is not ours or too new."""
+    app = int(db.execute("PRAGMA application_id").fetchone()[0])
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = _tables(db)
+    if app not in (0, APPLICATION_ID) or (app == 0 and tables and "migrations" not in tables):
+        raise SchemaError("it is not a tmuxtrain database (another program's SQLite file)")
+    if app == 0 and "migrations" in tables:  # before numbering: count the recorded names
+        names = {r[0] for r in db.execute("SELECT name FROM migrations")}
+        known = [n for n, _ in MIGRATIONS]
+        if names - set(known):
+            raise SchemaError(f"it was made by a newer tmuxtrain (migrations {sorted(names)})")
+        version = len(names)
+    if version > VERSION:
+        raise SchemaError(
+            f"it was made by a newer tmuxtrain (schema {version}, this one knows {VERSION})"
+        )
+    return version
+
+
+def migrate(db: sqlite3.Connection, now: float) -> None:
+    """Apply the missing migrations, each with its record, in one write transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = check(db)
+        if version < VERSION:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            for name, sql in MIGRATIONS[version:]:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO migrations VALUES (?, ?)", (name, now))
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
