@@ -374,3 +374,13 @@ def test_one_decision_never_overcommits(q: tuple[list[Job], list[GpuInfo], Confi
         assert len(on) <= cfg.max_jobs_per_gpu
         committed = sum(vram or 0 for vram, _ in on)
         assert g.memory_used_mib + committed <= g.memory_total_mib - cfg.headroom_mib
+
+
+def test_a_job_that_can_never_fit_holds_up_no_one() -> None:
+    """A request larger than the machine waits with its reason, but neither blocks a
+    strict queue nor reserves GPUs: nothing it waits for can ever come."""
+    for backfill in (False, True):
+        d = decide([job(1, gpus=4), job(2)], gpus(2), replace(CFG, backfill=backfill), NOW)
+        assert launched(d) == [2]
+        assert d.reasons[1] == "needs 4 GPUs, this machine has 2 GPUs"
+        assert d.reservation is None

@@ -101,7 +101,8 @@ def allocate(
         return plain
     if request.gpus > len(loads):
         have = "no GPUs" if not loads else f"{_plural(len(loads), 'GPU')}"
-        return Allocation((), f"needs {_plural(request.gpus, 'GPU')}, this machine has {have}")
+        why = f"needs {_plural(request.gpus, 'GPU')}, this machine has {have}"
+        return Allocation((), why, never=True)
     if request.vram_mib is None:
         fit = [
             x.index
@@ -118,6 +119,7 @@ def allocate(
             (),
             f"needs {format_mib(need)} per GPU, the largest GPU has {format_mib(max(biggest, 0))}"
             " after headroom",
+            never=True,
         )
     fit_loads = [
         x

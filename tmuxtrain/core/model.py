@@ -229,6 +229,7 @@ class Allocation:
 
     gpus: tuple[int, ...] = ()
     reason: str = ""
+    never: bool = False  # the request can never fit these GPUs, however many free up
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
-from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
+from tmuxtrain.core.model import Allocation, Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.units import format_duration
 
 
@@ -24,6 +24,9 @@ class Decisions:
     launches: list[Launch] = field(default_factory=list)
     cancels: list[tuple[int, str]] = field(default_factory=list)  # (job id, why)
     reasons: dict[int, str] = field(default_factory=dict)  # pending job id -> why it waits
+    # Backfill: the job at the head of the queue that could not start, the GPUs it is
+    # first in line for, and how many launches came before it (none after it use them).
+    reservation: tuple[int, frozenset[int], int] | None = None
 
 
 def holdings_of(running: Iterable[Job]) -> list[Holding]:
@@ -103,7 +106,7 @@ def decide(
     # Why a shape (gpus, then vram) found no room: holdings only grow within a step, so a
     # later job of that shape finds none either. Nested, not keyed by a tuple: a tuple per
     # job would wake the garbage collector over the whole queue.
-    failed: dict[int, dict[int | None, str]] = {}
+    failed: dict[int, dict[int | None, Allocation]] = {}
     out = Decisions()
     reasons = out.reasons  # the hot loop below runs once per pending job: keep it lean
     blocked_by: Job | None = None
@@ -139,10 +142,8 @@ def decide(
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
         of_gpus = failed.get(spec.gpus)
-        why = of_gpus.get(spec.vram_mib) if of_gpus is not None else None
-        if why is not None:
-            reasons[job.id] = why
-        else:
+        known_fail = of_gpus.get(spec.vram_mib) if of_gpus is not None else None
+        if known_fail is None:
             alloc = allocate(
                 gpus,
                 holdings,
@@ -159,10 +160,13 @@ def decide(
                     holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            failed.setdefault(spec.gpus, {})[spec.vram_mib] = alloc.reason
-            reasons[job.id] = alloc.reason
+            known_fail = failed.setdefault(spec.gpus, {})[spec.vram_mib] = alloc
+        reasons[job.id] = known_fail.reason
+        if known_fail.never:
+            continue  # it waits for nothing that can come: it holds up no one
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
             reserved = reserve(loads, Request(spec.gpus, spec.vram_mib), config.headroom_mib)
+            out.reservation = (job.id, reserved, len(out.launches))
     return out

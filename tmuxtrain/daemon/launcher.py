@@ -22,6 +22,7 @@ from tmuxtrain.settings import Settings
 from tmuxtrain.store import Store
 
 log = logging.getLogger("tmuxtrain.daemon")
+START_AGAIN_S = 2.0  # a start that failed because tmux was gone is tried again this much later
 
 
 class Launcher:
@@ -48,7 +49,7 @@ class Launcher:
         active = [*pending, *running]
         ids = {j.id for j in active}
         deps = {d for j in pending for d in j.after_ids} - ids
-        dep_states = {j.id: (j.state, j.name) for j in self.store.jobs(ids=deps)} if deps else {}
+        dep_states = self.store.states(deps) if deps else {}
         decisions = decide(active, gpus, self.config, now, dep_states)
         self.last = decisions
         for job_id, why in decisions.cancels:
@@ -135,7 +136,7 @@ class Launcher:
             self.store.transition(
                 job.id, JobState.PENDING, now, expect=[JobState.RUNNING], at_attempt=job.attempt,
                 kind="requeued", event={"reason": reason},
-                **attempt_fields(job.attempt, reason=reason),
+                **attempt_fields(job.attempt, not_before=now + START_AGAIN_S, reason=reason),
             )  # fmt: skip
             return
         log.error("could not start job %s: %s", job.id, answer.error)

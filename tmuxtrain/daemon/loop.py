@@ -188,9 +188,16 @@ class Scheduler:
         c = self.store.counts()
         return c["pending"] == 0 and c["running"] == 0
 
-    def run(self, *, until_idle: bool = False, max_ticks: int | None = None) -> str:
+    def run(
+        self,
+        *,
+        until_idle: bool = False,
+        max_ticks: int | None = None,
+        until: float | None = None,
+    ) -> str:
         """Tick until stopped (SIGTERM/SIGINT/SIGHUP), or until no job is pending or running
-        (`until_idle`), or `max_ticks` ticks; returns why it stopped."""
+        (`until_idle`), or `max_ticks` ticks, or the clock reached `until`; returns why it
+        stopped."""
         with self._serving() as (nudges, answers):
             ticks = 0
             while not self.stopping:
@@ -204,8 +211,10 @@ class Scheduler:
                     self.stopping = "idle"
                 elif max_ticks and ticks >= max_ticks:
                     self.stopping = f"{ticks} ticks"
+                elif until is not None and self.clock.time() >= until:
+                    self.stopping = "time"
                 else:
-                    self._sleep(nudges, answers)
+                    self._sleep(nudges, answers, until)
         return self.stopping
 
     def _failed(self, e: Exception) -> None:
@@ -256,11 +265,15 @@ class Scheduler:
                 for fd in (nudges, answers_r, answers_w):
                     os.close(fd)
 
-    def _sleep(self, nudges: int, answers: int) -> None:
-        """Wait for the next tick: a nudge, or the time `next_wake` says. Start answers
-        that come meanwhile are recorded without a tick."""
+    def _sleep(self, nudges: int, answers: int, until: float | None = None) -> None:
+        """Wait for the next tick: a nudge, or the time `next_wake` says (at most until
+        `until`). Start answers that come meanwhile are recorded without a tick."""
         while not self.stopping:
-            ready = self.clock.wait(self.next_wake(self.clock.time()), [nudges, answers])
+            now = self.clock.time()
+            wait = self.next_wake(now)
+            if until is not None:
+                wait = max(0.0, min(wait, until - now))
+            ready = self.clock.wait(wait, [nudges, answers])
             for fd in ready:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(fd, 4096):

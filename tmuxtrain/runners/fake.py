@@ -95,24 +95,29 @@ class FakeRunner:
         self.clock = clock
         self.home = home
         self.procs: dict[str, SimProcess] = {}  # by run token
+        self.live: dict[str, SimProcess] = {}  # those not known to be over (see `alive`)
+        self.windows: dict[str, SimProcess] = {}
         self.launches: list[tuple[int, int, float]] = []  # (job, attempt, time) ever started
         self.answers: list[Started] = []
         self.crash_next: str | None = None  # "before-window" | "after-window" | "answer-lost"
         self._windows = itertools.count(1)
+        self.down_until = -1.0
 
     # ---- faults -----------------------------------------------------------------------
 
-    def kill_server(self) -> None:
-        """tmux dies: every wrapper dies with its window; leftovers live on."""
+    def kill_server(self, down_for: float = 0.0) -> None:
+        """tmux dies: every wrapper dies with its window; leftovers live on. For `down_for`
+        seconds no new one can start (starts fail as tmux's do when it is not running)."""
         now = self.clock()
-        for p in self.procs.values():
+        self.down_until = now + down_for
+        for p in self.alive():
             p.window_open = False
             if p.wrapper_alive(now):
                 self._kill(p, now, 129)
 
     def kill_wrapper(self, job_id: int) -> bool:
         now = self.clock()
-        for p in self.procs.values():
+        for p in self.alive():
             if p.job_id == job_id and p.wrapper_alive(now):
                 self._kill(p, now, 137)
                 return True
@@ -124,8 +129,11 @@ class FakeRunner:
             p.leftover_until = now + p.leftover_s
 
     def alive(self) -> list[SimProcess]:
+        """The attempts with a live process now (wrapper, job or leftover)."""
         now = self.clock()
-        return [p for p in self.procs.values() if p.alive(now)]
+        for token in [t for t, p in self.live.items() if not p.alive(now)]:
+            del self.live[token]
+        return list(self.live.values())
 
     # ---- the protocol -----------------------------------------------------------------
 
@@ -147,13 +155,17 @@ class FakeRunner:
         if self.crash_next == "before-window":
             self.crash_next = None
             raise SimCrash("before-window")
+        if now < self.down_until:
+            error = "no server running on /tmp/tmux-0/sim"
+            self.answers.append(Started(job.id, job.attempt, None, error, retryable=True))
+            return
         duration, code, leftover, ignore_term, oom = parse_sim(job.spec.command)
         p = SimProcess(
             job.id, job.attempt, token, request.gpus, job.spec.vram_mib, now, now + duration,
             code, f"@{next(self._windows)}", leftover, ignore_term, oom,
         )  # fmt: skip
         assert token not in self.procs, f"attempt {token} started twice"
-        self.procs[token] = p
+        self.procs[token] = self.live[token] = self.windows[p.window] = p
         self.launches.append((job.id, job.attempt, now))
         if self.crash_next == "after-window":
             self.crash_next = None
@@ -228,16 +240,17 @@ class FakeRunner:
         pass
 
     def close_windows(self, windows: Sequence[str]) -> None:
-        shut = set(windows)
         now = self.clock()
-        for p in self.procs.values():
-            if p.window in shut:
+        for window in windows:
+            p = self.windows.get(window)
+            if p is not None:
                 p.window_open = False
                 if p.wrapper_alive(now):  # closing a running job's window kills it
                     self._kill(p, now, 129)
 
     def next_event(self) -> float:
         now = self.clock()
-        times = [p.ends for p in self.procs.values() if p.wrapper_alive(now)]
-        times += [p.leftover_until for p in self.procs.values() if p.leftover_until]
+        live = self.alive()
+        times = [p.ends for p in live if p.wrapper_alive(now)]
+        times += [p.leftover_until for p in live if p.leftover_until]
         return min((t for t in times if t > now), default=float("inf"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import sqlite3
 import time
@@ -36,6 +37,8 @@ from tmuxtrain.store.codec import (
 )
 from tmuxtrain.store.history import History, add_event, record_attempt
 
+_ID = operator.attrgetter("id")
+_STATES = {s.value: s for s in JobState}
 # What `transition` records as the event of a move, by the state moved to (hook names).
 EVENT_KINDS = {JobState.RUNNING: "started", JobState.PENDING: "retrying"}
 
@@ -50,6 +53,7 @@ class Store:
         self._specs: dict[str, JobSpec] = {}
         self._pending: dict[int, Job] | None = None
         self._pending_version = -1
+        self._joining: list[int] = []  # made pending in the open transaction
         if path != ":memory:" and not os.path.exists(path):
             # Created 0600: the database holds job environments.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
@@ -84,8 +88,13 @@ class Store:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._joining.clear()
+            self._pending = None  # it may hold what was rolled back
             raise
         self.db.execute("COMMIT")
+        if self._joining:
+            joining, self._joining = self._joining, []
+            self._cache_pending(joining)
 
     # ---- adding -----------------------------------------------------------------------
 
@@ -103,7 +112,7 @@ class Store:
         """
         with self.tx() as db:
             ids = self._insert(db, items, now, logs_dir, parent_id)
-        self._pending = None
+        self._cache_pending(ids)
         return ids
 
     def _insert(
@@ -173,7 +182,7 @@ class Store:
                 (eval_id, job_id, path),
             )
             add_event(db, now, job_id, "checkpoint", {"path": path, "eval_job_id": eval_id})
-        self._pending = None
+        self._cache_pending([eval_id])
         return eval_id
 
     # ---- reading ----------------------------------------------------------------------
@@ -222,13 +231,31 @@ class Store:
             self._specs.clear()
         return [row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
 
+    def _cache_pending(self, ids: Sequence[int]) -> None:
+        """Jobs this connection just made pending join the cache (read back, so the cache
+        holds them exactly as stored) instead of making it read the whole queue again."""
+        if self._pending is not None and ids:
+            for job in self.jobs(ids=ids):
+                if job.state is JobState.PENDING:
+                    self._pending[job.id] = job
+                else:
+                    self._pending.pop(job.id, None)
+
+    def states(self, ids: Iterable[int]) -> dict[int, tuple[JobState, str]]:
+        """(state, name) of these jobs: what dependencies need, without whole jobs."""
+        rows = self.db.execute(
+            "SELECT id, state, name FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
+        return {i: (_STATES[st], name) for i, st, name in rows}
+
     def pending(self) -> list[Job]:
         """The pending jobs, from the cache unless another connection committed since."""
         version = self.data_version()
         if self._pending is None or version != self._pending_version:
             self._pending = {j.id: j for j in self.jobs([JobState.PENDING])}
             self._pending_version = version
-        return list(self._pending.values())
+        return sorted(self._pending.values(), key=_ID)
 
     def jobs_json(self, states: Iterable[JobState] | None, now: float) -> str:
         """The contract's JSON array of jobs (`ls --json`) in id order, as text."""
@@ -268,8 +295,9 @@ class Store:
         first: what trimming needs, without building whole jobs after every finish."""
         return list(
             self.db.execute(
-                "SELECT id, tmux_window FROM jobs WHERE state IN (?, ?, ?)"
-                " AND tmux_window IS NOT NULL ORDER BY finished_at, id",
+                # `+state`: walk the small index of open windows, not every finished job
+                "SELECT id, tmux_window FROM jobs WHERE tmux_window IS NOT NULL"
+                " AND +state IN (?, ?, ?) ORDER BY finished_at, id",
                 [s.value for s in FINISHED],
             )
         )
@@ -355,10 +383,9 @@ class Store:
             args.append(attempt)
         ok = db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", args).rowcount == 1
         if ok and self._pending is not None:
-            if to is JobState.PENDING or "attempt" in fields:
-                self._pending = None
-            else:
-                self._pending.pop(job_id, None)
+            self._pending.pop(job_id, None)
+            if to is JobState.PENDING:
+                self._joining.append(job_id)  # read back once the transaction committed
         return ok
 
     def cancel_pending(self, job_id: int, reason: str, now: float) -> bool:
@@ -391,7 +418,7 @@ class Store:
                 [*(encode(k, v) for k, v in fields.items()), job_id],
             )
         if self._pending is not None and job_id in self._pending:
-            self._pending = None
+            self._cache_pending([job_id])
 
     def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
         with self.tx() as db:
@@ -399,7 +426,7 @@ class Store:
                 "UPDATE jobs SET spec = ?, priority = ? WHERE id = ?",
                 (json.dumps(spec, separators=(",", ":")), spec.get("priority", 0), job_id),
             )
-        self._pending = None
+        self._cache_pending([job_id])
 
     def set_reasons(self, reasons: dict[int, str]) -> None:
         """Store why pending jobs wait; only rows whose reason changed are written."""

@@ -91,6 +91,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         ALTER TABLE jobs ADD COLUMN pid_boot TEXT;
         CREATE INDEX events_job ON events(job_id, id);
+        CREATE INDEX jobs_windows ON jobs(finished_at, id) WHERE tmux_window IS NOT NULL;
         """,
     ),
 ]
