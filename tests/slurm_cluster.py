@@ -8,8 +8,9 @@ free ones picked at start, so two clusters, or a system Slurm, never clash; clie
 one only through `SLURM_CONF` in `cluster.env`.
 
 `start_cluster(folder)` returns a `SlurmCluster`; `stop()` ends only what it started, by pid:
-the three daemons, then the job steps our slurmd started (processes whose environment names
-this cluster's slurm.conf) with their children. `cluster.json` in the folder records the pids
+the three daemons, then what they started: the job steps (slurmstepd processes whose
+environment names this cluster's slurm.conf) and the processes of its jobs (that slurm.conf
+and a SLURM_JOB_ID), with their children. `cluster.json` in the folder records the pids
 (with their start times, so a reused pid is never hit), and a later start ends the daemons of
 an earlier run whose owner died without stopping them, and nothing else.
 
@@ -100,13 +101,14 @@ class SlurmCluster:
         return {name: _alive(pid) for name, pid in self.pids.items()}
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End the daemons (TERM, then KILL after `timeout`), then any job step they left."""
-        steps = _procs_naming(self.conf)
+        """End the daemons (TERM, then KILL after `timeout`), then the job steps and job
+        processes they left (SIGKILL), then munged."""
+        steps = _job_procs(self.conf)
         slurm = {n: p for n, p in self.pids.items() if n != "munged"}
         _terminate(slurm, self._procs, timeout)
-        _kill_trees(steps | _procs_naming(self.conf))
+        _kill_trees(steps | _job_procs(self.conf))
         deadline = time.monotonic() + timeout
-        while (left := _procs_naming(self.conf)) and time.monotonic() < deadline:
+        while (left := _job_procs(self.conf)) and time.monotonic() < deadline:
             _kill_trees(left)  # a slurmstepd that was still finishing its job
             time.sleep(0.02)
         _terminate({n: p for n, p in self.pids.items() if n == "munged"}, self._procs, timeout)
@@ -444,9 +446,11 @@ def _terminate(
                 proc.wait(timeout=5)
 
 
-def _procs_naming(conf: Path) -> set[int]:
-    """Processes whose environment has SLURM_CONF=conf: job steps (slurmstepd) started by a
-    slurmd of this cluster, and jobs that exported it (never this process)."""
+def _job_procs(conf: Path) -> set[int]:
+    """The job steps (slurmstepd) of this cluster's slurmd and the processes of its jobs:
+    those whose environment has SLURM_CONF=conf and that are a slurmstepd or carry a
+    SLURM_JOB_ID. A client that merely has SLURM_CONF set (a shell running squeue) is not
+    one of them, nor is this process."""
     needle = f"SLURM_CONF={conf}".encode()
     found = set()
     me = os.getpid()
@@ -454,10 +458,13 @@ def _procs_naming(conf: Path) -> set[int]:
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if needle not in environ:
+                continue
+            stepd = (entry / "comm").read_text().strip() == "slurmstepd"
         except OSError:
             continue
-        if needle in environ.split(b"\0"):
+        if stepd or any(v.startswith(b"SLURM_JOB_ID=") for v in environ):
             found.add(int(entry.name))
     return found
 
@@ -521,7 +528,7 @@ def _reap_folder(root: Path) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     if record.get("conf"):
-        _kill_trees(_procs_naming(Path(record["conf"])))
+        _kill_trees(_job_procs(Path(record["conf"])))
     with contextlib.suppress(OSError):
         (root / "cluster.json").unlink()
 
