@@ -347,11 +347,12 @@ def _wait(
     cluster: SlurmCluster, name: str, deadline: float, ready: Callable[[], bool],
     every: float = 0.02, why: Callable[[], str] | None = None,
 ) -> None:  # fmt: skip
-    proc = cluster._procs[name]
     while True:
-        code = proc.poll()
-        if code is not None:
-            raise ClusterUnavailable(f"{name} exited with {code}: {_last_error(cluster.log(name))}")
+        for daemon, proc in cluster._procs.items():  # any of them, not only the awaited one
+            code = proc.poll()
+            if code is not None:
+                last = _last_error(cluster.log(daemon))
+                raise ClusterUnavailable(f"{daemon} exited with {code}: {last}")
         if ready():
             return
         if time.monotonic() > deadline:
