@@ -174,7 +174,7 @@ NOISE = [
     "Total params: 11,181,642",
     "Saving model checkpoint to ./results/checkpoint-500",
     "wandb: Run data is saved locally in /home/user/wandb/run-20240501_123045-abc123",
-    "step=nan loss=inf",  # not finite: useless on a plot and invalid JSON
+    "step=nan lr=inf",  # not finite: useless on a plot (a loss is another matter, below)
     "",
 ]
 
@@ -182,6 +182,17 @@ NOISE = [
 @pytest.mark.parametrize("line", NOISE)
 def test_noise_lines_carry_no_metric(line: str) -> None:
     assert parse_line(line) == {}
+
+
+def test_a_diverged_loss_is_kept() -> None:
+    # nan/inf elsewhere is noise; a loss of nan is the news a dashboard must show
+    assert parse_line("step=nan loss=nan lr=inf") == {"loss": pytest.approx(math.nan, nan_ok=True)}
+    p = LogParser()
+    samples = feed_lines(
+        p, "step=1 loss=0.5", "step=2 loss=nan", "step=2 loss=nan", "step=3 loss=inf"
+    )
+    assert [s.step for s in samples if s.name == "loss"] == [1, 2, 3]  # NaN repeated: once
+    assert math.isinf(p.latest["loss"])
 
 
 def test_noise_log_gives_no_samples() -> None:
@@ -282,6 +293,7 @@ def test_space_values_are_read_where_a_word_trigger_is_anywhere_in_the_line() ->
         "step": [5],
         "train_loss": [0.3],
         "acc": [0.9],
+        "loss": [0.3],  # the training loss by another name: the LOSS column shows it
     }
     # no "loss N"/"epoch N" in the line: only its `key=value` pairs are read
     assert by_name(feed_lines(LogParser(), "step=5 acc 0.9")) == {"step": [5]}
@@ -305,19 +317,18 @@ def test_a_custom_pattern_no_bytes_filter_can_take_reads_every_line() -> None:
 
 
 def test_repeated_value_texts_read_the_same_and_non_finite_ones_never() -> None:
+    # (not a loss: a non-finite loss is kept, see test_a_diverged_loss_is_kept)
     p = LogParser()
-    samples = feed_lines(p, "step=1 loss=1e999", "step=2 loss=0.5", "step=3 loss=1e999")
-    samples += feed_lines(
-        p, "step=4 loss=0.5", "step=4 loss=0.5", "step=5 loss=0", "step=6 loss=-0"
-    )
-    assert [(s.name, s.value, s.step) for s in samples if s.name == "loss"] == [
-        ("loss", 0.5, 2),
-        ("loss", 0.5, 4),  # the same value at another step is another sample
-        ("loss", 0.0, 5),
-        ("loss", 0.0, 6),
+    samples = feed_lines(p, "step=1 acc=1e999", "step=2 acc=0.5", "step=3 acc=1e999")
+    samples += feed_lines(p, "step=4 acc=0.5", "step=4 acc=0.5", "step=5 acc=0", "step=6 acc=-0")
+    assert [(s.name, s.value, s.step) for s in samples if s.name == "acc"] == [
+        ("acc", 0.5, 2),
+        ("acc", 0.5, 4),  # the same value at another step is another sample
+        ("acc", 0.0, 5),
+        ("acc", 0.0, 6),
     ]
     assert math.copysign(1, samples[-1].value) == -1  # "-0" is read as -0.0, not as "0" was
-    assert p.latest == {"step": 6, "loss": 0}
+    assert p.latest == {"step": 6, "acc": 0}
 
 
 # --- progress, steps for plotting, ETA --------------------------------------------------------
