@@ -266,6 +266,7 @@ _HINT_PER_EPOCH = 1  # its step counter restarts every epoch (Lightning, Keras, 
 _HINT_PLAIN_BAR = 2  # step/steps come from a progress bar (maybe an eval bar)
 _HINT_ZERO_BASED = 4  # epochs count from 0 (Swin's "Train: [0/300]")
 _HINT_LAST_INDEX = 8  # the epoch total is the last epoch's index (Lightning's Rich bar "0/2")
+_HINT_RESULTS = 16  # Lightning's validation/test bar: a results table may follow
 
 
 class Sample(NamedTuple):
@@ -529,6 +530,9 @@ def _counters(line: str, rev: str, r: _Reading) -> tuple[str, int]:
 def _bar_desc(line: str, desc: str, r: _Reading) -> bool:
     """Is a progress bar with this description the training bar? Notes what it says."""
     r.hints |= _HINT_PLAIN_BAR  # an eval bar may look the same: see `LogParser._main_bar`
+    if _RESULTS_BAR.match(desc):
+        r.hints |= _HINT_RESULTS
+        return False
     epoch = _TQDM_EPOCH.search(desc)
     if epoch:  # Lightning: "Epoch 3:  45%|...| 450/1000"
         r.put("epoch", line, *epoch.span(1))
@@ -548,7 +552,10 @@ _HEAD_START = re.compile(
     r"[ \t│┃|]*(?:(?P<col>Epoch|epoch|Class)[ \t]+[A-Za-z_]"
     r"|(?P<kv>Validate|Test|Predict|Validation|Testing) metric\b)"
 )
-_RESULTS_HEAD = re.compile(rb"(?:Validate|Test|Predict|Validation|Testing) metric\b")
+# Lightning prints its results table after a "Validation"/"Testing" bar: such a bar makes
+# every line a candidate until the table ends (a scan of every chunk for the table's header
+# would cost 2-3% of the parser's time on every job).
+_RESULTS_BAR = re.compile(r"[ \t]*(?:Validation|Testing|Predicting)\b")
 _HEAD_TOKEN = re.compile(r"[A-Za-z][\w()@.:/…-]*")
 _COLON_SP = re.compile(r":(?:[ \t]|$)")  # where a YOLO row's progress bar begins
 _TABLE_SKIP = frozenset(
@@ -1090,8 +1097,6 @@ class LogParser:
             self._skipping = True
         if cut < 0:
             return []
-        if not self._watch and b" metric" in buf and _RESULTS_HEAD.search(buf, 0, cut):
-            self._watch = True  # Lightning's `validate()`/`test()` results table
         samples: list[Sample] = []
         pos: int | None = 0
         while pos is not None:  # buf[:cut] would copy a megabyte for nothing
@@ -1133,8 +1138,10 @@ class LogParser:
         """Add the samples of the complete lines in buf[pos:n] to `samples`, in order. A
         table's header changes which lines are candidates: then stop after it and return
         where the rest begins (None when all is read)."""
+        append = samples.append
+        new = tuple.__new__  # Sample(...) goes through a Python-level __new__: 2x slower
         progress = self._progress
-        plans, floats = self._plans, _FLOATS
+        last, plans, floats = self._last, self._plans, _FLOATS
         custom, limit = self._custom, self._max_partial
         rfind = buf.rfind
         found = self._candidates(buf, pos, n)
@@ -1169,6 +1176,9 @@ class LogParser:
                     if checks and any(raw[a:b] != t for a, b, t in checks):
                         plan = None  # same shape, other digits in a name ("acc@1" / "acc@5")
                     elif not items and not flags & _CUSTOM:
+                        if hints & _HINT_RESULTS and not self._watch:
+                            self._watch = True  # and read the lines after it as such
+                            return end + 1 if end < n else None
                         continue  # the usual noise line that passed a trigger: a known dead end
                 if plan is None:
                     if line is None:
@@ -1178,7 +1188,9 @@ class LogParser:
                     if reading.header is not None:
                         self._table = reading.header
                         self._watch = True
-                        restart = not watch  # the lines after it are table rows: find them
+                    elif hints & _HINT_RESULTS:
+                        self._watch = True
+                    restart = self._watch and not watch  # then the lines after it are rows
                     if reading.eta is not None:
                         progress.printed_eta = reading.eta
                     if end - start <= _PLAN_MAX_LINE:
@@ -1205,45 +1217,31 @@ class LogParser:
             if flags & _CUSTOM:
                 _apply_custom(line or raw.decode("utf-8", "replace"), custom, metrics)
             if metrics:
-                self._emit(metrics, hints, lossy, now, samples)
+                if lossy is not None and lossy[1] <= self._loss_rank:
+                    value = metrics.get(lossy[0])
+                    if value is not None:
+                        self._loss_rank = lossy[1]
+                        if lossy[1]:
+                            metrics["loss"] = value
+                if hints & _HINT_PLAIN_BAR and "steps" in metrics and not self._main_bar(metrics):
+                    metrics.pop("step", None)
+                    metrics.pop("steps")
+                if not _PROGRESS_NAMES.isdisjoint(metrics):
+                    progress.update(metrics, hints, now)
+                x = progress.x
+                for name, value in metrics.items():
+                    old = last.get(name)
+                    if (
+                        (old[1] != value and (value == value or old[1] == old[1]))  # NaN
+                        or (old[2] != x and name not in _STATE_NAMES)
+                        if old is not None
+                        else len(last) < MAX_METRICS
+                    ):
+                        last[name] = sample = new(Sample, (name, value, x))
+                        append(sample)
             if restart:
                 return end + 1 if end < n else None
         return None
-
-    def _emit(
-        self,
-        metrics: dict[str, float],
-        hints: int,
-        lossy: tuple[str, int] | None,
-        now: float,
-        samples: list[Sample],
-    ) -> None:
-        """Samples from one line's readings: the training loss under its name, progress,
-        and each value that changed."""
-        progress, last, append = self._progress, self._last, samples.append
-        new = tuple.__new__  # Sample(...) goes through a Python-level __new__: 2x slower
-        if lossy is not None and lossy[1] <= self._loss_rank:
-            value = metrics.get(lossy[0])
-            if value is not None:
-                self._loss_rank = lossy[1]
-                if lossy[1]:
-                    metrics["loss"] = value
-        if hints & _HINT_PLAIN_BAR and "steps" in metrics and not self._main_bar(metrics):
-            metrics.pop("step", None)
-            metrics.pop("steps")
-        if not _PROGRESS_NAMES.isdisjoint(metrics):
-            progress.update(metrics, hints, now)
-        x = progress.x
-        for name, value in metrics.items():
-            old = last.get(name)
-            if (
-                (old[1] != value and (value == value or old[1] == old[1]))  # NaN == NaN
-                or (old[2] != x and name not in _STATE_NAMES)
-                if old is not None
-                else len(last) < MAX_METRICS
-            ):
-                last[name] = sample = new(Sample, (name, value, x))
-                append(sample)
 
     def _table_line(self, line: str) -> tuple[dict[str, float], int] | None:
         """A line while a table may be printed: a row's values and hints, or None. Notes a
