@@ -440,3 +440,92 @@ def test_chunking_does_not_change_the_result(
         start = max(start, cut)
     assert got == expected
     assert chunked.latest == whole.latest
+
+
+# --- issue 11: names, evaluations, counters ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "training mlp: 1024 samples",
+        "using GPUs: 0 (job 7)",
+        "num_examples = 10000",
+        "mpirank: 0",
+        "size_per_device: 8",
+        "Trainable params: 178",
+        "number of skipped iterations:   0",
+        "  Instantaneous batch size per device = 8",
+        "engine/trainer: " + ", ".join(f"k{i}=v{i}" for i in range(20)) + ", lr0=0.01, bs=4",
+    ],
+)
+def test_prose_and_bookkeeping_are_no_metrics(line: str) -> None:
+    assert parse_line(line) == {}
+
+
+def test_the_example_scripts_banner_gives_only_its_lr() -> None:
+    line = "training mlp: 1024 samples, 2 epochs x 20 steps, lr 0.05, seed 0"
+    assert parse_line(line) == {"lr": 0.05}
+
+
+def test_names_users_rely_on_are_kept() -> None:
+    line = "val_acc: 0.9 accuracy: 0.8 f1: 0.7 bleu: 31.2 mAP50: 0.6 mAP50-95: 0.4 eval_loss: 0.3"
+    assert parse_line(line) == {
+        "val_acc": 0.9, "accuracy": 0.8, "f1": 0.7, "bleu": 31.2, "map50": 0.6,
+        "map50_95": 0.4, "eval_loss": 0.3,
+    }  # fmt: skip
+    assert parse_line("valAcc=0.9 Train/Loss=0.3 learning rate: 0.1 grad norm: 2") == {
+        "val_acc": 0.9, "train_loss": 0.3, "lr": 0.1, "grad_norm": 2,
+    }  # fmt: skip
+
+
+def test_evaluation_output_does_not_replace_training_values() -> None:
+    p = LogParser()
+    feed_lines(
+        p,
+        "Epoch 1:  50%|█████     | 20/40 [00:01<00:01, 14.8it/s, loss=0.5]",
+        "Validation DataLoader 0:  50%|█████     | 4/8 [00:00<00:00, loss=0.9]",
+        "valid:  50%|█████     | 4/8 [00:00<00:00, loss=0.366]",
+        "eval epoch: 1, loss: 6.61",
+    )
+    got = p.latest
+    assert (got["loss"], got["step"], got["steps"]) == (0.5, 20, 40)
+    assert (got["val_loss"], got["eval_loss"]) == (0.366, 6.61)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Epoch [1][2600/7517]\tlr: 1e-3, loss: 0.5", (1, None, 2600, 7517)),
+        ("Epoch(train) [1][80/90]  lr: 1e-3  loss: 0.5", (1, None, 80, 90)),
+        ("Epoch: [0]  [78/5005]  eta: 1:23:45  loss: 0.5 (0.6)", (0, None, 78, 5005)),
+        ("Train: [30/300][240/2859]\teta 0:12:34 lr 0.1\tloss 0.5 (0.6)", (30, 300, 240, 2859)),
+        (" iteration      100/    1000 | lm loss: 5.000000E-01 |", (None, None, 100, 1000)),
+        ("| epoch 001 |   100 / 8223 batches | loss  0.50 |", (1, None, 100, 8223)),
+        ("Iter(train) [  50/80000]  lr: 1e-3  loss: 0.5", (None, None, 50, 80000)),
+    ],
+)
+def test_bracketed_and_other_counters(line: str, expected: tuple[float | None, ...]) -> None:
+    p = LogParser()
+    feed_lines(p, line)
+    got = p.latest
+    assert tuple(got.get(k) for k in ("epoch", "epochs", "step", "steps")) == expected
+    assert got["loss"] == 0.5  # "lm loss" too: the training loss by another name
+
+
+def test_a_printed_eta_where_the_run_is_not_known() -> None:
+    p = LogParser()
+    feed_lines(p, "Epoch [1][50/7330]\tlr: 1e-3, eta: 1 day, 2:03:04, loss: 0.5", now=0.0)
+    feed_lines(p, "Epoch [1][100/7330]\tlr: 1e-3, eta: 1 day, 2:03:00, loss: 0.4", now=10.0)
+    assert p.latest["eta_s"] == 86400 + 2 * 3600 + 3 * 60  # not the epoch's own 20 minutes
+
+
+def test_finish_drops_the_eta_and_reads_the_last_unfinished_line() -> None:
+    p = LogParser()
+    feed_lines(p, "step 1/10 loss=0.9", now=0.0)
+    feed_lines(p, "step 5/10 loss=0.5", now=10.0)
+    p.feed(b"step 10/10 loss=0.1", 20.0)  # no newline: the job died mid-line
+    assert "eta_s" in p.latest and p.latest["loss"] == 0.5
+    final = p.finish(21.0)
+    assert {s.name: s.value for s in final} == {"step": 10, "steps": 10, "loss": 0.1}
+    assert "eta_s" not in p.latest and p.latest["progress"] == 1.0

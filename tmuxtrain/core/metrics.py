@@ -15,6 +15,13 @@ at a separator (`=`, `:`, a blank, `/`) and read the name before it by matching 
 *reversed* line from there; and a line shape read once is replayed for the next line of
 that shape (see `_DIGITS_TO_0`), float() of its value texts memoised. What remains is
 Python per candidate line and per value read, ~0.5 us each, and the regex passes (~25%).
+
+State beyond one line is kept small and explicit: which name the training loss goes by
+(`_LOSS_RANK`), where the run is (`_Progress`), and the header of a table being printed
+(`_Table`: YOLO, fastai, Lightning's results), while which every line is a candidate. A
+line that changes that state (a header, a printed ETA) is never replayed from a plan, and
+one that makes more lines candidates ends a pass over the chunk, so the rest is found again
+(see `LogParser._lines`): where a chunk is cut never changes what is read.
 """
 
 from __future__ import annotations
