@@ -93,3 +93,17 @@ def test_check_wants_the_value_group_for_metrics() -> None:
     assert check(r"loss (\d+) (\d+)", group="value") is not None
     assert check(r"loss (\d+)", group="value") is None
     assert check(r"loss (?P<value>\d+)", group="value") is None
+
+
+def test_the_retry_decision_takes_the_bounded_matcher() -> None:
+    from tests.core.test_reconcile import NOW, job
+    from tmuxtrain.core.model import JobState
+    from tmuxtrain.core.reconcile import outcome
+
+    j = job(retries=1, retry_on=("(1+)+y", "CUDA out of memory"))
+    tail = "1" * 5000 + "x\nRuntimeError: CUDA out of memory.\n"
+    t0 = time.monotonic()
+    o = outcome(j, 1, tail, NOW, 1.0, search_any=search_any)
+    assert o.state is JobState.PENDING and time.monotonic() - t0 < 2.0
+    o = outcome(j, 1, "1" * 5000 + "x\n", NOW, 1.0, search_any=search_any)
+    assert o.state is JobState.FAILED and "did not match retry_on" in o.reason

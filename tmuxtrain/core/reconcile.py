@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.model import Job, JobState
@@ -99,12 +99,17 @@ def outcome(
     backoff_s: float,
     *,
     note: str = "",
+    search_any: Callable[[Sequence[str], str], bool] | None = None,
 ) -> Outcome:
     """What an ended attempt means: succeeded, cancelled, retried (pending, later) or failed.
 
     A cancelled job stays cancelled whatever its exit code. A failure is retried while
     attempts remain and, when `retry_on` is given, only if the log tail matches one of its
     patterns; the backoff doubles per attempt. Lost jobs (exit code None) are not retried.
+
+    `search_any(patterns, text)` matches `retry_on`; the scheduler passes
+    `tmuxtrain.patterns.search_any`, which is time-bounded (a job's pattern can backtrack
+    without end, and `re` cannot be stopped); the default, plain `re`, is for tests.
     """
     if job.cancel_requested_at is not None and not job.cancel_reason.startswith("timeout"):
         return Outcome(JobState.CANCELLED, job.cancel_reason or "cancelled")
@@ -114,7 +119,12 @@ def outcome(
     if exit_code is None:
         return Outcome(JobState.FAILED, why)
     if job.attempt <= job.spec.retries:
-        if not job.spec.retry_on or any(re.search(p, log_tail) for p in job.spec.retry_on):
+        matched = (
+            search_any(job.spec.retry_on, log_tail)
+            if search_any is not None
+            else any(re.search(p, log_tail) for p in job.spec.retry_on)
+        )
+        if not job.spec.retry_on or matched:
             delay = backoff_s * math.pow(2, job.attempt - 1)
             return Outcome(JobState.PENDING, f"{why}; retrying", now + delay)
         why += " (log did not match retry_on)"
