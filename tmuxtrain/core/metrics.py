@@ -274,6 +274,7 @@ _HINT_PLAIN_BAR = 2  # step/steps come from a progress bar (maybe an eval bar)
 _HINT_ZERO_BASED = 4  # epochs count from 0 (Swin's "Train: [0/300]")
 _HINT_LAST_INDEX = 8  # the epoch total is the last epoch's index (Lightning's Rich bar "0/2")
 _HINT_RESULTS = 16  # Lightning's validation/test bar: a results table may follow
+_HINT_EPOCH_BASE = _HINT_ZERO_BASED | _HINT_LAST_INDEX
 
 
 class Sample(NamedTuple):
@@ -868,7 +869,7 @@ class _Progress:
 
     def update(self, m: Mapping[str, float], hints: int, now: float) -> None:
         epoch, step = m.get("epoch"), m.get("step")
-        if hints & (_HINT_ZERO_BASED | _HINT_LAST_INDEX):
+        if hints & _HINT_EPOCH_BASE:
             self.zero_based = True
             if hints & _HINT_LAST_INDEX:
                 self.last_index = True
@@ -1150,6 +1151,7 @@ class LogParser:
         progress = self._progress
         last, plans, floats = self._last, self._plans, _FLOATS
         custom, limit = self._custom, self._max_partial
+        loss_rank = self._loss_rank  # written back before returning
         rfind = buf.rfind
         found = self._candidates(buf, pos, n)
         watch = self._watch
@@ -1185,6 +1187,7 @@ class LogParser:
                     elif not items and not flags & _CUSTOM:
                         if hints & _HINT_RESULTS and not self._watch:
                             self._watch = True  # and read the lines after it as such
+                            self._loss_rank = loss_rank
                             return end + 1 if end < n else None
                         continue  # the usual noise line that passed a trigger: a known dead end
                 if plan is None:
@@ -1224,13 +1227,20 @@ class LogParser:
             if flags & _CUSTOM:
                 _apply_custom(line or raw.decode("utf-8", "replace"), custom, metrics)
             if metrics:
-                if lossy is not None and lossy[1] <= self._loss_rank:
-                    value = metrics.get(lossy[0])
-                    if value is not None:
-                        self._loss_rank = lossy[1]
-                        if lossy[1]:
+                if lossy is not None and lossy[1] <= loss_rank:
+                    if lossy[1]:  # not `loss` itself
+                        value = metrics.get(lossy[0])
+                        if value is not None:
                             metrics["loss"] = value
-                if hints & _HINT_PLAIN_BAR and "steps" in metrics and not self._main_bar(metrics):
+                            loss_rank = lossy[1]
+                    else:
+                        loss_rank = 0
+                if (
+                    hints & _HINT_PLAIN_BAR
+                    and progress.steps is not None
+                    and metrics.get("steps", progress.steps) < progress.steps
+                    and not self._main_bar(metrics)
+                ):
                     metrics.pop("step", None)
                     metrics.pop("steps")
                 if not _PROGRESS_NAMES.isdisjoint(metrics):
@@ -1247,7 +1257,9 @@ class LogParser:
                         last[name] = sample = new(Sample, (name, value, x))
                         append(sample)
             if restart:
+                self._loss_rank = loss_rank
                 return end + 1 if end < n else None
+        self._loss_rank = loss_rank
         return None
 
     def _table_line(self, line: str) -> tuple[dict[str, float], int] | None:
