@@ -174,7 +174,7 @@ NOISE = [
     "Total params: 11,181,642",
     "Saving model checkpoint to ./results/checkpoint-500",
     "wandb: Run data is saved locally in /home/user/wandb/run-20240501_123045-abc123",
-    "step=nan loss=inf",  # not finite: useless on a plot and invalid JSON
+    "step=nan lr=inf",  # not finite: useless on a plot (a loss is another matter, below)
     "",
 ]
 
@@ -182,6 +182,17 @@ NOISE = [
 @pytest.mark.parametrize("line", NOISE)
 def test_noise_lines_carry_no_metric(line: str) -> None:
     assert parse_line(line) == {}
+
+
+def test_a_diverged_loss_is_kept() -> None:
+    # nan/inf elsewhere is noise; a loss of nan is the news a dashboard must show
+    assert parse_line("step=nan loss=nan lr=inf") == {"loss": pytest.approx(math.nan, nan_ok=True)}
+    p = LogParser()
+    samples = feed_lines(
+        p, "step=1 loss=0.5", "step=2 loss=nan", "step=2 loss=nan", "step=3 loss=inf"
+    )
+    assert [s.step for s in samples if s.name == "loss"] == [1, 2, 3]  # NaN repeated: once
+    assert math.isinf(p.latest["loss"])
 
 
 def test_noise_log_gives_no_samples() -> None:
@@ -282,6 +293,7 @@ def test_space_values_are_read_where_a_word_trigger_is_anywhere_in_the_line() ->
         "step": [5],
         "train_loss": [0.3],
         "acc": [0.9],
+        "loss": [0.3],  # the training loss by another name: the LOSS column shows it
     }
     # no "loss N"/"epoch N" in the line: only its `key=value` pairs are read
     assert by_name(feed_lines(LogParser(), "step=5 acc 0.9")) == {"step": [5]}
@@ -305,19 +317,18 @@ def test_a_custom_pattern_no_bytes_filter_can_take_reads_every_line() -> None:
 
 
 def test_repeated_value_texts_read_the_same_and_non_finite_ones_never() -> None:
+    # (not a loss: a non-finite loss is kept, see test_a_diverged_loss_is_kept)
     p = LogParser()
-    samples = feed_lines(p, "step=1 loss=1e999", "step=2 loss=0.5", "step=3 loss=1e999")
-    samples += feed_lines(
-        p, "step=4 loss=0.5", "step=4 loss=0.5", "step=5 loss=0", "step=6 loss=-0"
-    )
-    assert [(s.name, s.value, s.step) for s in samples if s.name == "loss"] == [
-        ("loss", 0.5, 2),
-        ("loss", 0.5, 4),  # the same value at another step is another sample
-        ("loss", 0.0, 5),
-        ("loss", 0.0, 6),
+    samples = feed_lines(p, "step=1 acc=1e999", "step=2 acc=0.5", "step=3 acc=1e999")
+    samples += feed_lines(p, "step=4 acc=0.5", "step=4 acc=0.5", "step=5 acc=0", "step=6 acc=-0")
+    assert [(s.name, s.value, s.step) for s in samples if s.name == "acc"] == [
+        ("acc", 0.5, 2),
+        ("acc", 0.5, 4),  # the same value at another step is another sample
+        ("acc", 0.0, 5),
+        ("acc", 0.0, 6),
     ]
     assert math.copysign(1, samples[-1].value) == -1  # "-0" is read as -0.0, not as "0" was
-    assert p.latest == {"step": 6, "loss": 0}
+    assert p.latest == {"step": 6, "acc": 0}
 
 
 # --- progress, steps for plotting, ETA --------------------------------------------------------
@@ -429,3 +440,92 @@ def test_chunking_does_not_change_the_result(
         start = max(start, cut)
     assert got == expected
     assert chunked.latest == whole.latest
+
+
+# --- issue 11: names, evaluations, counters ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "training mlp: 1024 samples",
+        "using GPUs: 0 (job 7)",
+        "num_examples = 10000",
+        "mpirank: 0",
+        "size_per_device: 8",
+        "Trainable params: 178",
+        "number of skipped iterations:   0",
+        "  Instantaneous batch size per device = 8",
+        "engine/trainer: " + ", ".join(f"k{i}=v{i}" for i in range(20)) + ", lr0=0.01, bs=4",
+    ],
+)
+def test_prose_and_bookkeeping_are_no_metrics(line: str) -> None:
+    assert parse_line(line) == {}
+
+
+def test_the_example_scripts_banner_gives_only_its_lr() -> None:
+    line = "training mlp: 1024 samples, 2 epochs x 20 steps, lr 0.05, seed 0"
+    assert parse_line(line) == {"lr": 0.05}
+
+
+def test_names_users_rely_on_are_kept() -> None:
+    line = "val_acc: 0.9 accuracy: 0.8 f1: 0.7 bleu: 31.2 mAP50: 0.6 mAP50-95: 0.4 eval_loss: 0.3"
+    assert parse_line(line) == {
+        "val_acc": 0.9, "accuracy": 0.8, "f1": 0.7, "bleu": 31.2, "map50": 0.6,
+        "map50_95": 0.4, "eval_loss": 0.3,
+    }  # fmt: skip
+    assert parse_line("valAcc=0.9 Train/Loss=0.3 learning rate: 0.1 grad norm: 2") == {
+        "val_acc": 0.9, "train_loss": 0.3, "lr": 0.1, "grad_norm": 2,
+    }  # fmt: skip
+
+
+def test_evaluation_output_does_not_replace_training_values() -> None:
+    p = LogParser()
+    feed_lines(
+        p,
+        "Epoch 1:  50%|█████     | 20/40 [00:01<00:01, 14.8it/s, loss=0.5]",
+        "Validation DataLoader 0:  50%|█████     | 4/8 [00:00<00:00, loss=0.9]",
+        "valid:  50%|█████     | 4/8 [00:00<00:00, loss=0.366]",
+        "eval epoch: 1, loss: 6.61",
+    )
+    got = p.latest
+    assert (got["loss"], got["step"], got["steps"]) == (0.5, 20, 40)
+    assert (got["val_loss"], got["eval_loss"]) == (0.366, 6.61)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Epoch [1][2600/7517]\tlr: 1e-3, loss: 0.5", (1, None, 2600, 7517)),
+        ("Epoch(train) [1][80/90]  lr: 1e-3  loss: 0.5", (1, None, 80, 90)),
+        ("Epoch: [0]  [78/5005]  eta: 1:23:45  loss: 0.5 (0.6)", (0, None, 78, 5005)),
+        ("Train: [30/300][240/2859]\teta 0:12:34 lr 0.1\tloss 0.5 (0.6)", (30, 300, 240, 2859)),
+        (" iteration      100/    1000 | lm loss: 5.000000E-01 |", (None, None, 100, 1000)),
+        ("| epoch 001 |   100 / 8223 batches | loss  0.50 |", (1, None, 100, 8223)),
+        ("Iter(train) [  50/80000]  lr: 1e-3  loss: 0.5", (None, None, 50, 80000)),
+    ],
+)
+def test_bracketed_and_other_counters(line: str, expected: tuple[float | None, ...]) -> None:
+    p = LogParser()
+    feed_lines(p, line)
+    got = p.latest
+    assert tuple(got.get(k) for k in ("epoch", "epochs", "step", "steps")) == expected
+    assert got["loss"] == 0.5  # "lm loss" too: the training loss by another name
+
+
+def test_a_printed_eta_where_the_run_is_not_known() -> None:
+    p = LogParser()
+    feed_lines(p, "Epoch [1][50/7330]\tlr: 1e-3, eta: 1 day, 2:03:04, loss: 0.5", now=0.0)
+    feed_lines(p, "Epoch [1][100/7330]\tlr: 1e-3, eta: 1 day, 2:03:00, loss: 0.4", now=10.0)
+    assert p.latest["eta_s"] == 86400 + 2 * 3600 + 3 * 60  # not the epoch's own 20 minutes
+
+
+def test_finish_drops_the_eta_and_reads_the_last_unfinished_line() -> None:
+    p = LogParser()
+    feed_lines(p, "step 1/10 loss=0.9", now=0.0)
+    feed_lines(p, "step 5/10 loss=0.5", now=10.0)
+    p.feed(b"step 10/10 loss=0.1", 20.0)  # no newline: the job died mid-line
+    assert "eta_s" in p.latest and p.latest["loss"] == 0.5
+    final = p.finish(21.0)
+    assert {s.name: s.value for s in final} == {"step": 10, "steps": 10, "loss": 0.1}
+    assert "eta_s" not in p.latest and p.latest["progress"] == 1.0

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tmuxtrain.core.units import format_duration, format_mib, parse_duration_s, parse_size_mib
+from tmuxtrain.core.units import (
+    format_duration,
+    format_mib,
+    format_progress,
+    parse_duration_s,
+    parse_size_mib,
+)
 
 
 @pytest.mark.parametrize(
@@ -210,3 +216,13 @@ def test_parsers_raise_only_value_error(text: str) -> None:
         except ValueError:
             continue
         assert result >= 0
+
+
+def test_format_progress_shows_the_parsers_share() -> None:
+    assert format_progress({}) == ""
+    assert format_progress({"epoch": 3.0}) == "ep 3"
+    assert format_progress({"epoch": 3.0, "epochs": 5.0, "progress": 0.45}) == "ep 3/5 45%"
+    assert format_progress({"step": 120.0, "steps": 500.0, "progress": 0.24}) == "120/500 24%"
+    assert format_progress({"step": 120.0, "steps": 500.0, "progress": 0.24}, percent=False) == (
+        "120/500"
+    )

@@ -53,6 +53,16 @@ def test_progress_fraction() -> None:
     assert view.progress_label({"step": 120.0, "steps": 500.0}) == "120/500"
 
 
+def test_progress_is_the_parsers() -> None:
+    # issue 11, item 10: a finished Accelerate run the parser had at 100 % showed 0 %, a run
+    # 26.7 % done showed 21.8 %: the dashboard now shows the parser's `progress`
+    finished = {"epoch": 3.0, "epochs": 3.0, "step": 0.0, "steps": 125.0, "progress": 1.0}
+    assert view.progress_fraction(finished) == 1.0
+    running = {"epoch": 1.0, "epochs": 3.0, "step": 100.0, "steps": 125.0, "progress": 0.267}
+    assert view.progress_fraction(running) == 0.267
+    assert view.progress_label(running) == "ep 1/3"  # the bar shows the share
+
+
 def test_bar_has_eighth_resolution() -> None:
     p = Palette.default()
     assert view.bar(0.0, 4, p.ok, p.muted).plain == "────"

@@ -214,12 +214,18 @@ def printable(text: str, width: int | None = None) -> str:
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
-def format_progress(m: Mapping[str, Any]) -> str:
-    """`ep 3/5`, `120/500` or `ep 3` from a job's latest metrics ('' when none)."""
+def format_progress(m: Mapping[str, Any], *, percent: bool = True) -> str:
+    """`ep 3/5 45%`, `120/500 24%` or `ep 3` from a job's latest metrics ('' when none):
+    the counters as the log prints them, then the log parser's `progress` (the one share of
+    the run done that `ls` and the dashboard show) unless `percent` is false."""
+    label = ""
     if m.get("epoch") is not None and m.get("epochs"):
-        return f"ep {m['epoch']:g}/{m['epochs']:g}"
-    if m.get("step") is not None and m.get("steps"):
-        return f"{m['step']:g}/{m['steps']:g}"
-    if m.get("epoch") is not None:
-        return f"ep {m['epoch']:g}"
-    return ""
+        label = f"ep {m['epoch']:g}/{m['epochs']:g}"
+    elif m.get("step") is not None and m.get("steps"):
+        label = f"{m['step']:g}/{m['steps']:g}"
+    elif m.get("epoch") is not None:
+        label = f"ep {m['epoch']:g}"
+    progress = m.get("progress")
+    if percent and isinstance(progress, (int, float)) and math.isfinite(progress):
+        label = f"{label} {progress:.0%}".lstrip()
+    return label

@@ -69,11 +69,15 @@ def runtime_s(job: Job, now: float) -> float | None:
 
 
 def progress_fraction(m: dict[str, Any]) -> float | None:
-    """Share of the run done, from the latest epoch/step counters (None when unknown).
+    """Share of the run done: the log parser's `progress` (None when it has none), the
+    same that `tmuxtrain ls` prints.
 
-    With both counters, a step that does not exceed `steps` is read as the step within the
-    current (1-based) epoch, as tqdm bars per epoch print it.
+    Metrics stored before the parser reported `progress` fall back to the counters: a step
+    that does not exceed `steps` is read as the step within the current (1-based) epoch.
     """
+    progress = m.get("progress")
+    if progress is not None:
+        return min(1.0, max(0.0, float(progress)))
     epoch, epochs, step, steps = m.get("epoch"), m.get("epochs"), m.get("step"), m.get("steps")
     if epochs and epoch is not None:
         done = max(0.0, float(epoch) - 1.0)
@@ -85,7 +89,9 @@ def progress_fraction(m: dict[str, Any]) -> float | None:
     return None
 
 
-progress_label = format_progress  # the same as `tmuxtrain ls` prints
+def progress_label(m: dict[str, Any]) -> str:
+    """The counters `tmuxtrain ls` prints, without its percentage: the bar shows that."""
+    return format_progress(m, percent=False)
 
 
 def bar(fraction: float, width: int, fill: Any, empty: Any) -> Text:
