@@ -103,7 +103,7 @@ def test_the_retry_decision_takes_the_bounded_matcher() -> None:
     j = job(retries=1, retry_on=("(1+)+y", "CUDA out of memory"))
     tail = "1" * 5000 + "x\nRuntimeError: CUDA out of memory.\n"
     t0 = time.monotonic()
-    o = outcome(j, 1, tail, NOW, 1.0, search_any=search_any)
+    o = outcome(j, 1, tail, NOW, 1.0, matches=search_any)
     assert o.state is JobState.PENDING and time.monotonic() - t0 < 2.0
-    o = outcome(j, 1, "1" * 5000 + "x\n", NOW, 1.0, search_any=search_any)
+    o = outcome(j, 1, "1" * 5000 + "x\n", NOW, 1.0, matches=search_any)
     assert o.state is JobState.FAILED and "did not match retry_on" in o.reason

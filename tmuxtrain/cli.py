@@ -17,7 +17,7 @@ from typing import Any
 
 from tmuxtrain.api import Client
 from tmuxtrain.core.errors import TmuxtrainError
-from tmuxtrain.core.units import format_progress, printable
+from tmuxtrain.core.units import format_metric, format_progress, printable
 
 
 def _fmt_mib(mib: int | None) -> str:
@@ -62,7 +62,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
                 j["state"] + (f" #{j['attempt']}" if j["attempt"] > 1 else ""),
                 gpus,
                 format_progress(j["metrics"]),
-                "" if loss is None else f"{loss:.4g}",
+                format_metric(loss),
                 _fmt_dur(j["runtime_s"]),
                 printable(
                     j["reason"]
@@ -115,15 +115,10 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
     if j["metrics"]:
         print(
             "metrics".ljust(width),
-            " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in j["metrics"].items()
-            ),
+            " ".join(f"{k}={format_metric(v)}" for k, v in j["metrics"].items()),
         )
     for ck in j["checkpoints"]:
-        scores = " ".join(
-            f"{k}={v:.4g}" for k, v in ck["metrics"].items() if isinstance(v, (int, float))
-        )
+        scores = " ".join(f"{k}={format_metric(v)}" for k, v in ck["metrics"].items())
         mark = " (best)" if ck["best"] else ""
         state = f"eval job {ck['eval_job_id']} {ck['eval_state']}"
         print(f"checkpoint {ck['path']}: {state} {scores}{mark}")

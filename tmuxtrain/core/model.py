@@ -165,6 +165,7 @@ class Job:
     cancel_reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     pid_boot: str | None = None  # the boot `pid` was recorded in
+    notes: tuple[str, ...] = ()  # what the scheduler had to tell (a disabled pattern ...)
 
     # Shorthands the policy code reads a lot.
     @property

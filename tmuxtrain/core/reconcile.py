@@ -113,9 +113,10 @@ def outcome(
     attempts remain and, when `retry_on` is given, only if the log tail matches one of its
     patterns; the backoff doubles per attempt. `matches(patterns, text)` judges `retry_on`:
     the scheduler passes `tmuxtrain.patterns.search_any`, which is time-bounded (a job's
-    pattern can backtrack without end, and `re` cannot be stopped); plain `re` otherwise. A lost attempt (exit code None: its window or tmux died before it
-    recorded a status) counts as a failure and is retried while attempts remain, whatever
-    `retry_on` says: its log cannot tell why it ended.
+    pattern can backtrack without end, and `re` cannot be stopped); plain `re` otherwise.
+    A lost attempt (exit code None: its window or tmux died before it recorded a status)
+    counts as a failure and is retried while attempts remain, whatever `retry_on` says:
+    its log cannot tell why it ended.
     """
     if job.cancel_requested_at is not None and not job.cancel_reason.startswith("timeout"):
         return Outcome(JobState.CANCELLED, job.cancel_reason or "cancelled")

@@ -229,3 +229,13 @@ def format_progress(m: Mapping[str, Any], *, percent: bool = True) -> str:
     if percent and isinstance(progress, (int, float)) and math.isfinite(progress):
         label = f"{label} {progress:.0%}".lstrip()
     return label
+
+
+def format_metric(value: Any) -> str:
+    """A metric value as `ls`, `show` and the dashboard print it: 4 significant digits; a
+    diverged "nan" or "inf" (stored as text, JSON has no such numbers) as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

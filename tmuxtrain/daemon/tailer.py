@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tmuxtrain import logfile
 from tmuxtrain.core.metrics import LogParser, Sample
 from tmuxtrain.core.model import Job
+from tmuxtrain.patterns import bounded_metrics
 from tmuxtrain.runners.base import Runner
 from tmuxtrain.store import Store
 
@@ -36,6 +37,7 @@ class Tail:
     offset: int
     last_stored: dict[str, float] = field(default_factory=dict)
     stored: dict[str, int] = field(default_factory=dict)
+    notes: int = 0  # the parser's notes already stored
 
 
 class LogTailer:
@@ -78,9 +80,18 @@ class LogTailer:
                 continue
             del self.draining[job_id]
             self.read(job, now)
-            self.tails.pop(job_id, None)
+            self._finish(job, now)
             done.append(job_id)
         return done
+
+    def _finish(self, job: Job, now: float) -> None:
+        """The job's output is all read: its last values go into the history unthinned
+        (so `metrics ID` ends where `show ID` does) and its ETA is dropped."""
+        tail = self.tails.pop(job.id, None)
+        if tail is None:
+            return
+        final = [(s.name, s.value, s.step) for s in tail.parser.finish(now)]
+        self.store.add_metrics(job.id, final, dict(tail.parser.latest), now, tail.offset)
 
     @staticmethod
     def _thin(
@@ -109,7 +120,7 @@ class LogTailer:
         if tail is None:
             if len(self.tails) >= MAX_TAILS:
                 self.tails.clear()
-            parser = LogParser(job.spec.metrics or None)
+            parser = LogParser(bounded_metrics(job.spec.metrics) or None)
             tail = Tail(parser, self.store.history.log_offset(job.id))
             self.tails[job.id] = tail
         size = logfile.size(job.log_path)
@@ -134,4 +145,9 @@ class LogTailer:
         if keep or latest != job.metrics:
             self.store.add_metrics(job.id, keep, latest, now, tail.offset)
             job.metrics = latest
+        notes = tail.parser.notes
+        if len(notes) > tail.notes:  # a pattern of the job's was disabled
+            tail.notes = len(notes)
+            log.warning("job %s: %s", job.id, "; ".join(notes))
+            self.store.add_notes(job.id, notes, now)
         return done

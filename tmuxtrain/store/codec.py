@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from tmuxtrain.core.model import Job, JobSpec, JobState
 JOB_COLUMNS = (
     "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
-    "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot"
+    "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
+    "notes"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
@@ -106,6 +108,7 @@ JOB_FIELDS: tuple[Field, ...] = (
     Field("parent_id", "parent_id", lambda j, now: j.parent_id),
     Field("metrics", "json(metrics)", lambda j, now: dict(j.metrics)),
     Field("reason", "reason", lambda j, now: j.reason),
+    Field("notes", "json(notes)", lambda j, now: list(j.notes)),
 )
 JOB_JSON_SQL = "json_object(" + ", ".join(f"'{f.key}', {f.sql}" for f in JOB_FIELDS) + ")"
 
@@ -152,7 +155,16 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         cancel_reason=row[22],
         metrics={} if row[23] == "{}" else json.loads(row[23]),
         pid_boot=row[24],
+        notes=() if row[25] == "[]" else tuple(json.loads(row[25])),
     )
+
+
+def finite(value: Any) -> Any:
+    """A metric value JSON can hold: a diverged run's NaN or inf becomes the text "nan",
+    "inf" or "-inf" (JSON has no such numbers, and hiding a NaN loss is the worst case)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 def encode(field: str, value: Any) -> Any:

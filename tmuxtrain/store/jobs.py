@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import operator
 import os
 import sqlite3
@@ -31,6 +32,7 @@ from tmuxtrain.store.codec import (
     JOB_JSON_SQL,
     check_writable,
     encode,
+    finite,
     iso,
     row_to_job,
     runtime_s,
@@ -462,11 +464,14 @@ class Store:
         now: float,
         log_offset: int,
     ) -> None:
-        """Append metric samples (name, value, step), keep latest values and the log offset."""
+        """Append metric samples (name, value, step), keep latest values and the log offset.
+        A NaN or infinite value stays in the latest values as text (see `codec.finite`)
+        and is not a point of the history."""
+        latest = {k: finite(v) for k, v in latest.items()}
         with self.tx() as db:
             db.executemany(
                 "INSERT INTO metrics (job_id, name, t, step, value) VALUES (?, ?, ?, ?, ?)",
-                [(job_id, n, now, s, v) for n, v, s in samples],
+                [(job_id, n, now, s, v) for n, v, s in samples if math.isfinite(v)],
             )
             db.execute(
                 "UPDATE jobs SET metrics = ?, log_offset = ? WHERE id = ?",
@@ -476,6 +481,21 @@ class Store:
                 add_event(db, now, job_id, "metric", {"metrics": latest})
         if self._pending is not None and job_id in self._pending:
             self._pending[job_id].metrics = latest
+
+    def add_notes(self, job_id: int, notes: Sequence[str], now: float) -> None:
+        """Add notes to a job (each once), with a `note` event for each new one."""
+        with self.tx() as db:
+            row = db.execute("SELECT notes FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            have = json.loads(row[0])
+            new = [n for n in dict.fromkeys(notes) if n not in have]
+            if new:
+                db.execute(
+                    "UPDATE jobs SET notes = ? WHERE id = ?", (json.dumps(have + new), job_id)
+                )
+                for n in new:
+                    add_event(db, now, job_id, "note", {"note": n})
 
     def record_attempt(
         self, job: Job, finished_at: float | None, exit_code: int | None, reason: str

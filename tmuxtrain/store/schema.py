@@ -94,6 +94,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_windows ON jobs(finished_at, id) WHERE tmux_window IS NOT NULL;
         """,
     ),
+    (
+        # What the scheduler had to tell about a job besides its state: a pattern it
+        # disabled, a log it could not write, a checkpoint scan it refused.
+        "0003_notes",
+        """
+        ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import format_duration, format_mib
+from tmuxtrain.core.units import format_duration, format_metric, format_mib
 from tmuxtrain.ui import view
 from tmuxtrain.ui.palette import Palette
 
@@ -16,7 +16,7 @@ PROGRESS_KEYS = ("epoch", "epochs", "step", "steps", "eta_s")
 
 
 def metric_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return format_metric(value)
 
 
 class JobInfo(Widget):

@@ -12,7 +12,13 @@ from typing import Any
 from rich.text import Text
 
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import format_duration, format_mib, format_progress, printable
+from tmuxtrain.core.units import (
+    format_duration,
+    format_metric,
+    format_mib,
+    format_progress,
+    printable,
+)
 from tmuxtrain.ui.palette import Palette
 
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -162,7 +168,7 @@ def progress_text(job: Job, width: int, p: Palette, *, with_reason: bool) -> Tex
 
 def loss_text(job: Job) -> Text:
     loss = job.metrics.get("loss")
-    return Text("" if loss is None else f"{loss:.4g}", justify="right", no_wrap=True)
+    return Text(format_metric(loss), justify="right", no_wrap=True)
 
 
 def eta_text(job: Job) -> Text:
