@@ -232,6 +232,8 @@ class Control:
                 block.append(line)
         self.attached.set()  # nobody waits for an attach that will not come
         self.replies.put(None)  # after the answers that came before the end: still valid
+        if not self.broken and self.on_dead is not None:
+            self.on_dead()  # tmux itself went away: every pane with it
 
     def close(self) -> None:
         """End the client (closing its stdin detaches it); the session and jobs stay. Waits

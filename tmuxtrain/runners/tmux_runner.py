@@ -76,16 +76,16 @@ class TmuxRunner:
         """(Re)connect the control connection at most every CONNECT_RETRY_S; the session
         is made first (its first window shows the scheduler's log)."""
         now = time.monotonic()
-        if self.tmux.control is not None and self.tmux.control.alive:
-            return
-        if not force and now - self.connected_at < CONNECT_RETRY_S:
-            return
-        self.connected_at = now
-        if self.tmux.control is not None:  # it broke: tmux (or our session) went away
-            self.tmux.disconnect()
+        if self.tmux.control is not None:
+            if self.tmux.control.alive:
+                return
+            self.tmux.disconnect()  # it broke: tmux (or our session) went away
             self.last_full = -1e18  # look at every running job now
             if self._wake is not None:
                 self._wake()
+        if not force and now - self.connected_at < CONNECT_RETRY_S:
+            return
+        self.connected_at = now
         try:
             self.ensure_session()
         except (TmuxError, OSError) as e:
