@@ -38,7 +38,7 @@ import psutil
 
 from tmuxtrain.api import Client
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobSpec, JobState
-from tmuxtrain.runners.tmux import TmuxRunner
+from tmuxtrain.runners.tmux import Tmux
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -210,23 +210,27 @@ class Home:
         return int(proc.stdout.strip()) if proc.stdout.strip().isdigit() else None
 
     def close(self) -> None:
-        """Kill our tmux server, then whatever our jobs or scheduler left, by pid."""
-        from tmuxtrain.daemon import session_members
+        """Stop our scheduler (it runs detached, by its pid), kill our tmux server, then
+        whatever our jobs left, found by their run tokens."""
+        from tmuxtrain.procs import tagged
+        from tmuxtrain.runners.base import run_token
 
-        pids: set[int] = set()
+        tokens: list[str] = []
         with contextlib.suppress(Exception):
-            for job in self.store.jobs([JobState.RUNNING]):
-                if job.pid:
-                    pids |= session_members(job.pid)
-        kill_tmux_server(self.socket)
+            tokens = [
+                run_token(self.settings.home, job.id, job.attempt)
+                for job in self.store.jobs([JobState.RUNNING])
+            ]
         if self.scheduler:
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(self.scheduler)
+                proc.terminate()
                 try:
-                    proc.wait(5)  # SIGHUP from the dying server stops it within a tick
+                    proc.wait(5)
                 except psutil.TimeoutExpired:
                     proc.kill()
-        for pid in pids:
+        kill_tmux_server(self.socket)
+        for pid in tagged(*tokens) if tokens else ():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         self.client.close()
@@ -300,7 +304,7 @@ def tmux_window_floor(n: int) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     argv = ["new-window", "-d", "-t", "=f:", "--", "/bin/sh", "-c", "true"]
     subprocess.run([*base, "new-session", "-d", "-s", "f"], env=env, check=True)
-    runner = TmuxRunner(sock, "f")
+    runner = Tmux(sock, "f")
     try:
         t0 = time.perf_counter()
         for _ in range(n):
@@ -1053,7 +1057,7 @@ def bench_log_tail(quick: bool) -> list[Row]:
         def logged() -> tuple[int, int]:
             """(bytes in the logs, bytes the scheduler has parsed) over all jobs."""
             size = sum(os.path.getsize(j.log_path) for j in running if os.path.exists(j.log_path))
-            return size, sum(h.store.log_offset(j.id) for j in running)
+            return size, sum(h.store.history.log_offset(j.id) for j in running)
 
         log(f"logparse: {jobs} jobs printing {rate / MB:g} MB/s each, {seconds:g} s")
         size0, parsed0 = logged()
@@ -1098,18 +1102,19 @@ def bench_log_tail(quick: bool) -> list[Row]:
 
 
 def ui_bench() -> tuple[Callable[..., dict[str, Any]], Callable[..., Settings]] | None:
-    """(`tmuxtrain.ui.bench.measure_refresh_detail`, `ui.demo_state.build_bench`), or None
-    while the dashboard's own benchmark hook does not exist."""
+    """(`tests.ui.refresh_bench.measure_refresh_detail`, `tests.ui.demo_state.build_bench`):
+    the dashboard's benchmark hook and its state live with the tests, not in the package."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        from tmuxtrain.ui.bench import measure_refresh_detail
-        from tmuxtrain.ui.demo_state import build_bench
+        from tests.ui.demo_state import build_bench
+        from tests.ui.refresh_bench import measure_refresh_detail
     except ImportError:
         return None
     return measure_refresh_detail, build_bench
 
 
 def bench_ui(quick: bool) -> list[Row]:
-    """One dashboard refresh with 1,000 jobs on 8 GPUs: `tmuxtrain.ui.bench` when it exists
+    """One dashboard refresh with 1,000 jobs on 8 GPUs: `tests.ui.refresh_bench` when it exists
     (the worker's fetch + the UI thread's apply, headless, with every running job's metrics
     changing before each refresh), and the data side alone (`Client.list()` +
     `Client.gpus()`) in any case."""
@@ -1121,7 +1126,7 @@ def bench_ui(quick: bool) -> list[Row]:
         if hook is not None:
             measure, build = hook
             settings = build(os.path.join(tmp, "home"), jobs=1000, gpus=8)
-            log(f"ui: tmuxtrain.ui.bench, {refreshes} busy refreshes")
+            log(f"ui: tests.ui.refresh_bench, {refreshes} busy refreshes")
             client = Client(settings)
             try:
                 r = measure(client, refreshes)
@@ -1162,7 +1167,7 @@ def bench_ui(quick: bool) -> list[Row]:
         med = statistics.median(times)
         what = "data side: Client.list() + Client.gpus(), 1,000 jobs"
         if hook is None:
-            what += " (no tmuxtrain.ui.bench yet)"
+            what += " (no tests.ui.refresh_bench yet)"
         rows.append(
             Row(
                 "ui",

@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.ui.demo_state import DEMO_NOW, build_demo  # noqa: E402
 from tmuxtrain.api import Client  # noqa: E402
-from tmuxtrain.daemon import hold_lock  # noqa: E402
+from tmuxtrain.daemonctl import hold_lock  # noqa: E402
 from tmuxtrain.ui.app import make_app  # noqa: E402
-from tmuxtrain.ui.demo_state import DEMO_NOW, build_demo  # noqa: E402
 
 SHOWN_PID = 4242  # what the header shows, so the picture does not change from run to run
 

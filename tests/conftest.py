@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import pytest
 
 from tmuxtrain.api import Client
 from tmuxtrain.settings import Settings, from_env
+
+T = TypeVar("T")
 
 FAST_CONFIG = """\
 retry_backoff: 0.2s
@@ -31,8 +33,11 @@ headroom: 0
 
 
 def wait_until(
-    cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
-) -> Any:
+    cond: Callable[[], T | Literal[False] | None],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    what: str = "",
+) -> T:
     """Poll `cond` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -203,7 +203,7 @@ class Sim:
         assert all(j.state in FINISHED for j in jobs), [
             (j.id, j.state) for j in jobs if j.state not in FINISHED
         ]
-        ends = Counter()
+        ends: Counter[tuple[int, int]] = Counter()
         for e in store.history.events(limit=10**9):
             if e["kind"] in END_KINDS and "attempt" in e:
                 ends[(e["job_id"], e["attempt"])] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Env, wait_until
 from tmuxtrain.core.checkpoints import Seen, best_index, eval_spec, settle
@@ -39,7 +40,7 @@ def test_eval_spec_quotes_the_path_and_outranks_training() -> None:
 
 
 def test_best_index_minimises_losses_and_maximises_the_rest() -> None:
-    cks = [
+    cks: list[dict[str, Any]] = [
         {"metrics": {"eval_loss": 0.5, "eval_acc": 0.7}},
         {"metrics": {"eval_loss": 0.3, "eval_acc": 0.6}},
         {"metrics": {}},
@@ -69,7 +70,7 @@ checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkp
     [train] = [int(x) for x in tt.cli("add", "job.yaml", check=True).stdout.split()]
     c = tt.client()
 
-    def evals_done() -> list[dict] | None:
+    def evals_done() -> list[dict[str, Any]] | None:
         cks = c.show(train)["checkpoints"]
         return cks if len(cks) == 3 and all(ck["eval_state"] == "succeeded" for ck in cks) else None
 

@@ -263,7 +263,7 @@ def test_attach_from_outside_tmux_attaches_a_client(tt: Env) -> None:
         int(x) for x in tt.cli("add", "--gpus", "0", "--", "sleep 30", check=True).stdout.split()
     ]
     wait_until(lambda: tt.client().show(a)["state"] == "running")
-    outer = tt.settings.socket + "-outer"
+    outer = f"{tt.settings.socket}-outer"
     exe = Path(sys.executable).parent / "tmuxtrain"
     env_args = [f"{k}={v}" for k, v in tt.environ.items() if k.startswith("TMUXTRAIN_")]
     try:

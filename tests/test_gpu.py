@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,8 +53,9 @@ def add(tt: Env, *args: str) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def job(tt: Env, job_id: int) -> dict:
-    return json.loads(tt.cli("show", str(job_id), "--json", check=True).stdout)
+def job(tt: Env, job_id: int) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(tt.cli("show", str(job_id), "--json", check=True).stdout)
+    return shown
 
 
 def hold_command(tt: Env, gib: float, tag: str) -> str:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Env, wait_until
 
@@ -19,20 +20,21 @@ def states(tt: Env) -> dict[int, str]:
     return {j["id"]: j["state"] for j in tt.client().list()}
 
 
-def job(tt: Env, job_id: int) -> dict:
+def job(tt: Env, job_id: int) -> dict[str, Any]:
     return tt.client().show(job_id)
 
 
-def wait_state(tt: Env, job_id: int, *want: str, timeout: float = 20) -> dict:
+def wait_state(tt: Env, job_id: int, *want: str, timeout: float = 20) -> dict[str, Any]:
     """Wait for a state; a running job also for its window id, which is recorded a moment
     after the job is claimed."""
 
-    def reached() -> dict | None:
+    def reached() -> dict[str, Any] | None:
         j = job(tt, job_id)
         ok = j["state"] in want and (j["state"] != "running" or j["tmux_window"])
         return j if ok else None
 
-    return wait_until(reached, timeout, what=f"job {job_id} to be {want}")
+    found: dict[str, Any] = wait_until(reached, timeout, what=f"job {job_id} to be {want}")
+    return found
 
 
 def add(tt: Env, *args: str) -> list[int]:
@@ -333,7 +335,7 @@ def test_a_window_closed_at_once_still_gives_its_last_line(tt: Env) -> None:
     config.write_text(config.read_text() + "keep_finished_windows: 0\n")
     ids = run_together(tt, [f"seq 300; echo 'loss=0.{n + 100}'" for n in range(12)])
     for n, i in enumerate(ids):
-        j = wait_until(lambda i=i: (j := job(tt, i))["metrics"].get("loss") and j, what="loss")
+        j = wait_until(lambda i=i: (j := job(tt, i))["metrics"].get("loss") and j, what="loss")  # type: ignore[misc]
         assert j["metrics"]["loss"] == float(f"0.{n + 100}")
         text = Path(j["log_path"]).read_text()
         assert "\n300\n" in text and f"job {i} attempt 1 exited with status 0" in text

@@ -427,7 +427,7 @@ def _submit_ten(home: str, barrier: Any, out: Any) -> None:
 def test_concurrent_submitters(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     barrier = ctx.Barrier(8)
     out = ctx.Queue()
     procs = [ctx.Process(target=_submit_ten, args=(home, barrier, out)) for _ in range(8)]
@@ -467,8 +467,8 @@ def test_jobs_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None
     floats to the last digit, awkward text intact."""
     import json
 
-    from tmuxtrain.api import job_json
     from tmuxtrain.core.model import CheckpointSpec
+    from tmuxtrain.store import job_json
 
     s = Store(str(tmp_path / "t.db"))
     specs = [

@@ -180,7 +180,8 @@ class Client:
     # ---- reading ----------------------------------------------------------------------
 
     def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
-        return json.loads(self.list_json(state))
+        jobs: builtins.list[dict[str, Any]] = json.loads(self.list_json(state))
+        return jobs
 
     def list_json(self, state: str | None = None) -> str:
         """`list` as JSON text, built by SQLite: what `ls --json` prints."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -323,7 +324,7 @@ def test_greedy_allocation_never_overcommits(sc: Scenario) -> None:
 def test_loads_passed_in_give_the_same_answer(sc: Scenario) -> None:
     loads = gpu_loads(sc.gpus, sc.holdings, sc.headroom)
     for req in sc.requests:
-        kw = {"headroom_mib": sc.headroom, "max_jobs_per_gpu": sc.max_jobs}
+        kw: dict[str, Any] = {"headroom_mib": sc.headroom, "max_jobs_per_gpu": sc.max_jobs}
         assert allocate(sc.gpus, sc.holdings, req, loads=loads, **kw) == allocate(
             sc.gpus, sc.holdings, req, **kw
         )

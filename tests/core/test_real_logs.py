@@ -89,7 +89,9 @@ def test_lightning_rich_bar_mid_run_progress() -> None:
     p = LogParser()
     p.feed(data[:cut], 0.0)
     assert p.latest["epoch"] == 1
-    assert 1 / 3 <= p.progress < 2 / 3  # not (1 + step / steps) / 2: epochs are 0, 1, 2
+    assert (
+        p.progress is not None and 1 / 3 <= p.progress < 2 / 3
+    )  # not (1 + step / steps) / 2: epochs are 0, 1, 2
 
 
 def test_lightning_tqdm_bar() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -184,7 +186,7 @@ def test_cancelled_stays_cancelled_even_with_exit_zero() -> None:
 
 
 def test_timeout_fails_or_retries_not_cancelled() -> None:
-    kw = {"cancel_requested_at": NOW - 1, "cancel_reason": "timeout after 1h"}
+    kw: dict[str, Any] = {"cancel_requested_at": NOW - 1, "cancel_reason": "timeout after 1h"}
     o = outcome(job(**kw), 0, "", NOW, 5.0)  # even a clean exit after the kill is no success
     assert o == Outcome(JobState.FAILED, "timeout after 1h")
     o = outcome(job(retries=1, **kw), 130, "", NOW, 5.0)

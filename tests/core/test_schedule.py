@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,7 +46,7 @@ def job(
     return Job(id=id, spec=spec, state=state, gpus=on, **kw)  # type: ignore[arg-type]
 
 
-def running(id: int, on: tuple[int, ...], vram: int | None = None, **kw: object) -> Job:
+def running(id: int, on: tuple[int, ...], vram: int | None = None, **kw: Any) -> Job:
     return job(id, gpus=len(on), vram=vram, state=JobState.RUNNING, on=on, **kw)
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -104,12 +105,13 @@ def test_launch_records_status_and_logs_even_instant_exits(runner: Tmux, tmp_pat
     for i, (status, log) in enumerate(results, 1):
         # The wrapper writes its status in one small write; a reader may see the file
         # created and still empty (the scheduler's read_status retries the same way).
-        wait_until(lambda s=status: recorded(s) is not None, what=f"status {i}")
+        wait_until(partial(lambda s: recorded(s) is not None, status), what=f"status {i}")
         assert recorded(status) == i
-        wait_until(
-            lambda log=log: f"it's $(not) run|{odd}" in (log.read_text() if log.exists() else ""),
-            what=f"log of {i}",
-        )
+
+        def logged(log: Path = log) -> bool:
+            return f"it's $(not) run|{odd}" in (log.read_text() if log.exists() else "")
+
+        wait_until(logged, what=f"log of {i}")
     # Each wrapper stays until its window is closed: tmux closes a dead pane's terminal
     # as soon as it sees nothing waiting, which loses output the kernel has not passed on
     # yet (under load, a job's whole last lines).

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.ui.demo_state import DEMO_NOW, build_demo
 from tmuxtrain.api import Client
 from tmuxtrain.ui.app import TmuxtrainApp, make_app
-from tmuxtrain.ui.demo_state import DEMO_NOW, build_demo
 
 
 def screen_text(app: TmuxtrainApp) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.ui.demo_state import build_bench
+from tests.ui.refresh_bench import measure_refresh_detail
 from tmuxtrain.api import Client
-from tmuxtrain.ui.bench import measure_refresh_detail
-from tmuxtrain.ui.demo_state import build_bench
 
 
 def test_busy_refreshes_touch_only_the_running_rows(tmp_path: Path) -> None:

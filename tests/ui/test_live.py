@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 
 from tests.conftest import Env, wait_until
@@ -61,7 +62,7 @@ def test_live_dashboard_shows_real_jobs_and_its_keys_change_them(tt: Env) -> Non
             assert figures in text
         assert "trainer" in text and "holder" in text
         assert "waiting for 2 GPUs with 22 GiB free" in text
-        order = [app.table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(3)]
+        order = [app.table.coordinate_to_cell_key(Coordinate(r, 0)).row_key.value for r in range(3)]
         assert order == [str(a), str(b), str(p)]  # running first, then pending
 
         # the curve of the selected job, picked with the mouse

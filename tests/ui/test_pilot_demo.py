@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 
 from tests.ui.conftest import run, screen_text, settle, until
@@ -86,7 +87,7 @@ def test_filter_narrows_the_table_and_esc_brings_everything_back(demo_app: MakeA
         await settle(pilot)
         await pilot.press("slash", *"mlp", "enter")
         await pilot.pause()
-        shown = {str(app.table.coordinate_to_cell_key((r, 0)).row_key.value) for r in range(
+        shown = {str(app.table.coordinate_to_cell_key(Coordinate(r, 0)).row_key.value) for r in range(
             app.table.row_count)}  # fmt: skip
         assert shown == {"3", "4", "7", "8", "12"}
         assert app.table.has_focus

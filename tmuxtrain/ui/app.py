@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Footer
 from tmuxtrain.api import Client
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.units import printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.add_job_screen import AddJobScreen
 from tmuxtrain.ui.confirm_screen import ConfirmScreen
@@ -361,7 +362,7 @@ class TmuxtrainApp(App[int]):
             self.notify(f"job {job.id} already {job.state.value}", severity="warning")
             return
         what = "stop" if job.state is JobState.RUNNING else "drop"
-        question = f"Cancel job {job.id} ({view.printable(job.spec.name)})?\n" + (
+        question = f"Cancel job {job.id} ({printable(job.spec.name)})?\n" + (
             f"It is running on GPU {','.join(map(str, job.gpus)) or '-'}: it gets Ctrl-C, "
             "then SIGTERM, then SIGKILL."
             if job.state is JobState.RUNNING

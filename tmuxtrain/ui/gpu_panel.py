@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+from tmuxtrain.core.units import printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.palette import Palette
 
@@ -81,7 +82,7 @@ class GpuPanel(Widget):
 
     @staticmethod
     def _label(g: dict[str, Any]) -> str:
-        return view.printable(str(g.get("name") or "GPU"))
+        return printable(str(g.get("name") or "GPU"))
 
     def _util_temp(self, g: dict[str, Any], compact: bool) -> Text:
         p = self.palette

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import format_duration, format_metric, format_mib
+from tmuxtrain.core.units import format_duration, format_metric, format_mib, printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.palette import Palette
 
@@ -58,7 +58,7 @@ class JobInfo(Widget):
             return out
 
         title = Text(no_wrap=True, overflow="ellipsis")
-        title.append(view.printable(s.name), style="bold")
+        title.append(printable(s.name), style="bold")
         title.append("  ")
         title.append_text(view.state_text(job, p))
         lines = [title]
@@ -70,7 +70,7 @@ class JobInfo(Widget):
         else:
             where = f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"
         vram = "exclusive" if s.vram_mib is None else f"{format_mib(s.vram_mib)} each"
-        project = view.printable(s.project) if s.project != "default" else ""
+        project = printable(s.project) if s.project != "default" else ""
         lines.append(joined([where, vram, f"prio {s.priority}", project]))
 
         run = view.runtime_s(job, self._now)
@@ -91,7 +91,7 @@ class JobInfo(Widget):
         why = view.why_text(job)
         if why:
             style = p.err if job.state is JobState.FAILED else p.warn
-            lines.append(Text(view.printable(why), style=style, no_wrap=True, overflow="ellipsis"))
+            lines.append(Text(printable(why), style=style, no_wrap=True, overflow="ellipsis"))
 
         metrics = [(k, v) for k, v in job.metrics.items() if k not in PROGRESS_KEYS]
         metrics.sort(key=lambda kv: (kv[0] != "loss", kv[0]))
@@ -109,7 +109,7 @@ class JobInfo(Widget):
         if line.plain:
             lines.append(line)
 
-        command = "$ " + view.printable(s.command)
+        command = "$ " + printable(s.command)
         first, rest = command[:width], command[width:]
         lines.append(Text(first, style=p.muted, no_wrap=True))
         if rest:

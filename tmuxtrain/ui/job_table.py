@@ -20,6 +20,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.units import printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.palette import Palette
 
@@ -134,7 +135,7 @@ class JobTable(DataTable[Text]):
     def _cells(self, job: Job, now: float) -> dict[str, Text]:
         p = self.palette
         narrow = self.narrow
-        name = view.printable(job.spec.name)
+        name = printable(job.spec.name)
         cells = {
             "id": Text(str(job.id), justify="right"),
             "name": Text(name, no_wrap=True, overflow="ellipsis"),

@@ -6,7 +6,7 @@ widgets (`TmuxtrainApp.apply_snapshot`). Before each one, a second connection do
 busy scheduler does every tick, updating the metrics of every running job, so every refresh
 re-reads all jobs and diffs them: the worst case, not the idle one.
 
-    python -m tmuxtrain.ui.bench --jobs 1000 --gpus 8 --refreshes 30
+    python -m tests.ui.refresh_bench --jobs 1000 --gpus 8 --refreshes 30
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def measure_refresh(client: Client, n: int = 20) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tmuxtrain.ui.demo_state import build_bench
+    from tests.ui.demo_state import build_bench
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1000)
