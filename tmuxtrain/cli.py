@@ -337,20 +337,8 @@ def submit_to_slurm(
     **opts: Any,
 ) -> int:
     """Write the files' jobs as sbatch scripts under `out`, and submit them in order."""
-    from tmuxtrain.jobfile import load_config, load_jobs
-    from tmuxtrain.runners import slurm
-
-    config = load_config(c.settings.config_path)
-    options = slurm.SlurmOptions.from_config(config.slurm, **opts)
-    specs = [s for path in files for s in load_jobs(path, overrides)]
-    plan = slurm.plan(specs, options, out)
-    slurm.write(plan)
-    if not submit:
-        for _, path, _ in plan.scripts:
-            print(path)
-        return 0
-    for name, job_id in slurm.submit(plan).items():
-        print(f"{job_id}\t{name}")
+    for line in c.export_sbatch(files, overrides, out=out, submit=submit, **opts):
+        print(line)
     return 0
 
 

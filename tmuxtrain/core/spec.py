@@ -7,44 +7,35 @@ validates, so it stays pure and testable without files.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import posixpath
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tmuxtrain.core.errors import SpecError
-from tmuxtrain.core.model import CheckpointSpec, Config, JobSpec
-from tmuxtrain.core.units import parse_duration_s, parse_size_mib
-
-
-class LDict(dict[str, Any]):
-    """A mapping that knows its own line and the line of each key (1-based)."""
-
-    line: int | None = None
-    key_lines: dict[str, int]
-
-    def __init__(self, *args: Any, line: int | None = None, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.line = line
-        self.key_lines = {}
-
-    def line_of(self, key: str) -> int | None:
-        return self.key_lines.get(key, self.line)
-
-
-class LList(list[Any]):
-    """A sequence that knows its own line and the line of each item (1-based)."""
-
-    line: int | None = None
-    item_lines: list[int | None]
-
-    def __init__(self, *args: Any, line: int | None = None) -> None:
-        super().__init__(*args)
-        self.line = line
-        self.item_lines = []
-
+from tmuxtrain.core.config import parse_config
+from tmuxtrain.core.model import CheckpointSpec, JobSpec
+from tmuxtrain.core.validate import (
+    ENV_NAME,
+    HOOK_EVENTS,
+    HOOK_FIELDS,
+    Ctx,
+    LDict,
+    LList,
+    duration_field,
+    expect,
+    fill,
+    fmt_value,
+    hooks_field,
+    int_field,
+    mapping_field,
+    placeholders,
+    regex_field,
+    size_field,
+    str_field,
+    str_list,
+    type_name,
+    unknown_keys,
+)
 
 JOB_KEYS = (
     "name",
@@ -66,182 +57,13 @@ JOB_KEYS = (
     "matrix",
 )
 CHECKPOINT_KEYS = ("watch", "eval", "gpus", "vram", "keep_best")
-HOOK_EVENTS = ("started", "succeeded", "failed", "retrying")
-# `{field}` a hook may use; each becomes "${TMUXTRAIN_JOB_FIELD}" when the hook runs.
-HOOK_FIELDS = ("id", "name", "state", "exit_code", "attempt", "log", "project", "gpus")
-CONFIG_KEYS = (
-    "policy",
-    "backfill",
-    "headroom",
-    "max_jobs_per_gpu",
-    "keep_finished_windows",
-    "shares",
-    "hooks",
-    "runner",
-    "slurm",
-    "retry_backoff",
-    "cancel_grace",
-    "notify",
-    "placement",
-)
-SLURM_KEYS = ("partition", "account", "extra", "log_dir")
-POLICIES = ("fifo", "priority", "fair-share")
-PLACEMENTS = ("spread", "pack")
-RUNNERS = ("tmux", "slurm")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# `{name}` placeholders; `${VAR}` is the shell's and `{{`/`}}` are literal braces.
-PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_MATRIX_JOBS = 100_000
 
 
-class _Ctx:
-    """Where we are in the document, so every error names file, line and field."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, line: int | None, field: str | None, message: str) -> SpecError:
-        return SpecError(self.path, line, field, message)
-
-
-# What people coming from Slurm, pueue or docker-compose type; checked before fuzzy matching.
-ALIASES = {
-    "retry": "retries", "gpu": "gpus", "ngpus": "gpus", "deps": "after", "depends_on": "after",
-    "dependencies": "after", "workdir": "cwd", "dir": "cwd", "chdir": "cwd", "mem": "vram",
-    "memory": "vram", "time": "timeout", "cmd": "command", "run": "command", "script": "command",
-    "environment": "env", "group": "project", "nice": "priority",
-}  # fmt: skip
-
-
-def _unknown_keys(ctx: _Ctx, doc: LDict, allowed: Iterable[str], prefix: str) -> None:
-    allowed = tuple(allowed)
-    for key in doc:
-        if key not in allowed:
-            alias = ALIASES.get(str(key).lower())
-            hint = (
-                [alias] if alias in allowed else difflib.get_close_matches(str(key), allowed, n=1)
-            )
-            msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-            msg += "" if hint else f"; allowed: {', '.join(allowed)}"
-            raise ctx.fail(doc.line_of(key), prefix + str(key), msg)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def _expect(ctx: _Ctx, doc: LDict, key: str, field: str, kinds: tuple[type, ...], what: str) -> Any:
-    value = doc[key]
-    # YAML's `true` is an int to Python; a count or priority must not accept it.
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise ctx.fail(doc.line_of(key), field, f"expected {what}, got {_type_name(value)}")
-    return value
-
-
-def _int(ctx: _Ctx, doc: LDict, key: str, field: str, lo: int, hi: int) -> int:
-    value = _expect(ctx, doc, key, field, (int,), "an integer")
-    if not lo <= value <= hi:
-        raise ctx.fail(doc.line_of(key), field, f"must be between {lo} and {hi}, got {value}")
-    return int(value)
-
-
-def _str(ctx: _Ctx, doc: LDict, key: str, field: str, *, allow_num: bool = False) -> str:
-    kinds: tuple[type, ...] = (str, int, float) if allow_num else (str,)
-    return str(_expect(ctx, doc, key, field, kinds, "a string"))
-
-
-def _str_list(ctx: _Ctx, doc: LDict, key: str, field: str) -> tuple[str, ...]:
-    value = doc[key]
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise ctx.fail(doc.line_of(key), field, f"expected strings, got {_type_name(item)}")
-        out.append(str(item))
-    return tuple(out)
-
-
-def _parsed(
-    ctx: _Ctx, doc: LDict, key: str, field: str, parse: Callable[[str], float], example: str
-) -> float | None:
-    """A size or duration: a string or number run through `parse`, more than 0."""
-    value = doc[key]
-    if value is None:
-        return None
-    line = doc.line_of(key)
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ctx.fail(line, field, f"expected a value like {example}, got {_type_name(value)}")
-    try:
-        parsed = parse(str(value))
-    except ValueError as e:
-        raise ctx.fail(line, field, str(e)) from None
-    if parsed <= 0:
-        raise ctx.fail(line, field, "must be more than 0")
-    return parsed
-
-
-def _size(ctx: _Ctx, doc: LDict, key: str, field: str) -> int | None:
-    mib = _parsed(ctx, doc, key, field, parse_size_mib, "20GiB")
-    return None if mib is None else int(mib)
-
-
-def _duration(ctx: _Ctx, doc: LDict, key: str, field: str) -> float | None:
-    return _parsed(ctx, doc, key, field, parse_duration_s, "12h")
-
-
-def _mapping(ctx: _Ctx, doc: LDict, key: str, field: str) -> LDict:
-    value = doc[key]
-    if value is None:
-        return LDict(line=doc.line_of(key))
-    if not isinstance(value, dict):
-        raise ctx.fail(doc.line_of(key), field, f"expected a mapping, got {_type_name(value)}")
-    return value if isinstance(value, LDict) else LDict(value, line=doc.line_of(key))
-
-
-def _regex(ctx: _Ctx, line: int | None, field: str, pattern: str, group: str | None) -> None:
-    try:
-        compiled = re.compile(pattern)
-    except re.error as e:
-        raise ctx.fail(line, field, f"bad regular expression: {e}") from None
-    if group and group not in compiled.groupindex:
-        raise ctx.fail(line, field, f"pattern needs a named group (?P<{group}>...)")
-
-
-def fill(template: str, values: dict[str, str], on_unknown: Callable[[str], Exception]) -> str:
-    """Replace `{key}` placeholders; `${VAR}` and `{{`/`}}` stay for the shell and as braces."""
-
-    def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        key = m.group(1)
-        if key not in values:
-            raise on_unknown(key)
-        return values[key]
-
-    return PLACEHOLDER.sub(sub, template)
-
-
-def _placeholders(template: str) -> set[str]:
-    return {m.group(1) for m in PLACEHOLDER.finditer(template) if m.group(1)}
-
-
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if abs(value) >= 1e-4 or value == 0 else f"{value:g}"
-    return str(value)
-
-
-def _matrix(ctx: _Ctx, job: LDict, field: str) -> list[dict[str, str]]:
+def _matrix(ctx: Ctx, job: LDict, field: str) -> list[dict[str, str]]:
     if "matrix" not in job:
         return [{}]
-    matrix = _mapping(ctx, job, "matrix", field + "matrix")
+    matrix = mapping_field(ctx, job, "matrix", field + "matrix")
     axes: list[tuple[str, list[str]]] = []
     for key, values in matrix.items():
         line = matrix.line_of(key)
@@ -255,7 +77,7 @@ def _matrix(ctx: _Ctx, job: LDict, field: str) -> list[dict[str, str]]:
         for v in vals:
             if isinstance(v, (dict, list)) or v is None:
                 raise ctx.fail(line, f"{field}matrix.{key}", "values must be scalars")
-        axes.append((key, [_fmt_value(v) for v in vals]))
+        axes.append((key, [fmt_value(v) for v in vals]))
     count = 1
     for _, vals in axes:
         count *= len(vals)
@@ -290,17 +112,17 @@ def parse_jobs(
     Raises SpecError on the first problem; nothing is returned for a file with any bad job.
     `base_dir` is the file's folder (the default and the anchor of a relative `cwd`).
     """
-    ctx = _Ctx(path)
+    ctx = Ctx(path)
     if doc is None:
         raise ctx.fail(None, None, "empty job file: expected a job (name, command...) or jobs:")
     if not isinstance(doc, dict):
         line = getattr(doc, "line", None)
-        raise ctx.fail(line, None, f"expected a mapping with a job or jobs:, got {_type_name(doc)}")
+        raise ctx.fail(line, None, f"expected a mapping with a job or jobs:, got {type_name(doc)}")
     doc = doc if isinstance(doc, LDict) else LDict(doc)
     if "jobs" in doc:
-        _unknown_keys(ctx, doc, ("jobs", "defaults"), "")
-        defaults = _mapping(ctx, doc, "defaults", "defaults") if "defaults" in doc else LDict()
-        _unknown_keys(ctx, defaults, JOB_KEYS, "defaults.")
+        unknown_keys(ctx, doc, ("jobs", "defaults"), "")
+        defaults = mapping_field(ctx, doc, "defaults", "defaults") if "defaults" in doc else LDict()
+        unknown_keys(ctx, defaults, JOB_KEYS, "defaults.")
         jobs = doc["jobs"]
         if not isinstance(jobs, list) or not jobs:
             raise ctx.fail(doc.line_of("jobs"), "jobs", "expected a non-empty list of jobs")
@@ -308,12 +130,12 @@ def parse_jobs(
         for i, job in enumerate(jobs):
             line = jobs.item_lines[i] if isinstance(jobs, LList) else None
             if not isinstance(job, dict):
-                raise ctx.fail(line, f"jobs[{i}]", f"expected a mapping, got {_type_name(job)}")
+                raise ctx.fail(line, f"jobs[{i}]", f"expected a mapping, got {type_name(job)}")
             job = job if isinstance(job, LDict) else LDict(job, line=line)
-            _unknown_keys(ctx, job, JOB_KEYS, f"jobs[{i}].")
+            unknown_keys(ctx, job, JOB_KEYS, f"jobs[{i}].")
             entries.append((f"jobs[{i}].", _merge_defaults(defaults, job), f"{default_name}-{i}"))
     else:
-        _unknown_keys(ctx, doc, JOB_KEYS, "")
+        unknown_keys(ctx, doc, JOB_KEYS, "")
         entries = [("", doc, default_name)]
 
     specs: list[JobSpec] = []
@@ -329,7 +151,7 @@ def parse_jobs(
 
 
 def _parse_job(
-    ctx: _Ctx, job: LDict, field: str, base_dir: str, fallback: str, home: str | None
+    ctx: Ctx, job: LDict, field: str, base_dir: str, fallback: str, home: str | None
 ) -> list[JobSpec]:
     if "command" not in job:
         raise ctx.fail(job.line, field + "command", "missing: every job needs a command")
@@ -339,16 +161,18 @@ def _parse_job(
 
         command = shlex.join(str(c) for c in cmd_value)
     else:
-        command = _str(ctx, job, "command", field + "command")
+        command = str_field(ctx, job, "command", field + "command")
     if not command.strip():
         raise ctx.fail(job.line_of("command"), field + "command", "is empty")
 
     combos = _matrix(ctx, job, field)
-    name_t = _str(ctx, job, "name", field + "name", allow_num=True) if "name" in job else fallback
+    name_t = (
+        str_field(ctx, job, "name", field + "name", allow_num=True) if "name" in job else fallback
+    )
     if not name_t.strip() or "\n" in name_t or len(name_t) > 200:
         raise ctx.fail(job.line_of("name"), field + "name", "must be one non-empty line (max 200)")
     if combos != [{}]:  # every matrix key must show in the name, or names would repeat
-        missing = [k for k in combos[0] if k not in _placeholders(name_t)]
+        missing = [k for k in combos[0] if k not in placeholders(name_t)]
         name_t += "".join(f"-{k}{{{k}}}" for k in missing)
 
     def unknown(
@@ -365,32 +189,34 @@ def _parse_job(
 
         return make
 
-    gpus = _int(ctx, job, "gpus", field + "gpus", 0, 64) if "gpus" in job else 1
-    vram = _size(ctx, job, "vram", field + "vram") if "vram" in job else None
+    gpus = int_field(ctx, job, "gpus", field + "gpus", 0, 64) if "gpus" in job else 1
+    vram = size_field(ctx, job, "vram", field + "vram") if "vram" in job else None
     if gpus == 0 and vram is not None:
         raise ctx.fail(job.line_of("vram"), field + "vram", "set with gpus: 0 (a CPU-only job)")
     priority = (
-        _int(ctx, job, "priority", field + "priority", -(10**6), 10**6) if "priority" in job else 0
+        int_field(ctx, job, "priority", field + "priority", -(10**6), 10**6)
+        if "priority" in job
+        else 0
     )
     project = (
-        _str(ctx, job, "project", field + "project", allow_num=True)
+        str_field(ctx, job, "project", field + "project", allow_num=True)
         if "project" in job
         else "default"
     )
-    after = _str_list(ctx, job, "after", field + "after") if "after" in job else ()
-    retries = _int(ctx, job, "retries", field + "retries", 0, 1000) if "retries" in job else 0
-    retry_on = _str_list(ctx, job, "retry_on", field + "retry_on") if "retry_on" in job else ()
+    after = str_list(ctx, job, "after", field + "after") if "after" in job else ()
+    retries = int_field(ctx, job, "retries", field + "retries", 0, 1000) if "retries" in job else 0
+    retry_on = str_list(ctx, job, "retry_on", field + "retry_on") if "retry_on" in job else ()
     for pattern in retry_on:
-        _regex(ctx, job.line_of("retry_on"), field + "retry_on", pattern, None)
-    timeout = _duration(ctx, job, "timeout", field + "timeout") if "timeout" in job else None
+        regex_field(ctx, job.line_of("retry_on"), field + "retry_on", pattern, None)
+    timeout = duration_field(ctx, job, "timeout", field + "timeout") if "timeout" in job else None
     inherit = True
     if "inherit_env" in job:
-        inherit = _expect(ctx, job, "inherit_env", field + "inherit_env", (bool,), "true or false")
+        inherit = expect(ctx, job, "inherit_env", field + "inherit_env", (bool,), "true or false")
 
     env_t: dict[str, str] = {}
     env_lines: dict[str, int | None] = {}
     if "env" in job:
-        env_doc = _mapping(ctx, job, "env", field + "env")
+        env_doc = mapping_field(ctx, job, "env", field + "env")
         for key, value in env_doc.items():
             if not isinstance(key, str) or not ENV_NAME.match(key):
                 raise ctx.fail(
@@ -402,33 +228,33 @@ def _parse_job(
             env_t[key] = (
                 ""
                 if value is None
-                else _fmt_value(value).lower()
+                else fmt_value(value).lower()
                 if isinstance(value, bool)
-                else _fmt_value(value)
+                else fmt_value(value)
             )
 
     metrics: dict[str, str] = {}
     if "metrics" in job:
-        mdoc = _mapping(ctx, job, "metrics", field + "metrics")
+        mdoc = mapping_field(ctx, job, "metrics", field + "metrics")
         for key in mdoc:
-            metrics[str(key)] = _str(ctx, mdoc, key, f"{field}metrics.{key}")
-            _regex(ctx, mdoc.line_of(key), f"{field}metrics.{key}", metrics[str(key)], "value")
+            metrics[str(key)] = str_field(ctx, mdoc, key, f"{field}metrics.{key}")
+            regex_field(ctx, mdoc.line_of(key), f"{field}metrics.{key}", metrics[str(key)], "value")
 
     hooks: dict[str, str] = {}
     if "hooks" in job:
-        hdoc = _mapping(ctx, job, "hooks", field + "hooks")
-        _unknown_keys(ctx, hdoc, HOOK_EVENTS, field + "hooks.")
-        hooks = _hooks(ctx, hdoc, field + "hooks.")
+        hdoc = mapping_field(ctx, job, "hooks", field + "hooks")
+        unknown_keys(ctx, hdoc, HOOK_EVENTS, field + "hooks.")
+        hooks = hooks_field(ctx, hdoc, field + "hooks.")
 
     ck_doc: LDict | None = None
     if "checkpoints" in job:
-        ck_doc = _mapping(ctx, job, "checkpoints", field + "checkpoints")
-        _unknown_keys(ctx, ck_doc, CHECKPOINT_KEYS, field + "checkpoints.")
+        ck_doc = mapping_field(ctx, job, "checkpoints", field + "checkpoints")
+        unknown_keys(ctx, ck_doc, CHECKPOINT_KEYS, field + "checkpoints.")
         for key in ("watch", "eval"):
             if key not in ck_doc:
                 raise ctx.fail(ck_doc.line, f"{field}checkpoints.{key}", "missing")
 
-    cwd_t = _str(ctx, job, "cwd", field + "cwd") if "cwd" in job else None
+    cwd_t = str_field(ctx, job, "cwd", field + "cwd") if "cwd" in job else None
     specs = []
     for combo in combos:
         values = dict(combo)
@@ -449,22 +275,22 @@ def _parse_job(
             ck_values = {**values, "checkpoint": "{checkpoint}"}
             ck = CheckpointSpec(
                 watch=fill(
-                    _str(ctx, ck_doc, "watch", field + "checkpoints.watch"),
+                    str_field(ctx, ck_doc, "watch", field + "checkpoints.watch"),
                     values,
                     unknown("checkpoints.watch", values, ck_doc.line_of("watch")),
                 ),
                 eval=fill(
-                    _str(ctx, ck_doc, "eval", field + "checkpoints.eval"),
+                    str_field(ctx, ck_doc, "eval", field + "checkpoints.eval"),
                     ck_values,
                     unknown("checkpoints.eval", ck_values, ck_doc.line_of("eval")),
                 ),
-                gpus=_int(ctx, ck_doc, "gpus", field + "checkpoints.gpus", 0, 64)
+                gpus=int_field(ctx, ck_doc, "gpus", field + "checkpoints.gpus", 0, 64)
                 if "gpus" in ck_doc
                 else 1,
-                vram_mib=_size(ctx, ck_doc, "vram", field + "checkpoints.vram")
+                vram_mib=size_field(ctx, ck_doc, "vram", field + "checkpoints.vram")
                 if "vram" in ck_doc
                 else None,
-                keep_best=_str(ctx, ck_doc, "keep_best", field + "checkpoints.keep_best")
+                keep_best=str_field(ctx, ck_doc, "keep_best", field + "checkpoints.keep_best")
                 if "keep_best" in ck_doc
                 else None,
             )
@@ -492,81 +318,4 @@ def _parse_job(
     return specs
 
 
-def _hooks(ctx: _Ctx, hdoc: LDict, prefix: str) -> dict[str, str]:
-    hooks = {}
-    for key in hdoc:
-        hooks[key] = _str(ctx, hdoc, key, prefix + key)
-        bad = sorted(_placeholders(hooks[key]) - set(HOOK_FIELDS))
-        if bad:
-            raise ctx.fail(
-                hdoc.line_of(key),
-                prefix + key,
-                f"unknown placeholder {{{bad[0]}}}; known: {', '.join(HOOK_FIELDS)}",
-            )
-    return hooks
-
-
-def parse_config(doc: Any, path: str) -> Config:
-    """Validate config.yaml; absent keys keep Config's defaults."""
-    ctx = _Ctx(path)
-    if doc is None:
-        return Config()
-    if not isinstance(doc, dict):
-        raise ctx.fail(
-            getattr(doc, "line", None), None, f"expected a mapping, got {_type_name(doc)}"
-        )
-    doc = doc if isinstance(doc, LDict) else LDict(doc)
-    _unknown_keys(ctx, doc, CONFIG_KEYS, "")
-    kw: dict[str, Any] = {}
-    if "policy" in doc:
-        kw["policy"] = _str(ctx, doc, "policy", "policy")
-        if kw["policy"] not in POLICIES:
-            raise ctx.fail(doc.line_of("policy"), "policy", f"must be one of {', '.join(POLICIES)}")
-    if "runner" in doc:
-        kw["runner"] = _str(ctx, doc, "runner", "runner")
-        if kw["runner"] not in RUNNERS:
-            raise ctx.fail(doc.line_of("runner"), "runner", f"must be one of {', '.join(RUNNERS)}")
-    if "placement" in doc:
-        kw["placement"] = _str(ctx, doc, "placement", "placement")
-        if kw["placement"] not in PLACEMENTS:
-            raise ctx.fail(doc.line_of("placement"), "placement", "must be spread or pack")
-    if "notify" in doc:
-        kw["notify"] = _expect(ctx, doc, "notify", "notify", (bool,), "true or false")
-    if "backfill" in doc:
-        kw["backfill"] = _expect(ctx, doc, "backfill", "backfill", (bool,), "true or false")
-    if "headroom" in doc:
-        kw["headroom_mib"] = (
-            0 if doc["headroom"] in (0, "0") else _size(ctx, doc, "headroom", "headroom")
-        )
-    if "max_jobs_per_gpu" in doc:
-        kw["max_jobs_per_gpu"] = _int(ctx, doc, "max_jobs_per_gpu", "max_jobs_per_gpu", 1, 1000)
-    if "keep_finished_windows" in doc:
-        kw["keep_finished_windows"] = _int(
-            ctx, doc, "keep_finished_windows", "keep_finished_windows", 0, 10**6
-        )
-    if "retry_backoff" in doc:
-        kw["retry_backoff_s"] = (
-            0.0
-            if doc["retry_backoff"] in (0, "0")
-            else _duration(ctx, doc, "retry_backoff", "retry_backoff")
-        )
-    if "cancel_grace" in doc:
-        kw["cancel_grace_s"] = _duration(ctx, doc, "cancel_grace", "cancel_grace")
-    if "shares" in doc:
-        sdoc = _mapping(ctx, doc, "shares", "shares")
-        shares = {}
-        for key in sdoc:
-            value = _expect(ctx, sdoc, key, f"shares.{key}", (int, float), "a number")
-            if value <= 0:
-                raise ctx.fail(sdoc.line_of(key), f"shares.{key}", "must be more than 0")
-            shares[str(key)] = float(value)
-        kw["shares"] = shares
-    if "hooks" in doc:
-        hdoc = _mapping(ctx, doc, "hooks", "hooks")
-        _unknown_keys(ctx, hdoc, HOOK_EVENTS, "hooks.")
-        kw["hooks"] = _hooks(ctx, hdoc, "hooks.")
-    if "slurm" in doc:
-        sdoc = _mapping(ctx, doc, "slurm", "slurm")
-        _unknown_keys(ctx, sdoc, SLURM_KEYS, "slurm.")
-        kw["slurm"] = dict(sdoc)
-    return Config(**kw)
+__all__ = ["HOOK_FIELDS", "LDict", "LList", "fill", "parse_config", "parse_jobs"]

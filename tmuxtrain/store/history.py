@@ -7,11 +7,13 @@ attempt record commit together or not at all.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.core.model import Job
+from tmuxtrain.store.codec import finite
 
 
 def add_event(
@@ -39,6 +41,31 @@ def record_attempt(
             reason,
         ),
     )
+
+
+def add_metrics(
+    db: sqlite3.Connection,
+    job_id: int,
+    samples: Sequence[tuple[str, float, float | None]],
+    latest: dict[str, Any],
+    now: float,
+    log_offset: int,
+) -> dict[str, Any]:
+    """Append metric samples (name, value, step), keep latest values and the log offset; the
+    latest values as stored. A NaN or infinite value stays in the latest values as text
+    (see `codec.finite`) and is not a point of the history."""
+    latest = {k: finite(v) for k, v in latest.items()}
+    db.executemany(
+        "INSERT INTO metrics (job_id, name, t, step, value) VALUES (?, ?, ?, ?, ?)",
+        [(job_id, n, now, s, v) for n, v, s in samples if math.isfinite(v)],
+    )
+    db.execute(
+        "UPDATE jobs SET metrics = ?, log_offset = ? WHERE id = ?",
+        (json.dumps(latest, separators=(",", ":")), log_offset, job_id),
+    )
+    if samples:
+        add_event(db, now, job_id, "metric", {"metrics": latest})
+    return latest
 
 
 class History:

@@ -14,9 +14,7 @@ every job that ends.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import operator
 import os
 import sqlite3
@@ -32,12 +30,12 @@ from tmuxtrain.store.codec import (
     JOB_JSON_SQL,
     check_writable,
     encode,
-    finite,
     iso,
     row_to_job,
     runtime_s,
 )
-from tmuxtrain.store.history import History, add_event, record_attempt
+from tmuxtrain.store.history import History, add_event, add_metrics, record_attempt
+from tmuxtrain.store.inserting import insert_jobs
 
 _ID = operator.attrgetter("id")
 _STATES = {s.value: s for s in JobState}
@@ -113,52 +111,8 @@ class Store:
         known before the insert.
         """
         with self.tx() as db:
-            ids = self._insert(db, items, now, logs_dir, parent_id)
+            ids = insert_jobs(db, items, now, logs_dir, parent_id)
         self._cache_pending(ids)
-        return ids
-
-    def _insert(
-        self,
-        db: sqlite3.Connection,
-        items: Sequence[tuple[JobSpec, tuple[int, ...], dict[str, str] | None]],
-        now: float,
-        logs_dir: str,
-        parent_id: int | None,
-    ) -> list[int]:
-        ids: list[int] = []
-        hashes: dict[int, str] = {}
-        for spec, after, env in items:
-            env_hash = None
-            if env is not None:
-                env_hash = hashes.get(id(env))
-                if env_hash is None:
-                    data = json.dumps(env, sort_keys=True)
-                    env_hash = hashlib.sha256(data.encode()).hexdigest()
-                    db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
-                    hashes[id(env)] = env_hash
-            deps = [ids[-d - 1] if d < 0 else d for d in after]
-            cur = db.execute(
-                "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, submitted_at,"
-                " parent_id, has_checkpoints, held) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    spec.name,
-                    json.dumps(spec.to_dict(), separators=(",", ":")),
-                    env_hash,
-                    json.dumps(deps),
-                    spec.priority,
-                    now,
-                    parent_id,
-                    int(spec.checkpoints is not None),
-                    int(spec.hold),
-                ),
-            )
-            job_id = int(cur.lastrowid or 0)
-            db.execute(
-                "UPDATE jobs SET log_path = ?, reason = ? WHERE id = ?",
-                (os.path.join(logs_dir, f"{job_id}.log"), "held" if spec.hold else "", job_id),
-            )
-            add_event(db, now, job_id, "submitted", {"name": spec.name})
-            ids.append(job_id)
         return ids
 
     def add_checkpoint_eval(
@@ -178,7 +132,7 @@ class Store:
             )
             if cur.rowcount != 1:
                 return None
-            [eval_id] = self._insert(db, [(spec, (), env)], now, logs_dir, job_id)
+            [eval_id] = insert_jobs(db, [(spec, (), env)], now, logs_dir, job_id)
             db.execute(
                 "UPDATE checkpoints SET eval_job_id = ? WHERE job_id = ? AND path = ?",
                 (eval_id, job_id, path),
@@ -303,12 +257,6 @@ class Store:
                 [s.value for s in FINISHED],
             )
         )
-
-    def cancel_requested(self, job_id: int) -> bool:
-        row = self.db.execute(
-            "SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-        return bool(row and row[0])
 
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in JobState}
@@ -464,21 +412,10 @@ class Store:
         now: float,
         log_offset: int,
     ) -> None:
-        """Append metric samples (name, value, step), keep latest values and the log offset.
-        A NaN or infinite value stays in the latest values as text (see `codec.finite`)
-        and is not a point of the history."""
-        latest = {k: finite(v) for k, v in latest.items()}
+        """Append metric samples (name, value, step), keep latest values and the log offset
+        (see `history.add_metrics`)."""
         with self.tx() as db:
-            db.executemany(
-                "INSERT INTO metrics (job_id, name, t, step, value) VALUES (?, ?, ?, ?, ?)",
-                [(job_id, n, now, s, v) for n, v, s in samples if math.isfinite(v)],
-            )
-            db.execute(
-                "UPDATE jobs SET metrics = ?, log_offset = ? WHERE id = ?",
-                (json.dumps(latest, separators=(",", ":")), log_offset, job_id),
-            )
-            if samples:
-                add_event(db, now, job_id, "metric", {"metrics": latest})
+            latest = add_metrics(db, job_id, samples, latest, now, log_offset)
         if self._pending is not None and job_id in self._pending:
             self._pending[job_id].metrics = latest
 

@@ -1,0 +1,128 @@
+"""The base of `Client`: one user's view of one tmuxtrain home (its settings and its store)
+and the scheduler process behind it, which every other part may need to wake or start."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import time
+from typing import Any
+
+from tmuxtrain.core.errors import StateError, TmuxtrainError
+from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.settings import Settings, from_env
+from tmuxtrain.store import Store
+
+
+class ClientBase:
+    """Settings, the store (opened on first use) and the scheduler process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or from_env()
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.settings.ensure_dirs()
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def job(self, ref: str | int) -> Job:
+        return self.store.get(self.store.resolve(ref))
+
+    def _states(self, state: str | None) -> builtins.list[JobState] | None:
+        if not state:
+            return None
+        try:
+            return [JobState(s.strip()) for s in state.split(",")]
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobState)
+            raise TmuxtrainError(f"--state: unknown state '{state}' (use {allowed})") from None
+
+    # ---- the scheduler ----------------------------------------------------------------
+
+    def tmux(self) -> Any:
+        from tmuxtrain.runners.tmux import Tmux
+
+        return Tmux(self.settings.socket, self.settings.session)
+
+    def nudge(self) -> bool:
+        from tmuxtrain.daemonctl import nudge
+
+        return nudge(self.settings)
+
+    def scheduler_running(self) -> bool:
+        from tmuxtrain.daemonctl import scheduler_pid
+
+        return scheduler_pid(self.settings.lock_path) is not None
+
+    def ensure_scheduler(self, timeout: float = 10.0) -> bool:
+        """Nudge the scheduler, or start it when it is down. True when it was started."""
+        if self.nudge() and self.scheduler_running():
+            return False
+        return self.up(timeout)
+
+    def up(self, timeout: float = 10.0) -> bool:
+        """Start the scheduler, detached (see `daemonctl.spawn`); True when it was started."""
+        from tmuxtrain.daemonctl import gpu_source, spawn
+        from tmuxtrain.jobfile import load_config
+
+        if self.scheduler_running():
+            return False
+        load_config(self.settings.config_path)  # a bad config fails here, not in the daemon
+        s = self.settings
+        s.ensure_dirs()
+        env = dict(os.environ)
+        gpus = gpu_source(s.gpus)
+        if gpus:
+            env["TMUXTRAIN_GPUS"] = gpus
+        if s.config_path:
+            env["TMUXTRAIN_CONFIG"] = os.path.abspath(s.config_path)
+        proc = spawn(s, env)
+        deadline = time.monotonic() + timeout
+        while not self.scheduler_running():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TmuxtrainError(f"the scheduler did not start; see {s.scheduler_log}")
+            time.sleep(0.01)
+        return True
+
+    def down(self, timeout: float = 10.0) -> bool:
+        """Stop the scheduler; running jobs keep running in their windows."""
+        import signal
+
+        from tmuxtrain.daemonctl import scheduler_pid
+
+        pid = scheduler_pid(self.settings.lock_path)
+        if pid is None:
+            return False
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return False
+            self.nudge()
+        deadline = time.monotonic() + timeout
+        while self.scheduler_running():
+            if time.monotonic() > deadline:
+                raise TmuxtrainError(f"the scheduler (pid {pid}) did not stop within {timeout:g}s")
+            time.sleep(0.02)
+        return True
+
+    def attach_argv(self, ref: str | int) -> builtins.list[str]:
+        job = self.job(ref)
+        deadline = time.monotonic() + 3
+        while job.state is JobState.RUNNING and not job.tmux_window and time.monotonic() < deadline:
+            time.sleep(0.02)  # claimed a moment ago: its window id is being recorded
+            job = self.store.get(job.id)
+        if not job.tmux_window:
+            why = (
+                "has not started yet" if job.state is JobState.PENDING else "has no window any more"
+            )
+            raise StateError(f"job {job.id} {why}; see tmuxtrain log {job.id}")
+        return list(self.tmux().attach_argv(job.tmux_window))

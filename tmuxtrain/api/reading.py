@@ -1,0 +1,181 @@
+"""Reading jobs, their metrics and events, the GPUs and the scheduler's status: what `ls`,
+`show`, `metrics`, `events`, `gpus`, `status` and the dashboard show."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from tmuxtrain.api.base import ClientBase
+from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.store import job_json
+
+
+class Reading(ClientBase):
+    # ---- reading ----------------------------------------------------------------------
+
+    def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
+        jobs: builtins.list[dict[str, Any]] = json.loads(self.list_json(state))
+        return jobs
+
+    def list_json(self, state: str | None = None) -> str:
+        """`list` as JSON text, built by SQLite: what `ls --json` prints."""
+        return self.store.jobs_json(self._states(state), time.time())
+
+    def show(self, ref: str | int) -> dict[str, Any]:
+        job = self.job(ref)
+        out = job_json(job)
+        out["attempts"] = self.store.history.attempts(job.id)
+        out["spec"] = job.spec.to_dict()
+        out["checkpoints"] = self.checkpoints(job)
+        return out
+
+    def checkpoints(self, job: Job) -> builtins.list[dict[str, Any]]:
+        """A job's checkpoints with their evaluation's state and metrics; with `keep_best`,
+        the best one is marked `best: true`."""
+        from tmuxtrain.core.checkpoints import best_index
+
+        cks = self.store.history.checkpoints(job.id)
+        metric = job.spec.checkpoints.keep_best if job.spec.checkpoints else None
+        best = best_index(cks, metric) if metric else None
+        for i, c in enumerate(cks):
+            c["best"] = i == best
+        return cks
+
+    def metrics(self, ref: str | int) -> dict[str, builtins.list[builtins.list[float | None]]]:
+        return self.store.history.metric_history(self.store.resolve(ref))
+
+    def events(
+        self, after_id: int = 0, *, follow: bool = False, poll_s: float = 0.2
+    ) -> Iterator[dict[str, Any]]:
+        """Events after `after_id`, oldest first; with `follow`, wait for new ones forever."""
+        last = after_id
+        while True:
+            batch = self.store.history.events(last)
+            for ev in batch:
+                last = ev["id"]
+                yield ev
+            if not follow:
+                if len(batch) < 1000:
+                    return
+                continue
+            if not batch:
+                time.sleep(poll_s)
+
+    def status(self) -> dict[str, Any]:
+        from tmuxtrain.daemonctl import scheduler_info, scheduler_pid
+
+        pid = scheduler_pid(self.settings.lock_path)
+        info = scheduler_info(self.settings.lock_path) if pid is not None else {}
+        counts = self.store.counts()
+        return {
+            "scheduler": {
+                "running": pid is not None,
+                "pid": pid if pid and pid > 0 else None,
+                "log": self.settings.scheduler_log,
+                "gpus": info.get("gpus", self.settings.gpus),
+                "config": info.get("config", self.settings.config_path),
+            },
+            "counts": counts,
+            "home": self.settings.home,
+            "session": self.settings.session,
+            "socket": self.settings.socket,
+        }
+
+    def gpus(self) -> builtins.list[dict[str, Any]]:
+        """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""
+        try:
+            return list(self.gpus_polled())
+        finally:
+            self.close_gpu_probe()
+
+    def gpu_spec(self) -> str | None:
+        """TMUXTRAIN_GPUS, or when it is unset the source the running scheduler uses (so
+        `tmuxtrain gpus` and the dashboard show the GPUs jobs are placed on)."""
+        if self.settings.gpus:
+            return self.settings.gpus
+        from tmuxtrain.daemonctl import scheduler_info
+
+        spec = scheduler_info(self.settings.lock_path).get("gpus")
+        return spec if isinstance(spec, str) else None
+
+    def list_gpu_count(self) -> int:
+        """How many GPUs the configured source sees (0 when there is no driver)."""
+        return len(self.gpus())
+
+    def gpu_source_note(self) -> str:
+        """Where GPUs come from, in a line (e.g. why there are none)."""
+        try:
+            self.gpus_polled([])
+            return self.gpu_probe_note()
+        finally:
+            self.close_gpu_probe()
+
+    # ---- polling, for long-lived readers (added for the dashboard, tmuxtrain.ui) -------
+    # A dashboard re-reads everything 1-2 times a second with up to thousands of jobs. These
+    # let it skip the contract JSON (about half the cost of `list()`), skip re-reading when
+    # nothing was committed, and keep one GPU probe open instead of starting NVML per call.
+
+    _polled_probe: Any = None  # the GpuProbe gpus_polled() keeps open
+
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, ids: Iterable[int] | None = None
+    ) -> Sequence[Job]:
+        """Jobs (id order) as `core.model.Job` objects, without `list()`'s JSON conversion;
+        only those states and/or ids when given."""
+        return self.store.jobs(
+            list(states) if states is not None else None, list(ids) if ids is not None else None
+        )
+
+    def data_version(self) -> int:
+        """Changes whenever another process commits to the database (SQLite's `PRAGMA
+        data_version`); equal values mean nothing changed but this client's own writes."""
+        return self.store.data_version()
+
+    def gpus_polled(self, running: Sequence[Job] | None = None) -> Sequence[dict[str, Any]]:
+        """`gpus()` with the probe kept open between calls (NVML starts once), crediting
+        `running` (read here when None); `close_gpu_probe()` releases the probe."""
+        from tmuxtrain.gpus import open_probe
+        from tmuxtrain.gpus.credit import probe_gpus
+
+        jobs = running if running is not None else self.list_jobs([JobState.RUNNING])
+        probe = self._polled_probe
+        if probe is None:
+            probe = open_probe(self.gpu_spec(), base_dir=os.getcwd())
+            self._polled_probe = probe
+        out = []
+        for g in probe_gpus(probe, [*jobs], []):
+            used = g.memory_used_mib
+            if used is not None and g.memory_total_mib is not None:
+                used = min(used, g.memory_total_mib)
+            out.append(
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "memory_total_mib": g.memory_total_mib,
+                    "memory_used_mib": used,
+                    "memory_jobs_mib": sum(g.job_used_mib.values()) if g.job_used_mib else 0,
+                    "utilization_pct": g.utilization_pct,
+                    "temperature_c": g.temperature_c,
+                    "simulated": g.simulated,
+                    "jobs": [j.id for j in jobs if g.index in j.gpus],
+                }
+            )
+        return out
+
+    def gpu_probe_note(self) -> str:
+        """The note of the probe `gpus_polled()` keeps open ('' before its first call)."""
+        probe = self._polled_probe
+        return probe.note if probe is not None else ""
+
+    def close_gpu_probe(self) -> None:
+        """Release the probe `gpus_polled()` kept open (nvmlShutdown on real GPUs)."""
+        probe = self._polled_probe
+        self._polled_probe = None
+        if probe is not None:
+            probe.close()

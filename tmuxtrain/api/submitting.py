@@ -1,0 +1,171 @@
+"""Submitting jobs: job files and ad-hoc commands, validated, their dependencies resolved
+(names in the same submission first), inserted in one transaction."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tmuxtrain.api.base import ClientBase
+from tmuxtrain.core.errors import SpecError, TmuxtrainError
+from tmuxtrain.core.model import JobSpec
+
+ADHOC = "<command line>"
+INTERPRETERS = {
+    "python",
+    "python3",
+    "bash",
+    "sh",
+    "torchrun",
+    "accelerate",
+    "deepspeed",
+    "uv",
+    "srun",
+}
+
+
+def _spec_error(spec: JobSpec, field: str, message: str) -> SpecError:
+    path, _, line = spec.source.rpartition(":")
+    return SpecError(path or spec.source, int(line) if line.isdigit() else None, field, message)
+
+
+def adhoc_name(argv: Sequence[str]) -> str:
+    """A readable default name for `add -- CMD`: the script, not the interpreter."""
+    words = list(argv)
+    if len(words) == 1:
+        words = shlex.split(words[0]) if words[0].strip() else ["job"]
+    for w in words:
+        base = os.path.basename(w)
+        if base and base not in INTERPRETERS and not w.startswith("-"):
+            return os.path.splitext(base)[0] or base
+    return os.path.basename(words[0]) or "job"
+
+
+class Submitting(ClientBase):
+    # ---- submitting -------------------------------------------------------------------
+
+    def add_files(
+        self, paths: Sequence[str], overrides: dict[str, Any] | None = None, *, start: bool = True
+    ) -> list[int]:
+        """Queue every job of every file; nothing is queued if any file has a bad job."""
+        from tmuxtrain.jobfile import load_jobs
+
+        specs: list[JobSpec] = []
+        for path in paths:
+            specs.extend(load_jobs(path, overrides))
+        return self.add_specs(specs, start=start)
+
+    def add_command(
+        self,
+        command: str | Sequence[str],
+        overrides: dict[str, Any] | None = None,
+        *,
+        start: bool = True,
+        **opts: Any,
+    ) -> list[int]:
+        """Queue one ad-hoc command (a shell string, or argv to be quoted)."""
+        from tmuxtrain.core.spec import parse_jobs
+        from tmuxtrain.jobfile import apply_overrides
+
+        argv = [command] if isinstance(command, str) else list(command)
+        if not argv or not " ".join(argv).strip():
+            raise SpecError(ADHOC, None, "command", "is empty: give a command after --")
+        text = argv[0] if len(argv) == 1 else shlex.join(argv)
+        doc: dict[str, Any] = {"command": text, "name": adhoc_name(argv)}
+        doc = apply_overrides(doc, {**(overrides or {}), **opts})
+        for key in ("command", "name"):  # no matrix here: braces are the user's, literally
+            if isinstance(doc.get(key), str):
+                doc[key] = doc[key].replace("{", "{{").replace("}", "}}")
+        cwd = os.getcwd()
+        specs = parse_jobs(doc, ADHOC, cwd, default_name=doc["name"], home=os.path.expanduser("~"))
+        return self.add_specs(specs, start=start)
+
+    def add_specs(
+        self, specs: Sequence[JobSpec], *, start: bool = True, parent_id: int | None = None
+    ) -> list[int]:
+        """Resolve dependencies (names in this batch first, then existing jobs) and insert."""
+        from tmuxtrain.jobenv import submit_environment
+
+        given = list(specs)
+        specs = self._dependency_order(given)
+        batch = {s.name: i for i, s in enumerate(specs)}
+        items: list[tuple[JobSpec, tuple[int, ...]]] = []
+        # Ids of this batch are not known before insert: -(k+1) stands for its k-th job.
+        for spec in specs:
+            deps = []
+            for ref in spec.after:
+                if ref in batch and ref != spec.name:
+                    deps.append(-(batch[ref] + 1))
+                    continue
+                try:
+                    deps.append(self._resolve_dep(ref))
+                except TmuxtrainError as e:
+                    raise _spec_error(spec, "after", str(e)) from None
+            items.append((spec, tuple(deps)))
+        env = submit_environment(True)
+        minimal = submit_environment(False)
+        rows = [(spec, deps, env if spec.inherit_env else minimal) for spec, deps in items]
+        inserted = self.store.add_jobs(rows, time.time(), self.settings.logs_dir, parent_id)
+        by_spec = {id(s): i for s, i in zip(specs, inserted, strict=True)}
+        ids = [by_spec[id(s)] for s in given]  # in the order the files gave them
+        if start:
+            self.ensure_scheduler()
+        return ids
+
+    @staticmethod
+    def _dependency_order(specs: Sequence[JobSpec]) -> builtins.list[JobSpec]:
+        """Jobs of one submission with each after the jobs of the batch it depends on (so a
+        file may list `evaluate` before `train`); a cycle is a SpecError."""
+        names = {s.name for s in specs}
+        out: builtins.list[JobSpec] = []
+        placed: set[str] = set()
+        pending = list(specs)
+        while pending:
+            ready = [
+                s
+                for s in pending
+                if all(d in placed or d not in names or d == s.name for d in s.after)
+            ]
+            if not ready:
+                cycle = ", ".join(s.name for s in pending)
+                raise _spec_error(pending[0], "after", f"dependency cycle among: {cycle}")
+            out += ready
+            placed.update(s.name for s in ready)
+            pending = [s for s in pending if s.name not in placed]
+        return out
+
+    def _resolve_dep(self, ref: str) -> int:
+        text = ref.strip()
+        if text.isdigit():
+            return self.store.resolve(text)
+        ids = self.store.ids_named(text)
+        if not ids:
+            raise TmuxtrainError(f"no job named '{text}' to run after")
+        return ids[-1]  # the latest job of that name: resubmitting a chain follows the new one
+
+    def export_sbatch(
+        self,
+        files: Sequence[str],
+        overrides: dict[str, Any] | None,
+        *,
+        out: str,
+        submit: bool = True,
+        **opts: Any,
+    ) -> builtins.list[str]:
+        """Write the files' jobs as sbatch scripts under `out` (and submit them in order):
+        the scripts' paths, or `SLURM_ID<TAB>NAME` for each submitted job."""
+        from tmuxtrain.jobfile import load_config, load_jobs
+        from tmuxtrain.runners import slurm
+
+        config = load_config(self.settings.config_path)
+        options = slurm.SlurmOptions.from_config(config.slurm, **opts)
+        specs = [s for path in files for s in load_jobs(path, overrides)]
+        plan = slurm.plan(specs, options, out)
+        slurm.write(plan)
+        if not submit:
+            return [path for _, path, _ in plan.scripts]
+        return [f"{job_id}\t{name}" for name, job_id in slurm.submit(plan).items()]
