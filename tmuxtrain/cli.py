@@ -32,6 +32,9 @@ def _fmt_dur(s: float | None) -> str:
     return "" if s is None else format_duration(s)
 
 
+CHUNK = 2**20
+
+
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
@@ -207,44 +210,29 @@ def cmd_metrics(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_log(c: Client, a: argparse.Namespace) -> int:
-    from tmuxtrain.core.model import FINISHED
+    from tmuxtrain import logfile
 
-    path = c.log_path(a.id)
-    job_id = c.job(a.id).id
+    job = c.job(a.id)
+    path = job.log_path
     out = sys.stdout.buffer
-    pos = 0
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        data = b""
+    pos = logfile.size(path)
     if a.lines is not None:
-        data = b"".join(data.splitlines(keepends=True)[-a.lines :]) if a.lines > 0 else b""
-        pos = os.path.getsize(path) if os.path.exists(path) else 0
+        out.write(logfile.tail_lines(path, a.lines))
     else:
-        pos = len(data)
-    out.write(data)
+        for start in range(0, pos, CHUNK):  # a log can be gigabytes: never all in memory
+            out.write(logfile.read(path, start, min(pos, start + CHUNK)))
     out.flush()
-    if not a.follow:
-        return 0
-    try:
-        while True:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-            except FileNotFoundError:
-                chunk = b""
-            if chunk:
-                pos += len(chunk)
-                out.write(chunk)
-                out.flush()
-            elif c.store.get(job_id).state in FINISHED:
-                return 0
-            else:
-                time.sleep(0.1)
-    except KeyboardInterrupt:
-        return 0
+    while a.follow:
+        chunk = logfile.read(path, pos, pos + CHUNK)
+        if chunk:
+            pos += len(chunk)
+            out.write(chunk)
+            out.flush()
+        elif c.job(job.id).state.finished:
+            break
+        else:
+            time.sleep(0.1)
+    return 0
 
 
 def cmd_attach(c: Client, a: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tmuxtrain.core.model import Job, JobSpec, JobState
+from tmuxtrain.core.model import Config, Job, JobSpec, JobState
+from tmuxtrain.core.schedule import start_order
 from tmuxtrain.ui import view
 from tmuxtrain.ui.add_job_screen import complete, path_candidates
 from tmuxtrain.ui.log_tail import LogTail
@@ -34,8 +35,15 @@ def test_queue_order_running_then_start_order_then_newest_finished() -> None:
         job(7, JobState.RUNNING),
         job(8, JobState.PENDING),
     ]
-    order = [j.id for j in sorted(jobs, key=view.order_key)]
-    assert order == [3, 7, 4, 2, 8, 5, 6, 1]
+    pending = [j for j in jobs if j.state is JobState.PENDING]
+    running = [j for j in jobs if j.state is JobState.RUNNING]
+    for policy, want in [
+        ("priority", [3, 7, 4, 2, 8, 5, 6, 1]),
+        ("fifo", [3, 7, 2, 4, 8, 5, 6, 1]),  # submission order, whatever the priority
+    ]:
+        ids = start_order(pending, running, Config(policy=policy))
+        rank = {job_id: n for n, job_id in enumerate(ids)}
+        assert [j.id for j in sorted(jobs, key=lambda j: view.order_key(j, rank))] == want
 
 
 def test_progress_fraction() -> None:

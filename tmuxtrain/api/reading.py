@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tmuxtrain.api.base import ClientBase
+from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import Job, JobState
 from tmuxtrain.store import job_json
 
@@ -179,3 +180,15 @@ class Reading(ClientBase):
         self._polled_probe = None
         if probe is not None:
             probe.close()
+
+    def start_order(self, pending: Sequence[Job], running: Sequence[Job]) -> builtins.list[int]:
+        """The pending jobs' ids in the order the scheduler will consider them, under the
+        configured policy (`core.schedule.start_order`); config errors give id order."""
+        from tmuxtrain.core.schedule import start_order
+        from tmuxtrain.jobfile import load_config
+
+        try:
+            config = load_config(self.settings.config_path)
+        except TmuxtrainError:
+            return sorted(j.id for j in pending)
+        return start_order(pending, running, config)

@@ -76,6 +76,14 @@ def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config)
     return [order[i] for i in sorted(range(len(order)), key=keys.__getitem__)]
 
 
+def start_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[int]:
+    """The pending jobs' ids in the order the scheduler considers them (`policy_order`),
+    held jobs last (nothing considers them until released): what the dashboard shows as
+    "the order they will start"."""
+    order = policy_order([j for j in pending if not j.held], running, config)
+    return [j.id for j in order] + sorted(j.id for j in pending if j.held)
+
+
 def decide(
     jobs: Sequence[Job],
     gpus: Sequence[GpuInfo],

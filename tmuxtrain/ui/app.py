@@ -213,7 +213,7 @@ class TmuxtrainApp(App[int]):
         if snap.jobs is not None:
             self.jobs = snap.jobs
             self.by_id = {j.id: j for j in snap.jobs}
-        self.table.sync(self.visible_jobs(), now, changed=changed)
+        self.table.sync(self.visible_jobs(), now, changed=changed, rank=snap.order)
         if snap.scheduler != self.scheduler:
             self.scheduler = snap.scheduler
             self.refresh_bindings()

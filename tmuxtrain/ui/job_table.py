@@ -8,7 +8,7 @@ a few dictionary lookups per row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,6 +84,7 @@ class JobTable(DataTable[Text]):
         self.selected_id: int | None = None
         self.rows_formatted = 0  # rows formatted by the last sync (for tests and the bench)
         self._syncing = False  # rows move under the cursor: do not take that as a selection
+        self.rank: Mapping[int, int] = {}  # pending job -> its place in the start order
 
     # ---- layout -----------------------------------------------------------------------
 
@@ -150,13 +151,23 @@ class JobTable(DataTable[Text]):
             cells["reason"] = view.reason_text(job, p)
         return cells
 
-    def sync(self, jobs: Sequence[Job], now: float, *, changed: bool = True) -> None:
-        """Make the rows show `jobs` (already filtered), in queue order.
+    def sync(
+        self,
+        jobs: Sequence[Job],
+        now: float,
+        *,
+        changed: bool = True,
+        rank: Mapping[int, int] | None = None,
+    ) -> None:
+        """Make the rows show `jobs` (already filtered), in queue order (`rank`: the pending
+        jobs' places in the scheduler's start order, when it changed).
 
         `changed=False` says the job list is the same as last time: only running jobs' clocks
         move, so only their runtime cells are looked at.
         """
         self._jobs, self._now = jobs, now
+        if rank is not None:
+            self.rank = rank
         if not self.columns:
             return
         self._syncing = True
@@ -189,7 +200,7 @@ class JobTable(DataTable[Text]):
                     self._set(job.id, "runtime", view.runtime_text(job, now))
                 continue
             sig = view.signature(job)
-            key = view.order_key(job)
+            key = view.order_key(job, self.rank)
             if row is None:
                 cells = self._cells(job, now)
                 formatted += 1

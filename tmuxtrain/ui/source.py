@@ -10,7 +10,6 @@ A refresh re-reads the jobs only when another connection committed since the las
 from __future__ import annotations
 
 import codecs
-import os
 import re
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tmuxtrain import logfile
 from tmuxtrain.api import Client
 from tmuxtrain.core.model import Job, JobState
 
@@ -70,6 +70,7 @@ class Snapshot:
     gpu_note: str
     scheduler: dict[str, Any]
     counts: dict[str, int]
+    order: dict[int, int] | None = None  # pending job -> place in the start order, when read
     history: tuple[int, dict[str, list[list[float | None]]]] | None = None
     log: LogChunk | None = None
     errors: list[str] = field(default_factory=list)
@@ -111,6 +112,10 @@ class DataSource:
             except Exception as e:  # a probe failure is shown, never fatal to the dashboard
                 gpus, note = [], f"GPU probe failed: {e}"
             snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"])
+            if jobs is not None:
+                pending = [j for j in self._active if j.state is JobState.PENDING]
+                ids = c.start_order(pending, running)
+                snap.order = {job_id: n for n, job_id in enumerate(ids)}
             if fresh:
                 self._history_key = None
                 self._log = None
@@ -172,10 +177,7 @@ class DataSource:
         path = job.log_path
         if not path:
             return None
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
+        size = logfile.size(path)
         known = self._log
         if (
             known is not None
@@ -188,14 +190,7 @@ class DataSource:
         else:  # another job, a truncated file, or too much at once: start from the tail
             start, reset = max(0, size - LOG_TAIL_BYTES), True
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        data = b""
-        if size > start:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(start)
-                    data = f.read(size - start)
-            except OSError:
-                data = b""
+        data = logfile.read(path, start, size) if size > start else b""
         self._log = _LogPos(job.id, path, start + len(data), decoder)
         if reset and start > 0:  # a tail starts mid-line: drop that partial line
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
@@ -203,16 +198,11 @@ class DataSource:
 
     def read_whole_log(self, path: str, start: int = 0, limit: int = 8 * 2**20) -> tuple[str, int]:
         """From `start` to the end (at most `limit` bytes, the newest ones): (text, new end)."""
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return "", start
+        size = logfile.size(path)
         if size < start:
             start = 0
         begin = max(start, size - limit)
-        with open(path, "rb") as f:
-            f.seek(begin)
-            data = f.read(size - begin)
+        data = logfile.read(path, begin, size)
         cut = data.rfind(b"\n") + 1
         return data[:cut].decode("utf-8", "replace"), begin + cut
 

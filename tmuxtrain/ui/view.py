@@ -6,7 +6,7 @@ formats anything, and so tests can check ordering and formatting without a termi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -24,17 +24,14 @@ from tmuxtrain.ui.palette import Palette
 EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
-def order_key(job: Job) -> tuple[Any, ...]:
-    """The queue order: running (by id), pending in the order they will start, finished
-    newest first.
-
-    Pending follows the default `priority` policy: higher priority first, FIFO among equals;
-    held jobs go last since nothing starts them until released.
-    """
+def order_key(job: Job, rank: Mapping[int, int]) -> tuple[Any, ...]:
+    """The queue order: running (by id), pending in the order they will start (`rank`:
+    their places in `core.schedule.start_order`, under the configured policy), finished
+    newest first."""
     if job.state is JobState.RUNNING:
         return (0, job.id)
     if job.state is JobState.PENDING:
-        return (1, job.held, -job.spec.priority, job.id)
+        return (1, rank.get(job.id, len(rank)), job.id)
     return (2, -(job.finished_at or 0.0), -job.id)
 
 
