@@ -245,15 +245,26 @@ def test_log_metrics_events_and_wait(tt: Env) -> None:
         for x in tt.cli("events", "--since", str(events[1]["id"]), check=True).stdout.splitlines()
     ]
     assert resumed == events[2:]
-    [b] = [int(x) for x in tt.cli("add", "--gpus", "0", "--", "exit 3", check=True).stdout.split()]
-    assert tt.cli("wait", "--timeout", "20").returncode == 1  # all jobs: one failed
+    [b] = [
+        int(x)
+        for x in tt.cli("add", "--gpus", "0", "--name", "will-fail", "--", "sleep 0.5; exit 3",
+                        check=True).stdout.split()
+    ]  # fmt: skip
+    proc = tt.cli("wait", "--timeout", "20s")  # the jobs pending or running now: b
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"job {b} (will-fail) failed: exit code 3"
     assert tt.client().show(b)["exit_code"] == 3
+    # Nothing pending or running any more: an old failure does not make every wait fail.
+    assert tt.cli("wait").returncode == 0
 
 
-def test_wait_timeout(tt: Env) -> None:
-    tt.cli("add", "--gpus", "0", "--", "sleep 30", check=True)
-    proc = tt.cli("wait", "--timeout", "0.5")
-    assert proc.returncode == 1 and "timed out" in proc.stderr
+def test_wait_timeout_exits_124_and_takes_durations(tt: Env) -> None:
+    [a] = [
+        int(x) for x in tt.cli("add", "--gpus", "0", "--", "sleep 30", check=True).stdout.split()
+    ]
+    proc = tt.cli("wait", "--timeout", "0.5s")
+    assert proc.returncode == 124 and f"still unfinished: {a}" in proc.stderr
+    assert tt.cli("wait", "--timeout", "soon").returncode == 2
 
 
 def test_attach_from_outside_tmux_attaches_a_client(tt: Env) -> None:

@@ -132,19 +132,31 @@ def test_nothing_of_the_tmux_servers_environment_reaches_a_job(tt: Env) -> None:
 
 
 def test_concurrency_matches_free_gpus_and_never_overcommits(tt: Env) -> None:
+    """7 exclusive one-GPU jobs on 3 GPUs: 3 run at once, never 4. Each job records how
+    many run as it starts, then waits to be released (conditions, not speed: a loaded
+    machine may take longer than any job's sleep to start the next window)."""
     tt.set("TMUXTRAIN_GPUS", "fake:3x24GiB")
-    marker = tt.root / "running"
+    marker, release = tt.root / "running", tt.root / "release"
     marker.mkdir()
-    # Each job records itself as running while it runs; exclusive jobs: at most 3 at once.
-    cmd = f"touch {marker}/$TMUXTRAIN_JOB_ID; ls {marker} | wc -l >> {tt.root}/seen; sleep 0.6; rm {marker}/$TMUXTRAIN_JOB_ID"
-    ids = add(tt, "--gpus", "1", "--", cmd) + add(tt, "--gpus", "1", "--", cmd)
-    ids += [i for _ in range(5) for i in add(tt, "--gpus", "1", "--", cmd)]
+    cmd = (
+        f"touch {marker}/$TMUXTRAIN_JOB_ID; ls {marker} | wc -l >> {tt.root}/seen; "
+        f"until [ -e {release} ]; do sleep 0.05; done; rm {marker}/$TMUXTRAIN_JOB_ID"
+    )
+    ids = [i for _ in range(7) for i in add(tt, "--gpus", "1", "--no-start", "--", cmd)]
+    tt.client().up()
+
+    def running() -> int:
+        return list(states(tt).values()).count("running")
+
+    wait_until(lambda: running() == 3, what="3 jobs running")
+    wait_until(lambda: len(list(marker.iterdir())) == 3, what="all 3 started their command")
+    assert running() == 3  # the other 4 wait: no free GPU
+    release.touch()
     assert tt.client().wait(ids, timeout=60)
     seen = [int(x) for x in (tt.root / "seen").read_text().split()]
-    assert max(seen) <= 3
-    assert max(seen) == 3  # and it does use all three GPUs
+    assert max(seen) == 3 and len(seen) == 7
     gpus_used = {tuple(job(tt, i)["gpus"]) for i in ids}
-    assert gpus_used <= {(0,), (1,), (2,)}
+    assert gpus_used == {(0,), (1,), (2,)}
 
 
 def test_shared_gpus_by_vram_respect_other_users_memory(tt: Env) -> None:

@@ -244,12 +244,31 @@ def cmd_attach(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_wait(c: Client, a: argparse.Namespace) -> int:
+    from tmuxtrain.core.units import parse_duration_s
+
     try:
-        ok = c.wait(a.ids or None, a.timeout)
+        timeout = None if a.timeout is None else parse_duration_s(a.timeout)
+    except ValueError as e:
+        raise TmuxtrainError(f"--timeout: {e}") from None
+    ids = c.waited_ids(a.ids or None)
+    if sys.stderr.isatty():
+        shown = ", ".join(map(str, ids[:10])) + (
+            f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        )
+        print(
+            f"waiting for {len(ids)} job{'s' if len(ids) != 1 else ''}: {shown or '-'}",
+            file=sys.stderr,
+        )
+    try:
+        jobs = c.wait_for(ids, timeout)
     except TimeoutError as e:
         print(f"tmuxtrain wait: {e}", file=sys.stderr)
-        return 1
-    return 0 if ok else 1
+        return 124
+    bad = [j for j in jobs if j.state.value in ("failed", "cancelled")]
+    for j in bad:
+        why = j.reason or (f"exit code {j.exit_code}" if j.exit_code is not None else "")
+        print(f"job {j.id} ({printable(j.name, 60)}) {j.state.value}: {why}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_gpus(c: Client, a: argparse.Namespace) -> int:
@@ -413,9 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
     sp = add("attach", cmd_attach, "go to a job's tmux window")
     sp.add_argument("id")
-    sp = add("wait", cmd_wait, "wait for jobs (default: all) to end; exit 1 if any failed")
-    sp.add_argument("ids", nargs="*", metavar="ID")
-    sp.add_argument("--timeout", type=float, help="give up after this many seconds")
+    sp = add(
+        "wait",
+        cmd_wait,
+        "wait for jobs to end (default: those pending or running now); exit 1 if any failed "
+        "or was cancelled, 124 on timeout",
+    )
+    sp.add_argument("ids", nargs="*", metavar="ID", help="job ids or names")
+    sp.add_argument("--timeout", metavar="DURATION", help="give up after this long, e.g. 90s, 2h")
     add("gpus", cmd_gpus, "GPUs: memory, utilisation, temperature, jobs", json_flag=True)
     sp = add("events", cmd_events, "job events as JSON lines")
     sp.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
@@ -452,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TmuxtrainError as e:
         print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's status for SIGINT
+        return 130
     except BrokenPipeError:  # `tmuxtrain ls | head`: the reader has all it wanted
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from tmuxtrain.api.base import ClientBase
 from tmuxtrain.core.errors import StateError
-from tmuxtrain.core.model import FINISHED, JobState
+from tmuxtrain.core.model import FINISHED, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
 
 
@@ -89,22 +89,39 @@ class Changing(ClientBase):
 
     # ---- waiting and logs -------------------------------------------------------------
 
-    def wait(
+    def wait(self, refs: Iterable[str | int] | None = None, timeout: float | None = None) -> bool:
+        """Block until the jobs (default: those pending or running now) have ended; True
+        when all succeeded. TimeoutError (naming the unfinished) after `timeout` s."""
+        return all(j.state is JobState.SUCCEEDED for j in self.wait_for(refs, timeout))
+
+    def waited_ids(self, refs: Iterable[str | int] | None = None) -> builtins.list[int]:
+        """What `wait` waits for: these jobs, or the jobs pending or running now."""
+        if refs is not None:
+            return [self.store.resolve(r) for r in refs]
+        return [j.id for j in self.store.jobs([JobState.PENDING, JobState.RUNNING])]
+
+    def wait_for(
         self,
         refs: Iterable[str | int] | None = None,
         timeout: float | None = None,
-        poll_s: float = 0.1,
-    ) -> bool:
-        """Block until the jobs (default: all) are finished. True when all succeeded."""
-        ids = None if refs is None else [self.store.resolve(r) for r in refs]
+        poll_s: float = 0.01,
+    ) -> builtins.list[Job]:
+        """Block until the jobs (default: those pending or running now) have ended; the
+        jobs as they ended. Cheap to poll often: the jobs' states are read again only when
+        another process committed (`data_version`), so `wait` returns within ~10 ms."""
+        ids = self.waited_ids(refs)
         deadline = None if timeout is None else time.monotonic() + timeout
+        version: int | None = None
         while True:
-            jobs = self.store.jobs(ids=ids) if ids is not None else self.store.jobs()
-            if all(j.state in FINISHED for j in jobs):
-                return all(j.state is JobState.SUCCEEDED for j in jobs)
+            now_version = self.store.data_version()
+            if now_version != version:
+                version = now_version
+                states = self.store.states(ids)
+                left = [i for i in ids if i in states and not states[i][0].finished]
+                if not left:
+                    return self.store.jobs(ids=ids)
             if deadline is not None and time.monotonic() > deadline:
-                left = [str(j.id) for j in jobs if j.state not in FINISHED]
-                raise TimeoutError(f"timed out; still unfinished: {', '.join(left)}")
+                raise TimeoutError(f"timed out; still unfinished: {', '.join(map(str, left))}")
             time.sleep(poll_s)
 
     def log_path(self, ref: str | int) -> str:
