@@ -37,10 +37,22 @@ async def until(
 
 
 async def settle(pilot: Pilot[Any], timeout: float = 10.0) -> None:
-    """Wait until the app has loaded and shows the selected job's detail, then a frame."""
+    """Wait until the app has loaded and shows the selected job's detail, its scrolling
+    (animated: moving the cursor scrolls the table and the screen) has come to rest, and
+    a frame more. A loaded machine drew some snapshots mid-scroll before this waited."""
     app = pilot.app
     assert isinstance(app, TmuxtrainApp)
     await until(pilot, app.is_settled, timeout, "the dashboard to load")
+    await pilot.wait_for_scheduled_animations()
+
+    def offsets() -> tuple[object, ...]:
+        return (app.screen.scroll_offset, app.table.scroll_offset, app.table.cursor_row)
+
+    last = None
+    while last != (now := offsets()):  # two frames alike: nothing moves any more
+        last = now
+        await pilot.pause(0.05)
+    await until(pilot, app.is_settled, timeout, "the dashboard to settle")
     await pilot.pause()
 
 
