@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api import Client
-from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.core.errors import NotStarted, TmuxtrainError
 from tmuxtrain.core.units import format_metric, format_progress, printable
 
 
@@ -83,30 +83,10 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(j))
         return 0
-    keys = [
-        "id",
-        "name",
-        "state",
-        "command",
-        "cwd",
-        "gpus_requested",
-        "vram_mib",
-        "gpus",
-        "priority",
-        "project",
-        "after",
-        "held",
-        "attempt",
-        "max_retries",
-        "exit_code",
-        "reason",
-        "log_path",
-        "tmux_window",
-        "submitted_at",
-        "started_at",
-        "finished_at",
-        "runtime_s",
-    ]
+    keys = ["id", "name", "state", "command", "cwd", "gpus_requested", "vram_mib", "gpus",
+            "priority", "project", "after", "held", "attempt", "max_retries", "exit_code",
+            "reason", "log_path", "tmux_window", "submitted_at", "started_at", "finished_at",
+            "runtime_s"]  # fmt: skip
     width = max(map(len, keys))
     for k in keys:
         v = j[k]
@@ -150,23 +130,30 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
         overrides["inherit_env"] = False
     if a.command and a.files:
         raise TmuxtrainError("give job files or a command after --, not both")
-    from tmuxtrain.jobfile import load_config
-
-    if a.files and load_config(c.settings.config_path).runner == "slurm":
+    if a.files and c.config().runner == "slurm":
         return submit_to_slurm(c, a.files, overrides, out="sbatch")
-    if a.command:
-        ids = c.add_command(a.command, overrides, start=not a.no_start)
-    elif a.files:
-        if "cwd" in overrides:
-            overrides["cwd"] = os.path.abspath(overrides["cwd"])
-        ids = c.add_files(a.files, overrides, start=not a.no_start)
-    else:
-        raise TmuxtrainError("nothing to add: give job files, or -- and a command")
+    if a.hold:
+        overrides["hold"] = True
+    try:
+        ids = _add(c, a, overrides)
+    except NotStarted as e:  # queued all the same: say which, so nobody adds them twice
+        print(json.dumps(e.ids) if a.json else "\n".join(map(str, e.ids)))
+        raise
     if a.json:
         print(json.dumps(ids))
     else:
         print("\n".join(map(str, ids)))
     return 0
+
+
+def _add(c: Client, a: argparse.Namespace, overrides: dict[str, Any]) -> list[int]:
+    if a.command:
+        return c.add_command(a.command, overrides, start=not a.no_start, force=a.force)
+    elif a.files:
+        if "cwd" in overrides:
+            overrides["cwd"] = os.path.abspath(overrides["cwd"])
+        return c.add_files(a.files, overrides, start=not a.no_start, force=a.force)
+    raise TmuxtrainError("nothing to add: give job files, or -- and a command")
 
 
 def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
@@ -408,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-env", action="store_true", help="a minimal environment instead of yours"
     )
     sp.add_argument("--no-start", action="store_true", help="do not start the scheduler")
+    sp.add_argument("--hold", action="store_true", help="queue held (tmuxtrain release starts it)")
+    sp.add_argument(
+        "--force", action="store_true", help="queue a job this machine can never run, anyway"
+    )
 
     sp = add("ls", cmd_ls, "the queue", json_flag=True)
     sp.add_argument("--state", help="only these states (comma-separated)")
