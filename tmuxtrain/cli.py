@@ -130,8 +130,6 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
         overrides["inherit_env"] = False
     if a.command and a.files:
         raise TmuxtrainError("give job files or a command after --, not both")
-    if a.files and c.config().runner == "slurm":
-        return submit_to_slurm(c, a.files, overrides, out="sbatch")
     if a.hold:
         overrides["hold"] = True
     try:

@@ -30,7 +30,7 @@ class Changing(ClientBase):
                 if self.store.cancel_pending(job_id, reason, now):
                     continue
                 job = self.store.get(job_id)
-            if job.state is JobState.RUNNING:
+            if job.state is JobState.RUNNING or job.queued:  # queued: in Slurm's queue
                 if job.cancel_requested_at is None or job.cancel_reason.startswith("timeout"):
                     self.store.update(job_id, cancel_requested_at=now, cancel_reason=reason)
                 interrupted = True
@@ -70,6 +70,8 @@ class Changing(ClientBase):
                 raise StateError(
                     f"job {job_id} is {job.state.value}: only pending jobs can be held or released"
                 )
+            if job.queued:
+                raise StateError(f"job {job_id} is in Slurm's queue already: cancel it instead")
         for job_id in ids:
             self.store.update(job_id, held=held, reason="held" if held else "")
         self.nudge()

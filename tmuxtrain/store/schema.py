@@ -109,6 +109,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE attempts ADD COLUMN detail TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    (
+        # A runner with a queue of its own (Slurm) holds a pending job once submitted:
+        # `queued` says so, `external_id` is its id there (`123`, `123_4` in an array).
+        "0005_external_runners",
+        """
+        ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN external_id TEXT;
+        CREATE INDEX jobs_queued ON jobs(queued) WHERE queued = 1;
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 
