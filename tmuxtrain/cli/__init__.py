@@ -1,0 +1,48 @@
+"""`tmuxtrain` command line: argument parsing and printing only; the work is in `api.Client`.
+
+Exit status: 0 success, 1 a job failed (`wait`), 2 bad usage or bad input. User mistakes
+print one line on stderr, never a traceback. Nothing here imports Textual except `ui`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from tmuxtrain.api import Client
+from tmuxtrain.cli.parser import build_parser
+from tmuxtrain.core.errors import TmuxtrainError
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:  # `add [opts] -- CMD...`: everything after -- is the job's command
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1 :]
+    args = parser.parse_args(argv)
+    if command and args.cmd not in ("add", "sbatch"):
+        parser.error("a command after -- only goes with `add` (or extra flags with `sbatch`)")
+    args.command = command
+    client = Client()
+    try:
+        return int(args.fn(client, args))
+    except TmuxtrainError as e:
+        print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's status for SIGINT
+        return 130
+    except BrokenPipeError:  # `tmuxtrain ls | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ValueError, OSError) as e:  # e.g. a bad TMUXTRAIN_GPUS, an unreadable folder
+        print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()

@@ -1,0 +1,122 @@
+"""The argument parser: every command, option and positional, with its help."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tmuxtrain.cli.queue import (
+    cmd_add,
+    cmd_cancel,
+    cmd_hold,
+    cmd_ls,
+    cmd_priority,
+    cmd_release,
+    cmd_retry,
+    cmd_show,
+)
+from tmuxtrain.cli.reading import (
+    cmd_attach,
+    cmd_demo,
+    cmd_down,
+    cmd_events,
+    cmd_gpus,
+    cmd_log,
+    cmd_metrics,
+    cmd_sbatch,
+    cmd_status,
+    cmd_ui,
+    cmd_up,
+    cmd_wait,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tmuxtrain",
+        description="Queue training runs into tmux windows on the GPUs that are free.",
+    )
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Any, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print JSON")
+        return sp
+
+    add("up", cmd_up, "start the scheduler (in the tmux window 'scheduler')")
+    add("down", cmd_down, "stop the scheduler; running jobs keep running")
+    add("status", cmd_status, "the scheduler's state and job counts", json_flag=True)
+
+    sp = add("add", cmd_add, "queue jobs from job files, or one command after --", json_flag=True)
+    sp.add_argument("files", nargs="*", metavar="FILE", help="job files (YAML)")
+    sp.add_argument("--gpus", type=int, help="GPUs per job (0 = CPU only)")
+    sp.add_argument(
+        "--vram", help="free GPU memory needed per GPU, e.g. 20GiB (default: whole GPUs)"
+    )
+    sp.add_argument("--name", help="job name (window name is ID-NAME)")
+    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--project", help="fair-share group")
+    sp.add_argument(
+        "--after", action="append", metavar="ID", help="run after this job succeeds (repeatable)"
+    )
+    sp.add_argument("--retries", type=int, help="extra attempts after a failure")
+    sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h")
+    sp.add_argument("--cwd", help="folder to run in (default: the job file's, or the current one)")
+    sp.add_argument(
+        "--env", action="append", metavar="K=V", help="set an environment variable (repeatable)"
+    )
+    sp.add_argument(
+        "--clean-env", action="store_true", help="a minimal environment instead of yours"
+    )
+    sp.add_argument("--no-start", action="store_true", help="do not start the scheduler")
+
+    sp = add("ls", cmd_ls, "the queue", json_flag=True)
+    sp.add_argument("--state", help="only these states (comma-separated)")
+    sp = add("show", cmd_show, "one job, whole", json_flag=True)
+    sp.add_argument("id", help="job id or unique name")
+    sp = add("cancel", cmd_cancel, "cancel jobs (running ones: Ctrl-C, then SIGTERM, then SIGKILL)")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp = add("retry", cmd_retry, "queue a failed or cancelled job again")
+    sp.add_argument("id")
+    sp = add("hold", cmd_hold, "keep pending jobs from starting")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp = add("release", cmd_release, "let held jobs start")
+    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp = add("priority", cmd_priority, "change a pending job's priority")
+    sp.add_argument("id")
+    sp.add_argument("priority", type=int)
+    sp = add("metrics", cmd_metrics, "a job's metric history", json_flag=True)
+    sp.add_argument("id")
+    sp = add("log", cmd_log, "a job's raw output")
+    sp.add_argument("id")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
+    sp = add("attach", cmd_attach, "go to a job's tmux window")
+    sp.add_argument("id")
+    sp = add(
+        "wait",
+        cmd_wait,
+        "wait for jobs to end (default: those pending or running now); exit 1 if any failed "
+        "or was cancelled, 124 on timeout",
+    )
+    sp.add_argument("ids", nargs="*", metavar="ID", help="job ids or names")
+    sp.add_argument("--timeout", metavar="DURATION", help="give up after this long, e.g. 90s, 2h")
+    add("gpus", cmd_gpus, "GPUs: memory, utilisation, temperature, jobs", json_flag=True)
+    sp = add("events", cmd_events, "job events as JSON lines")
+    sp.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    sp.add_argument(
+        "--since", type=int, default=0, metavar="EVENT_ID", help="resume after this event id"
+    )
+    sp.add_argument("--json", action="store_true", help="(events are always JSON lines)")
+    sp = add("sbatch", cmd_sbatch, "write job files as Slurm sbatch scripts, and submit them")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--out", default="sbatch", help="folder for the scripts (default: ./sbatch)")
+    sp.add_argument("--submit", action="store_true", help="run sbatch, in dependency order")
+    sp.add_argument("--partition", help="Slurm partition (default: config slurm.partition)")
+    sp.add_argument("--account", help="Slurm account (default: config slurm.account)")
+    add("ui", cmd_ui, "the dashboard")
+    sp = add("demo", cmd_demo, "start the scheduler, queue the example jobs, open the dashboard")
+    sp.add_argument("--no-ui", action="store_true", help="only queue the jobs")
+    return p

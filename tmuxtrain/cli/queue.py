@@ -1,0 +1,178 @@
+"""The queue's commands: what is queued (`ls`, `show`), and queueing and changing jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from tmuxtrain.api import Client
+from tmuxtrain.cli.output import fmt_dur, fmt_mib, table
+from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.core.units import format_metric, format_progress, printable
+
+
+def cmd_ls(c: Client, a: argparse.Namespace) -> int:
+    if a.json:
+        print(c.list_json(a.state))
+        return 0
+    jobs = c.list(a.state)
+    rows = []
+    for j in jobs:
+        gpus = (
+            ",".join(map(str, j["gpus"]))
+            if j["gpus"]
+            else (f"({j['gpus_requested']})" if j["gpus_requested"] else "-")
+        )
+        loss = j["metrics"].get("loss")
+        rows.append(
+            [
+                str(j["id"]),
+                printable(j["name"], 32),
+                j["state"] + (f" #{j['attempt']}" if j["attempt"] > 1 else ""),
+                gpus,
+                format_progress(j["metrics"]),
+                format_metric(loss),
+                fmt_dur(j["runtime_s"]),
+                printable(
+                    j["reason"]
+                    or ("" if j["exit_code"] in (None, 0) else f"exit {j['exit_code']}"),
+                    50,
+                ),
+            ]
+        )
+    print(table(rows, ["id", "name", "state", "gpus", "progress", "loss", "runtime", "reason"]))
+    return 0
+
+
+def cmd_show(c: Client, a: argparse.Namespace) -> int:
+    j = c.show(a.id)
+    if a.json:
+        print(json.dumps(j))
+        return 0
+    keys = [
+        "id",
+        "name",
+        "state",
+        "command",
+        "cwd",
+        "gpus_requested",
+        "vram_mib",
+        "gpus",
+        "priority",
+        "project",
+        "after",
+        "held",
+        "attempt",
+        "max_retries",
+        "exit_code",
+        "reason",
+        "log_path",
+        "tmux_window",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "runtime_s",
+    ]
+    width = max(map(len, keys))
+    for k in keys:
+        v = j[k]
+        if k == "vram_mib":
+            v = "exclusive" if v is None else fmt_mib(v)
+        print(f"{k.ljust(width)}  {printable(str(v), 200) if v not in (None, '') else '-'}")
+    if j["env"]:
+        print("env".ljust(width), " ".join(f"{k}={printable(v, 40)}" for k, v in j["env"].items()))
+    if j["metrics"]:
+        print(
+            "metrics".ljust(width),
+            " ".join(f"{k}={format_metric(v)}" for k, v in j["metrics"].items()),
+        )
+    for ck in j["checkpoints"]:
+        scores = " ".join(f"{k}={format_metric(v)}" for k, v in ck["metrics"].items())
+        mark = " (best)" if ck["best"] else ""
+        state = f"eval job {ck['eval_job_id']} {ck['eval_state']}"
+        print(f"checkpoint {ck['path']}: {state} {scores}{mark}")
+    for at in j["attempts"]:
+        print(f"attempt {at['attempt']}: exit {at['exit_code']} gpus {at['gpus']} {at['reason']}")
+    return 0
+
+
+def cmd_add(c: Client, a: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    for key in ("gpus", "vram", "name", "priority", "project", "retries", "cwd", "timeout"):
+        v = getattr(a, key)
+        if v is not None:
+            overrides[key] = v
+    if a.after:
+        overrides["after"] = a.after
+    if a.env:
+        env = {}
+        for item in a.env:
+            k, sep, v = item.partition("=")
+            if not sep:
+                raise TmuxtrainError(f"--env {item}: use KEY=VALUE")
+            env[k] = v
+        overrides["env"] = env
+    if a.clean_env:
+        overrides["inherit_env"] = False
+    if a.command and a.files:
+        raise TmuxtrainError("give job files or a command after --, not both")
+    from tmuxtrain.jobfile import load_config
+
+    if a.files and load_config(c.settings.config_path).runner == "slurm":
+        return submit_to_slurm(c, a.files, overrides, out="sbatch")
+    if a.command:
+        ids = c.add_command(a.command, overrides, start=not a.no_start)
+    elif a.files:
+        if "cwd" in overrides:
+            overrides["cwd"] = os.path.abspath(overrides["cwd"])
+        ids = c.add_files(a.files, overrides, start=not a.no_start)
+    else:
+        raise TmuxtrainError("nothing to add: give job files, or -- and a command")
+    if a.json:
+        print(json.dumps(ids))
+    else:
+        print("\n".join(map(str, ids)))
+    return 0
+
+
+def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
+    c.cancel(a.ids)
+    return 0
+
+
+def cmd_retry(c: Client, a: argparse.Namespace) -> int:
+    print(c.retry(a.id))
+    return 0
+
+
+def cmd_hold(c: Client, a: argparse.Namespace) -> int:
+    c.hold(a.ids, True)
+    return 0
+
+
+def cmd_release(c: Client, a: argparse.Namespace) -> int:
+    c.hold(a.ids, False)
+    return 0
+
+
+def cmd_priority(c: Client, a: argparse.Namespace) -> int:
+    c.set_priority(a.id, a.priority)
+    return 0
+
+
+def submit_to_slurm(
+    c: Client,
+    files: Sequence[str],
+    overrides: dict[str, Any] | None,
+    *,
+    out: str,
+    submit: bool = True,
+    **opts: Any,
+) -> int:
+    """Write the files' jobs as sbatch scripts under `out`, and submit them in order."""
+    for line in c.export_sbatch(files, overrides, out=out, submit=submit, **opts):
+        print(line)
+    return 0
