@@ -175,7 +175,9 @@ def test_actions_that_do_not_apply_say_why(demo_app: MakeApp) -> None:
         await pilot.press("a")
         assert any("has not started yet" in m for _, m in app.notes)
         await pilot.press("r")
-        await until(pilot, lambda: any("only failed or cancelled" in m for _, m in app.notes))
+        await until(
+            pilot, lambda: any("only finished jobs can be retried" in m for _, m in app.notes)
+        )
         app.table.move_cursor(row=app.table.get_row_index("1"))  # succeeded
         await settle(pilot)
         await pilot.press("c")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -26,8 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, command = argv[:i], argv[i + 1 :]
     args = parser.parse_args(argv)
-    if command and args.cmd not in ("add", "sbatch"):
-        parser.error("a command after -- only goes with `add` (or extra flags with `sbatch`)")
+    if command and args.cmd not in ("add", "edit", "sbatch"):
+        parser.error("a command after -- only goes with `add` or `edit` (or flags with `sbatch`)")
+    if command and args.cmd == "edit":
+        if args.command_text is not None:
+            parser.error("give the new command with --command or after --, not both")
+        args.command_text = command[0] if len(command) == 1 else shlex.join(command)
     args.command = command
     client = Client()
     try:

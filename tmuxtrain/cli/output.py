@@ -1,6 +1,40 @@
-"""Printing for the command line: tables and sizes."""
+"""Printing for the command line: tables, sizes, confirmations and notes, and the few
+parsing helpers several commands share."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from tmuxtrain.core.errors import TmuxtrainError
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal: a person reads it, not a script."""
+    return sys.stdout.isatty()
+
+
+def say(text: str) -> None:
+    """A confirmation of what a command did, for a person at a terminal (scripts see
+    nothing: the exit status says it)."""
+    if on_terminal():
+        print(text, flush=True)
+
+
+def note(command: str, text: str) -> None:
+    """Something worth knowing that is not an error (the exit status stays 0)."""
+    print(f"tmuxtrain {command}: {text}", file=sys.stderr, flush=True)
+
+
+def env_pairs(items: Sequence[str]) -> dict[str, str]:
+    """`--env K=V` options -> {K: V}."""
+    env = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise TmuxtrainError(f"--env {item}: use KEY=VALUE")
+        env[k] = v
+    return env
 
 
 def fmt_mib(mib: int | None) -> str:

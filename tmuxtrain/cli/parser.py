@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tmuxtrain.cli.queue import (
-    cmd_add,
+from tmuxtrain.cli.changing import (
     cmd_cancel,
+    cmd_edit,
     cmd_hold,
-    cmd_ls,
     cmd_priority,
     cmd_release,
     cmd_retry,
-    cmd_show,
 )
+from tmuxtrain.cli.queue import cmd_add, cmd_ls, cmd_show
 from tmuxtrain.cli.reading import (
     cmd_attach,
     cmd_demo,
@@ -70,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--clean-env", action="store_true", help="a minimal environment instead of yours"
     )
+    sp.add_argument(
+        "--hold", action="store_true", help="queue the jobs held: they start after `release`"
+    )
     sp.add_argument("--no-start", action="store_true", help="do not start the scheduler")
 
     sp = add("ls", cmd_ls, "the queue", json_flag=True)
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id", help="job id or unique name")
     sp = add("cancel", cmd_cancel, "cancel jobs (running ones: Ctrl-C, then SIGTERM, then SIGKILL)")
     sp.add_argument("ids", nargs="+", metavar="ID")
-    sp = add("retry", cmd_retry, "queue a failed or cancelled job again")
+    sp = add("retry", cmd_retry, "queue a finished job again (also a succeeded one: a rerun)")
     sp.add_argument("id")
     sp = add("hold", cmd_hold, "keep pending jobs from starting")
     sp.add_argument("ids", nargs="+", metavar="ID")
@@ -87,6 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("priority", cmd_priority, "change a pending job's priority")
     sp.add_argument("id")
     sp.add_argument("priority", type=int)
+    sp = add(
+        "edit",
+        cmd_edit,
+        "change a pending or held job (it keeps its id); the command may also follow --",
+        json_flag=True,
+    )
+    sp.add_argument("id")
+    sp.add_argument("--command", dest="command_text", help="the new command (a shell line)")
+    sp.add_argument("--gpus", type=int, help="GPUs (0 = CPU only, which drops --vram)")
+    sp.add_argument("--vram", help="free GPU memory per GPU, e.g. 20GiB; 'exclusive': whole GPUs")
+    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h; 'none': never")
+    sp.add_argument(
+        "--env", action="append", metavar="K=V", help="set an environment variable (repeatable)"
+    )
+    sp.add_argument("--name", help="the new name (jobs that run after it keep following it)")
+    sp.add_argument(
+        "--after",
+        action="append",
+        metavar="IDS",
+        help="run after these jobs succeed instead (ids or names, comma-separated); 'none'",
+    )
     sp = add("metrics", cmd_metrics, "a job's metric history", json_flag=True)
     sp.add_argument("id")
     sp = add("log", cmd_log, "a job's raw output")

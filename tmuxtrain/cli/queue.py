@@ -1,4 +1,4 @@
-"""The queue's commands: what is queued (`ls`, `show`), and queueing and changing jobs."""
+"""What is queued (`ls`, `show`) and queueing jobs (`add`, and `sbatch` for Slurm)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api import Client
-from tmuxtrain.cli.output import fmt_dur, fmt_mib, table
+from tmuxtrain.cli.output import env_pairs, fmt_dur, fmt_mib, table
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.units import format_metric, format_progress, printable
 
@@ -108,15 +108,11 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
     if a.after:
         overrides["after"] = a.after
     if a.env:
-        env = {}
-        for item in a.env:
-            k, sep, v = item.partition("=")
-            if not sep:
-                raise TmuxtrainError(f"--env {item}: use KEY=VALUE")
-            env[k] = v
-        overrides["env"] = env
+        overrides["env"] = env_pairs(a.env)
     if a.clean_env:
         overrides["inherit_env"] = False
+    if a.hold:
+        overrides["hold"] = True
     if a.command and a.files:
         raise TmuxtrainError("give job files or a command after --, not both")
     from tmuxtrain.jobfile import load_config
@@ -135,31 +131,6 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
         print(json.dumps(ids))
     else:
         print("\n".join(map(str, ids)))
-    return 0
-
-
-def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
-    c.cancel(a.ids)
-    return 0
-
-
-def cmd_retry(c: Client, a: argparse.Namespace) -> int:
-    print(c.retry(a.id))
-    return 0
-
-
-def cmd_hold(c: Client, a: argparse.Namespace) -> int:
-    c.hold(a.ids, True)
-    return 0
-
-
-def cmd_release(c: Client, a: argparse.Namespace) -> int:
-    c.hold(a.ids, False)
-    return 0
-
-
-def cmd_priority(c: Client, a: argparse.Namespace) -> int:
-    c.set_priority(a.id, a.priority)
     return 0
 
 
