@@ -13,7 +13,7 @@ from tmuxtrain.api.editing import edited_spec, spec_changes
 from tmuxtrain.core.errors import StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
-from tmuxtrain.store import editing
+from tmuxtrain.store import cleaning, editing
 
 
 class Changing(ClientBase):
@@ -165,6 +165,74 @@ class Changing(ClientBase):
             deps = editing.dependencies(self.store, todo).values()
             todo = [d for ds in deps for d in ds if d not in seen]
         return tuple(ids)
+
+    def clean(
+        self,
+        refs: Iterable[str | int] | None = None,
+        state: str | None = None,
+        older_than: float | None = None,
+    ) -> dict[str, Any]:
+        """Remove finished jobs (these, or all) with their logs, metric history and events;
+        `state` narrows to some finished states, `older_than` (seconds) to jobs finished
+        that long ago. Jobs a waiting job depends on stay. What it did, as `clean --json`
+        prints it: `removed` ids, `kept` {id: [ids waiting on it]}, `gone` (ids removed
+        before). A job given that has not finished is a StateError; nothing is removed."""
+        states = self._states(state) or list(FINISHED)
+        unfinished = [s.value for s in states if s not in FINISHED]
+        if unfinished:
+            raise TmuxtrainError(
+                f"--state: {', '.join(unfinished)} jobs have not finished; clean removes"
+                " succeeded, failed and cancelled jobs"
+            )
+        ids = None
+        if refs is not None:
+            ids = []
+            for ref in refs:
+                text = str(ref).strip()
+                ids.append(int(text) if text.isdigit() else self.store.resolve(text))
+        before = None if older_than is None else time.time() - older_than
+        if ids:
+            busy = {i: st.value for i, (st, _) in self.store.states(ids).items() if not st.finished}
+            if busy:
+                i, st = next(iter(busy.items()))
+                raise StateError(f"job {i} is {st}: only finished jobs can be cleaned")
+        done = cleaning.clean(self.store, ids, states, before)
+        self._tidy(done.removed)
+        return {
+            "removed": [j.id for j in done.removed],
+            "kept": done.kept,
+            "gone": done.gone,
+        }
+
+    def _tidy(self, removed: Sequence[cleaning.RemovedJob]) -> None:
+        """What removed jobs leave outside the database: their log files, their wrapper
+        scripts, and the finished windows kept for reading (found by the run token, so a
+        window id that tmux reused for something else is never closed)."""
+        import contextlib
+        import os
+
+        for job in removed:
+            for path in (job.log_path, self.settings.script_path(job.id)):
+                if path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+        windows = [j for j in removed if j.tmux_window]
+        if windows:
+            from tmuxtrain.runners.base import run_token
+            from tmuxtrain.runners.tmux import TAG_OPTION
+            from tmuxtrain.runners.tmux_control import TmuxError
+
+            tmux = self.tmux()
+            tags = {run_token(self.settings.home, j.id, j.attempt) for j in windows}
+            fmt = f"#{{{TAG_OPTION}}}\t#{{window_id}}"
+            try:
+                listed = tmux.cmd("list-windows", "-t", f"={self.settings.session}:", "-F", fmt)
+            except TmuxError:
+                return  # no server, no session: no windows either
+            mine = [w for tag, _, w in (ln.partition("\t") for ln in listed.splitlines())
+                    if tag in tags]  # fmt: skip
+            if mine:
+                tmux.kill_windows(mine)
 
     # ---- waiting and logs -------------------------------------------------------------
 

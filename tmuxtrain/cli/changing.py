@@ -93,3 +93,42 @@ def cmd_edit(c: Client, a: argparse.Namespace) -> int:
         )
         say(f"{_named(c, job_id)} edited: {shown}")
     return 0
+
+
+def id_ranges(ids: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> `1-3, 5, 7-8`."""
+    out: list[str] = []
+    for i in sorted(ids):
+        if out and "-" not in out[-1] and int(out[-1]) == i - 1:
+            out[-1] = f"{out[-1]}-{i}"
+        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
+
+
+def cmd_clean(c: Client, a: argparse.Namespace) -> int:
+    from tmuxtrain.core.units import parse_duration_s
+
+    older_than = None
+    if a.older_than is not None:
+        try:
+            older_than = parse_duration_s(a.older_than)
+        except ValueError as e:
+            raise TmuxtrainError(f"--older-than: {e}") from None
+    done = c.clean(a.ids or None, a.state, older_than)
+    if a.json:
+        print(json.dumps(done))
+    elif done["removed"]:
+        n = len(done["removed"])
+        say(f"removed {n} finished job{'s' if n != 1 else ''}: {id_ranges(done['removed'])}")
+    else:
+        say("nothing to clean")
+    for job_id, waiting in done["kept"].items():
+        who = ", ".join(map(str, waiting))
+        waits = f"jobs {who} wait" if len(waiting) > 1 else f"job {who} waits"
+        note("clean", f"kept job {job_id}: {waits} for it")
+    for job_id in done["gone"]:
+        note("clean", f"job {job_id} was already cleaned")
+    return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from tmuxtrain.cli.changing import (
     cmd_cancel,
+    cmd_clean,
     cmd_edit,
     cmd_hold,
     cmd_priority,
@@ -110,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="IDS",
         help="run after these jobs succeed instead (ids or names, comma-separated); 'none'",
+    )
+    sp = add(
+        "clean",
+        cmd_clean,
+        "remove finished jobs with their logs, metric history and events (all finished jobs,"
+        " or these); jobs a waiting job depends on stay, and ids are never reused",
+        json_flag=True,
+    )
+    sp.add_argument("ids", nargs="*", metavar="ID")
+    sp.add_argument("--state", help="only these finished states, e.g. failed,cancelled")
+    sp.add_argument(
+        "--older-than", metavar="DURATION", help="only jobs that finished this long ago, e.g. 7d"
     )
     sp = add("metrics", cmd_metrics, "a job's metric history", json_flag=True)
     sp.add_argument("id")
