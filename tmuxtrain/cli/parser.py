@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tmuxtrain.api.reading import EVENT_KINDS
 from tmuxtrain.cli.changing import (
     cmd_cancel,
     cmd_clean,
@@ -142,9 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", metavar="DURATION", help="give up after this long, e.g. 90s, 2h")
     add("gpus", cmd_gpus, "GPUs: memory, utilisation, temperature, jobs", json_flag=True)
     sp = add("events", cmd_events, "job events as JSON lines")
-    sp.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     sp.add_argument(
-        "--since", type=int, default=0, metavar="EVENT_ID", help="resume after this event id"
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new events; without --since, only those from now on (as tail -f)",
+    )
+    sp.add_argument(
+        "--since",
+        type=int,
+        metavar="EVENT_ID",
+        help="the events after this event id (0: from the first)",
+    )
+    sp.add_argument("--job", metavar="ID", help="only this job's events")
+    sp.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only events of these kinds (comma-separated, repeatable): " + ", ".join(EVENT_KINDS),
     )
     sp.add_argument("--json", action="store_true", help="(events are always JSON lines)")
     sp = add("sbatch", cmd_sbatch, "write job files as Slurm sbatch scripts, and submit them")

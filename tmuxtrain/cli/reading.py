@@ -122,7 +122,8 @@ def cmd_gpus(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_events(c: Client, a: argparse.Namespace) -> int:
     try:
-        for ev in c.events(a.since, follow=a.follow):
+        events = c.events(a.since, follow=a.follow, job=a.job, kinds=a.kind or ())
+        for ev in events:
             print(json.dumps(ev), flush=True)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
