@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="print JSON")
         return sp
 
-    add("up", cmd_up, "start the scheduler (in the tmux window 'scheduler')")
+    add("up", cmd_up, "start the scheduler (detached; its log: `tmuxtrain log --scheduler`)")
     add("down", cmd_down, "stop the scheduler; running jobs keep running")
     add("status", cmd_status, "the scheduler's state and job counts", json_flag=True)
 
@@ -127,9 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp = add("metrics", cmd_metrics, "a job's metric history", json_flag=True)
     sp.add_argument("id")
-    sp = add("log", cmd_log, "a job's raw output")
-    sp.add_argument("id")
-    sp.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    sp = add("log", cmd_log, "a job's raw output, or the scheduler's own log (--scheduler)")
+    sp.add_argument("id", nargs="?")
+    sp.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="the scheduler's log: TMUXTRAIN_HOME/scheduler.log",
+    )
+    sp.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing until the job ends (the scheduler's log: until Ctrl-C)",
+    )
     sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
     sp = add("attach", cmd_attach, "go to a job's tmux window")
     sp.add_argument("id")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api import Client
-from tmuxtrain.cli.output import env_pairs, fmt_dur, fmt_mib, table
+from tmuxtrain.cli.output import env_pairs, fmt_dur, fmt_mib, note, table
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.units import format_metric, format_progress, printable
 
@@ -44,6 +44,12 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
             ]
         )
     print(table(rows, ["id", "name", "state", "gpus", "progress", "loss", "runtime", "reason"]))
+    if any(j["state"] in ("pending", "running") for j in jobs) and not c.scheduler_running():
+        note(
+            "ls",
+            "the scheduler is down: pending jobs do not start and these states are not"
+            " updated; `tmuxtrain up` starts it (its log: `tmuxtrain log --scheduler`)",
+        )
     return 0
 
 

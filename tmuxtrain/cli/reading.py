@@ -10,7 +10,7 @@ import sys
 import time
 
 from tmuxtrain.api import Client
-from tmuxtrain.cli.output import CHUNK, fmt_mib, table
+from tmuxtrain.cli.output import CHUNK, fmt_mib, say, table
 from tmuxtrain.cli.queue import submit_to_slurm
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.units import printable
@@ -34,6 +34,10 @@ def cmd_metrics(c: Client, a: argparse.Namespace) -> int:
 def cmd_log(c: Client, a: argparse.Namespace) -> int:
     from tmuxtrain import logfile
 
+    if a.scheduler == (a.id is not None):
+        raise TmuxtrainError("give a job id, or --scheduler for the scheduler's own log")
+    if a.scheduler:
+        return scheduler_log(c, a)
     job = c.job(a.id)
     path = job.log_path
     out = sys.stdout.buffer
@@ -54,6 +58,43 @@ def cmd_log(c: Client, a: argparse.Namespace) -> int:
             break
         else:
             time.sleep(0.1)
+    return 0
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def scheduler_log(c: Client, a: argparse.Namespace) -> int:
+    """`log --scheduler`: TMUXTRAIN_HOME/scheduler.log (older parts, rotated by the
+    scheduler, are scheduler.log.1 to .3); `-f` follows it across rotations until Ctrl-C."""
+    from tmuxtrain import logfile
+
+    path = c.settings.scheduler_log
+    if not os.path.exists(path) and not a.follow:
+        raise TmuxtrainError(f"no scheduler log at {path}: no scheduler has run in this home")
+    out = sys.stdout.buffer
+    inode, pos = _inode(path), logfile.size(path)
+    if a.lines is not None:
+        out.write(logfile.tail_lines(path, a.lines))
+    else:
+        for start in range(0, pos, CHUNK):
+            out.write(logfile.read(path, start, min(pos, start + CHUNK)))
+    out.flush()
+    while a.follow:
+        now = _inode(path)
+        if now != inode or logfile.size(path) < pos:  # rotated: the new file from its start
+            inode, pos = now, 0
+        chunk = logfile.read(path, pos, pos + CHUNK)
+        if chunk:
+            pos += len(chunk)
+            out.write(chunk)
+            out.flush()
+        else:
+            time.sleep(0.2)
     return 0
 
 
@@ -134,6 +175,7 @@ def cmd_up(c: Client, a: argparse.Namespace) -> int:
     started = c.up()
     st = c.status()
     print(f"scheduler {'started' if started else 'already running'} (pid {st['scheduler']['pid']})")
+    say(f"its log: {st['scheduler']['log']} (tmuxtrain log --scheduler)")
     return 0
 
 
@@ -146,14 +188,23 @@ def cmd_down(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_status(c: Client, a: argparse.Namespace) -> int:
+    from tmuxtrain import logfile
+
     st = c.status()
     if a.json:
         print(json.dumps(st))
         return 0
     sch = st["scheduler"]
-    print(f"scheduler: {'running (pid ' + str(sch['pid']) + ')' if sch['running'] else 'down'}")
+    if sch["running"]:
+        print(f"scheduler: running (pid {sch['pid']})")
+    else:
+        print("scheduler: down; `tmuxtrain up` starts it (`add` does too)")
     print("jobs:      " + "  ".join(f"{k} {v}" for k, v in st["counts"].items()))
     print(f"home:      {st['home']}")
+    print(f"log:       {sch['log']} (tmuxtrain log --scheduler)")
+    last = logfile.tail_lines(sch["log"], 1).decode(errors="replace").strip()
+    if not sch["running"] and last:
+        print(f"last line: {printable(last, 200)}")
     return 0
 
 
