@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, command = argv[:i], argv[i + 1 :]
     args = parser.parse_args(argv)
+    if args.cmd is None:  # `tmuxtrain` alone: what it can do
+        parser.print_help()
+        return 0
     if command and args.cmd not in ("add", "edit", "sbatch"):
         parser.error("a command after -- only goes with `add` or `edit` (or flags with `sbatch`)")
     if command and args.cmd == "edit":

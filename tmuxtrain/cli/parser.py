@@ -15,6 +15,7 @@ from tmuxtrain.cli.changing import (
     cmd_release,
     cmd_retry,
 )
+from tmuxtrain.cli.completion import SHELLS, cmd_complete, cmd_completion
 from tmuxtrain.cli.queue import cmd_add, cmd_ls, cmd_show
 from tmuxtrain.cli.reading import (
     cmd_attach,
@@ -32,12 +33,29 @@ from tmuxtrain.cli.reading import (
 )
 
 
+class Version(argparse.Action):
+    """`--version`: looked up only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"tmuxtrain {version('tmuxtrain')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("tmuxtrain (version unknown: not installed)")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tmuxtrain",
         description="Queue training runs into tmux windows on the GPUs that are free.",
     )
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    p.add_argument("--version", action=Version, help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     def add(name: str, fn: Any, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
@@ -64,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--retries", type=int, help="extra attempts after a failure")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h")
-    sp.add_argument("--cwd", help="folder to run in (default: the job file's, or the current one)")
+    sp.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="folder to run in (default: the job file's, or the current one)",
+    )
     sp.add_argument(
         "--env", action="append", metavar="K=V", help="set an environment variable (repeatable)"
     )
@@ -77,27 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-start", action="store_true", help="do not start the scheduler")
 
     sp = add("ls", cmd_ls, "the queue", json_flag=True)
-    sp.add_argument("--state", help="only these states (comma-separated)")
+    sp.add_argument("--state", metavar="STATE", help="only these states (comma-separated)")
     sp = add("show", cmd_show, "one job, whole", json_flag=True)
-    sp.add_argument("id", help="job id or unique name")
-    sp = add("cancel", cmd_cancel, "cancel jobs (running ones: Ctrl-C, then SIGTERM, then SIGKILL)")
-    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp.add_argument("id", metavar="ID", help="job id or unique name")
+    sp = add(
+        "cancel",
+        cmd_cancel,
+        "cancel jobs (running ones: Ctrl-C, then SIGTERM, then SIGKILL); finished ones: a note",
+    )
+    sp.add_argument("ids", nargs="+", metavar="ID", help="job ids or names")
     sp = add("retry", cmd_retry, "queue a finished job again (also a succeeded one: a rerun)")
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID", help="a finished job's id or name")
     sp = add("hold", cmd_hold, "keep pending jobs from starting")
-    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp.add_argument("ids", nargs="+", metavar="ID", help="pending jobs' ids or names")
     sp = add("release", cmd_release, "let held jobs start")
-    sp.add_argument("ids", nargs="+", metavar="ID")
+    sp.add_argument("ids", nargs="+", metavar="ID", help="held jobs' ids or names")
     sp = add("priority", cmd_priority, "change a pending job's priority")
-    sp.add_argument("id")
-    sp.add_argument("priority", type=int)
+    sp.add_argument("id", metavar="ID", help="a pending job's id or name")
+    sp.add_argument("priority", type=int, metavar="P", help="the new priority; higher runs first")
     sp = add(
         "edit",
         cmd_edit,
         "change a pending or held job (it keeps its id); the command may also follow --",
         json_flag=True,
     )
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID", help="a pending or held job's id or name")
     sp.add_argument("--command", dest="command_text", help="the new command (a shell line)")
     sp.add_argument("--gpus", type=int, help="GPUs (0 = CPU only, which drops --vram)")
     sp.add_argument("--vram", help="free GPU memory per GPU, e.g. 20GiB; 'exclusive': whole GPUs")
@@ -120,15 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
         " or these); jobs a waiting job depends on stay, and ids are never reused",
         json_flag=True,
     )
-    sp.add_argument("ids", nargs="*", metavar="ID")
-    sp.add_argument("--state", help="only these finished states, e.g. failed,cancelled")
+    sp.add_argument(
+        "ids", nargs="*", metavar="ID", help="finished jobs' ids or names (default: all)"
+    )
+    sp.add_argument(
+        "--state", metavar="STATE", help="only these finished states, e.g. failed,cancelled"
+    )
     sp.add_argument(
         "--older-than", metavar="DURATION", help="only jobs that finished this long ago, e.g. 7d"
     )
     sp = add("metrics", cmd_metrics, "a job's metric history", json_flag=True)
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID", help="job id or name")
     sp = add("log", cmd_log, "a job's raw output, or the scheduler's own log (--scheduler)")
-    sp.add_argument("id", nargs="?")
+    sp.add_argument("id", nargs="?", metavar="ID", help="job id or name (not with --scheduler)")
     sp.add_argument(
         "--scheduler",
         action="store_true",
@@ -142,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
     sp = add("attach", cmd_attach, "go to a job's tmux window")
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID", help="job id or name")
     sp = add(
         "wait",
         cmd_wait,
@@ -174,11 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--json", action="store_true", help="(events are always JSON lines)")
     sp = add("sbatch", cmd_sbatch, "write job files as Slurm sbatch scripts, and submit them")
-    sp.add_argument("files", nargs="+", metavar="FILE")
-    sp.add_argument("--out", default="sbatch", help="folder for the scripts (default: ./sbatch)")
+    sp.add_argument("files", nargs="+", metavar="FILE", help="job files (YAML)")
+    sp.add_argument(
+        "--out", metavar="DIR", default="sbatch", help="folder for the scripts (default: ./sbatch)"
+    )
     sp.add_argument("--submit", action="store_true", help="run sbatch, in dependency order")
     sp.add_argument("--partition", help="Slurm partition (default: config slurm.partition)")
     sp.add_argument("--account", help="Slurm account (default: config slurm.account)")
+    sp = add(
+        "completion",
+        cmd_completion,
+        "print a shell completion script (commands, options, job ids and names, job files):"
+        " source <(tmuxtrain completion bash)",
+    )
+    sp.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
+    # What the completion scripts call for job ids and names; not listed in the help.
+    sp = sub.add_parser("_complete", description="jobs to offer for completion, one a line")
+    sp.set_defaults(fn=cmd_complete)
+    sp.add_argument("--shell", choices=SHELLS, default="bash", help="the script asking")
+    sp.add_argument("for_command", metavar="COMMAND", help="offer the jobs it acts on")
     add("ui", cmd_ui, "the dashboard")
     sp = add("demo", cmd_demo, "start the scheduler, queue the example jobs, open the dashboard")
     sp.add_argument("--no-ui", action="store_true", help="only queue the jobs")

@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api import Client
-from tmuxtrain.cli.output import env_pairs, fmt_dur, fmt_mib, note, table
+from tmuxtrain.cli.output import (
+    STATE_COLOURS,
+    colours_on,
+    env_pairs,
+    fmt_dur,
+    fmt_mib,
+    note,
+    queue_table,
+    terminal_width,
+)
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.units import format_metric, format_progress, printable
 
@@ -30,20 +39,29 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
         rows.append(
             [
                 str(j["id"]),
-                printable(j["name"], 32),
+                printable(j["name"]),
                 j["state"] + (f" #{j['attempt']}" if j["attempt"] > 1 else ""),
                 gpus,
                 format_progress(j["metrics"]),
                 format_metric(loss),
                 fmt_dur(j["runtime_s"]),
                 printable(
-                    j["reason"]
-                    or ("" if j["exit_code"] in (None, 0) else f"exit {j['exit_code']}"),
-                    50,
+                    j["reason"] or ("" if j["exit_code"] in (None, 0) else f"exit {j['exit_code']}")
                 ),
             ]
         )
-    print(table(rows, ["id", "name", "state", "gpus", "progress", "loss", "runtime", "reason"]))
+    headers = ["id", "name", "state", "gpus", "progress", "loss", "runtime", "reason"]
+    # On a terminal the table fits its width: long names give way first (cut with `…`),
+    # then long reasons, then both further; a pipe gets every character.
+    print(
+        queue_table(
+            rows,
+            headers,
+            width=terminal_width(),
+            shrink=[(1, 24), (7, 30), (1, 16), (7, 24), (1, 10), (7, 10)],
+            colour={2: STATE_COLOURS} if colours_on() else None,
+        )
+    )
     if any(j["state"] in ("pending", "running") for j in jobs) and not c.scheduler_running():
         note(
             "ls",
