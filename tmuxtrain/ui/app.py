@@ -23,10 +23,9 @@ from textual.widgets import DataTable, Footer
 from tmuxtrain.api import Client
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.add_job_screen import AddJobScreen
-from tmuxtrain.ui.confirm_screen import ConfirmScreen
+from tmuxtrain.ui.confirm_screen import ConfirmScreen, cancel_question
 from tmuxtrain.ui.filter_bar import FilterBar
 from tmuxtrain.ui.gpu_panel import GpuPanel
 from tmuxtrain.ui.help_screen import HelpScreen
@@ -51,6 +50,7 @@ class TmuxtrainApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tmuxtrain"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's
+    SCREENS = {"help": HelpScreen}  # noqa: RUF012 - Textual's
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "attach", "attach", key_display="⏎"),
         Binding("c", "cancel", "cancel"),
@@ -65,7 +65,7 @@ class TmuxtrainApp(App[int]):
         Binding("m", "metric", "metric", show=False),
         Binding("x", "axis", "x axis", show=False),
         Binding("t", "toggle_theme", "light/dark", show=False),
-        Binding("question_mark", "help", "keys", key_display="?"),
+        Binding("question_mark", "push_screen('help')", "keys", key_display="?"),
         Binding("q", "quit", "quit"),
         # Ctrl-C quits, as in any terminal program (Textual's default only shows a toast).
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -216,8 +216,7 @@ class TmuxtrainApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """As App.notify, but plain text by default (job names and paths may hold '[') and
-        remembered in `notes` (the last 50), which tests read."""
+        """App.notify, in plain text (names may hold '['), kept in `notes` (the last 50)."""
         self.notes.append((severity, message))
         del self.notes[:-50]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
@@ -313,8 +312,7 @@ class TmuxtrainApp(App[int]):
     def _go_to_window(self, argv: list[str]) -> None:
         """Inside tmux on the jobs' server: switch this client to the job's window (the
         dashboard keeps running; the usual tmux keys come back). Elsewhere: give the terminal
-        to `tmux attach` until the user detaches, then come back. The first time, tmux
-        also shows how to come back."""
+        to `tmux attach` until the user detaches, then come back (said once, by tmux)."""
         if not self._hinted:
             self._hinted = True
             argv = with_hint(argv)
@@ -343,12 +341,6 @@ class TmuxtrainApp(App[int]):
             self.notify(f"job {job.id} already {job.state.value}", severity="warning")
             return
         what = "stop" if job.state is JobState.RUNNING else "drop"
-        question = f"Cancel job {job.id} ({printable(job.spec.name)})?\n" + (
-            f"It is running on GPU {','.join(map(str, job.gpus)) or '-'}: it gets Ctrl-C, "
-            "then SIGTERM, then SIGKILL."
-            if job.state is JobState.RUNNING
-            else "It is pending: it will not start."
-        )
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -356,7 +348,7 @@ class TmuxtrainApp(App[int]):
                     "cancel", lambda c: c.cancel([job.id]), lambda _: f"{what}ping job {job.id}"
                 )
 
-        self.push_screen(ConfirmScreen(question, yes="Cancel job"), answer)
+        self.push_screen(ConfirmScreen(cancel_question(job), yes="Cancel job"), answer)
 
     def action_retry(self) -> None:
         job = self.selected_job()
@@ -411,9 +403,6 @@ class TmuxtrainApp(App[int]):
         self.post_message(
             Done(f"queued job{'s' if len(ids) > 1 else ''} " + ", ".join(map(str, ids)))
         )
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
 
     def action_up(self) -> None:
         self._act(
