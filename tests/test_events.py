@@ -30,7 +30,10 @@ def test_kinds_are_hook_names_and_filters_narrow_them(tt: Env) -> None:
     assert mine == ["submitted", "started", "retrying", "started", "failed"]
     assert {e["job_id"] for e in events(tt, "--job", str(fine))} == {fine}
     ends = events(tt, "--kind", "succeeded,failed")
-    assert [(e["job_id"], e["kind"]) for e in ends] == [(flaky, "failed"), (fine, "succeeded")]
+    assert sorted((e["job_id"], e["kind"]) for e in ends) == [
+        (flaky, "failed"),
+        (fine, "succeeded"),
+    ]
     starts = events(tt, "--kind", "started", "--job", str(flaky))
     assert [e["kind"] for e in starts] == ["started", "started"]
     proc = tt.cli("events", "--kind", "finished")

@@ -153,11 +153,12 @@ def test_cancel_of_a_finished_job_is_a_note_and_exit_0(tt: Env) -> None:
     b = add(tt, "--gpus", "0", "--name", "long", "--", "sleep 30")
     c = add(tt, "--no-start", "--gpus", "0", "--after", "long", "--", "true")
     wait_until(lambda: show(tt, b)["state"] == "running", what="job b running")
-    shown = on_terminal(tt.environ, "cancel", str(a), str(b), str(c), cwd=tt.root)
+    # c before b: once b has stopped, the scheduler cancels c itself (its dependency)
+    shown = on_terminal(tt.environ, "cancel", str(a), str(c), str(b), cwd=tt.root)
     assert shown.returncode == 0
     assert shown.stdout.splitlines() == [
-        f"job {b} (long) stopping: Ctrl-C now, then SIGTERM and SIGKILL",
         f"job {c} (true) cancelled; it had not started",
+        f"job {b} (long) stopping: Ctrl-C now, then SIGTERM and SIGKILL",
     ]
     assert shown.stderr.strip() == f"tmuxtrain cancel: job {a} already succeeded; nothing to cancel"
     wait_until(lambda: show(tt, b)["state"] == "cancelled", what="job b cancelled")
