@@ -12,6 +12,8 @@ from tmuxtrain.core.model import Config
 from tmuxtrain.core.spec import LDict, LList
 from tmuxtrain.jobfile import apply_overrides, load_config, load_jobs, load_text, read_text
 
+CORES_CONFIG = Config(max_cpu_jobs=os.cpu_count() or 1)
+
 
 def write(tmp_path: Path, data: str | bytes, name: str = "job.yaml") -> str:
     path = tmp_path / name
@@ -57,7 +59,7 @@ def test_empty_file(tmp_path: Path, data: str) -> None:
 def test_empty_file_allowed_for_config(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     assert read_text(path, allow_empty=True) == ""
-    assert load_config(path) == Config()
+    assert load_config(path) == CORES_CONFIG
 
 
 def test_binary_file(tmp_path: Path) -> None:
@@ -224,8 +226,8 @@ def test_bad_override_is_a_spec_error(tmp_path: Path) -> None:
 
 def test_load_config_none_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TMUXTRAIN_CONFIG", raising=False)
-    assert load_config(None) == Config()
-    assert load_config(str(tmp_path / "absent.yaml")) == Config()
+    assert load_config(None) == CORES_CONFIG  # max_cpu_jobs: the machine's cores
+    assert load_config(str(tmp_path / "absent.yaml")) == CORES_CONFIG
 
 
 def test_load_config_missing_named_by_env_is_an_error(

@@ -169,7 +169,9 @@ def test_shared_gpus_by_vram_respect_other_users_memory(tt: Env) -> None:
     st = states(tt)
     assert list(st.values()).count("running") == 3
     pending = next(i for i in ids if st[i] == "pending")
-    assert job(tt, pending)["reason"] == "waiting for 1 GPU with 10 GiB free"
+    assert job(tt, pending)["reason"] == (
+        "waiting for 1 GPU with 10 GiB free: GPU 0 has 10 GiB used by other processes"
+    )
     g = tt.client().gpus()[0]
     assert g["memory_used_mib"] == 40 * 1024 and sorted(g["jobs"]) == sorted(
         i for i in ids if st[i] == "running"

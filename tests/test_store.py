@@ -277,6 +277,7 @@ def test_attempts(store: Store) -> None:
             "gpus": [1],
             "tmux_window": "@1",
             "reason": "exit code 1",
+            "detail": [],
         },
         {
             "attempt": 2,
@@ -286,6 +287,7 @@ def test_attempts(store: Store) -> None:
             "gpus": [0, 2],
             "tmux_window": "@2",
             "reason": "",
+            "detail": [],
         },
     ]
     assert store.history.attempts(999) == []
@@ -419,7 +421,7 @@ def _submit_ten(home: str, barrier: Any, out: Any) -> None:
     barrier.wait(timeout=60)
     ids = []
     for _ in range(10):
-        ids.extend(client.add_command("true", start=False))
+        ids.extend(client.add_command("true", start=False, gpus=0))
     client.close()
     out.put(ids)
 
@@ -452,6 +454,7 @@ def test_concurrent_submitters(tmp_path: Path) -> None:
 def test_dependency_on_a_later_job_of_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "chain.yaml"
     path.write_text(
+        "defaults: {gpus: 0}\n"
         "jobs:\n  - {name: evaluate, command: x, after: [train]}\n  - {name: train, command: y}\n"
     )
     client = Client(_settings(str(tmp_path / "home")))

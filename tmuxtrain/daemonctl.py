@@ -87,6 +87,15 @@ def gpu_source(spec: str | None) -> str | None:
     return spec
 
 
+def gpu_source_for(settings: Settings) -> str | None:
+    """TMUXTRAIN_GPUS, or when it is unset the source the running scheduler uses (so
+    `gpus`, the dashboard and submission see the GPUs jobs are placed on)."""
+    if settings.gpus:
+        return settings.gpus
+    spec = scheduler_info(settings.lock_path).get("gpus")
+    return spec if isinstance(spec, str) else None
+
+
 def ensure_fifo(path: str) -> None:
     try:
         if stat.S_ISFIFO(os.stat(path).st_mode):

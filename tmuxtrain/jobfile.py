@@ -6,6 +6,7 @@ a folder, binary, empty, malformed, duplicate keys) into a SpecError naming file
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -131,10 +132,15 @@ def load_jobs(path: str, overrides: dict[str, Any] | None = None) -> list[JobSpe
 
 
 def load_config(path: str | None) -> Config:
-    """The config file, or defaults when there is none."""
+    """The config file, or defaults when there is none. `max_cpu_jobs` defaults to this
+    machine's CPU cores (core/ reads no machine facts, so it is filled in here)."""
     if path is None or not os.path.exists(path):
         if path is not None and os.environ.get("TMUXTRAIN_CONFIG") == path:
             raise SpecError(path, None, None, "no such file (from TMUXTRAIN_CONFIG)")
-        return Config()
-    text = read_text(path, allow_empty=True)
-    return parse_config(load_text(text, path), path)
+        config = Config()
+    else:
+        text = read_text(path, allow_empty=True)
+        config = parse_config(load_text(text, path), path)
+    if config.max_cpu_jobs is None:
+        config = dataclasses.replace(config, max_cpu_jobs=os.cpu_count() or 1)
+    return config

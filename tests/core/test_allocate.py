@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -48,7 +48,8 @@ def test_exclusive_refuses_gpus_with_outside_use_above_headroom() -> None:
     snap = [gpu(0, used=2 * GIB), gpu(1, used=GIB), gpu(2)]
     assert allocate(snap, [], Request(2, None), headroom_mib=GIB).gpus == (1, 2)
     a = allocate(snap, [], Request(3, None), headroom_mib=GIB)
-    assert a == Allocation((), "waiting for 3 free GPUs")
+    # The reason says what stands in the way: memory held outside tmuxtrain.
+    assert a == Allocation((), "waiting for 3 free GPUs: GPU 0 has 2 GiB used by other processes")
     assert not a.ok
 
 
@@ -328,3 +329,35 @@ def test_loads_passed_in_give_the_same_answer(sc: Scenario) -> None:
         assert allocate(sc.gpus, sc.holdings, req, loads=loads, **kw) == allocate(
             sc.gpus, sc.holdings, req, **kw
         )
+
+
+def test_reasons_name_the_processes_outside_tmuxtrain() -> None:
+    snap = [replace(gpu(0, used=20 * GIB), others=((4711, "alice", 20 * GIB),))]
+    a = allocate(snap, [], Request(1, None), headroom_mib=GIB)
+    assert (
+        a.reason
+        == "waiting for 1 free GPU: GPU 0 has 20 GiB used by other processes (pid 4711, alice)"
+    )
+    a = allocate(snap, [], Request(1, 8 * GIB), headroom_mib=GIB)
+    assert a.reason.startswith("waiting for 1 GPU with 8 GiB free: GPU 0 has 20 GiB used by other")
+
+
+def test_keep_free_leaves_whole_gpus_without_tmuxtrain_jobs() -> None:
+    snap = gpus(3)
+    busy = [Holding(9, (0,), 4 * GIB)]
+    # Exclusive: GPUs 1 and 2 are idle; one must stay so.
+    assert allocate(snap, busy, Request(1, None), keep_free=1).gpus == (1,)
+    a = allocate(snap, busy, Request(2, None), keep_free=1)
+    assert not a.ok and "keep_free" in a.reason
+    # Shared: it goes to GPU 0 (already busy) rather than take an idle GPU it may not.
+    assert allocate(snap, busy, Request(1, 4 * GIB), keep_free=2).gpus == (0,)
+    full = [Holding(9, (0,), 20 * GIB)]
+    a = allocate(snap, full, Request(1, 8 * GIB), keep_free=2, headroom_mib=0)
+    assert not a.ok and "keep_free" in a.reason
+    assert allocate(snap, full, Request(1, 8 * GIB), keep_free=1, headroom_mib=0).gpus == (1,)
+
+
+def test_a_reserved_gpu_names_the_job_it_waits_for() -> None:
+    a = allocate(gpus(1), [], Request(1, None), exclude=frozenset({0}),
+                 reserved_for="job 12 (big-run) at the head of the queue")  # fmt: skip
+    assert a.reason == "GPU 0 reserved for job 12 (big-run) at the head of the queue"

@@ -385,3 +385,24 @@ def test_a_job_that_can_never_fit_holds_up_no_one() -> None:
         assert launched(d) == [2]
         assert d.reasons[1] == "needs 4 GPUs, this machine has 2 GPUs"
         assert d.reservation is None
+
+
+def test_limits_hold_jobs_back_and_say_which() -> None:
+    cpu = [job(i, gpus=0, project="p" if i < 13 else "q") for i in range(10, 16)]
+    d = decide(cpu, gpus(2), replace(CFG, max_cpu_jobs=2), NOW)
+    assert launched(d) == [10, 11]
+    assert d.reasons[12] == "held back by max_cpu_jobs (2 CPU-only jobs running)"
+    d = decide(cpu, gpus(2), replace(CFG, project_limits={"p": 1}), NOW)
+    assert launched(d) == [10, 13, 14, 15]  # q's jobs are not held up by p's limit
+    assert d.reasons[11] == "held back by project_limits.p (1 jobs running)"
+    both = [running(1, (0,)), job(2), job(3, gpus=0)]
+    d = decide(both, gpus(2), replace(CFG, max_running=2), NOW)
+    assert launched(d) == [2]
+    assert d.reasons[3] == "held back by max_running (2 jobs running)"
+
+
+def test_the_backfill_reason_names_the_job_it_serves() -> None:
+    jobs = [running(1, (0,)), job(2, gpus=2, vram=None), job(3)]
+    d = decide(jobs, gpus(2), CFG, NOW)
+    assert launched(d) == []
+    assert d.reasons[3] == "GPU 0,1 reserved for job 2 (job2) at the head of the queue"

@@ -719,3 +719,40 @@ def test_config_notify() -> None:
     from tmuxtrain.core.spec import parse_config as _parse_config
 
     assert _parse_config({"notify": True}, "c.yaml").notify is True
+
+
+def test_new_job_keys_hold_runner_preemptible_resume_and_vram_exclusive() -> None:
+    doc = {"name": "a", "command": "python t.py", "hold": True, "runner": "slurm",
+           "preemptible": True, "resume": "python t.py --resume", "vram": "exclusive"}  # fmt: skip
+    [spec] = parse_jobs(doc, "f.yaml", "/w")
+    assert (spec.hold, spec.runner, spec.preemptible) == (True, "slurm", True)
+    assert spec.resume == "python t.py --resume"
+    assert spec.vram_mib is None and spec.vram_exclusive
+    with pytest.raises(SpecError, match="runner: must be one of tmux, slurm"):
+        parse_jobs({"command": "x", "runner": "k8s"}, "f.yaml", "/w")
+
+
+@pytest.mark.parametrize("vram", [10, 0.5, 63])
+def test_a_unit_less_vram_below_64_is_refused_with_its_likely_meaning(vram: float) -> None:
+    with pytest.raises(SpecError, match=f"vram: {vram:g} means {vram:g} MiB: did you mean"):
+        parse_jobs({"command": "x", "vram": vram}, "f.yaml", "/w")
+    assert parse_jobs({"command": "x", "vram": 512}, "f.yaml", "/w")[0].vram_mib == 512
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [("name", "a\x00b", "name"), ("name", "a\x1b[31mb", "name"), ("project", "p\x07", "project")],
+)
+def test_control_characters_are_refused_where_tmux_or_the_dashboard_show_them(
+    key: str, value: str, field: str
+) -> None:
+    with pytest.raises(SpecError, match=f"{field}: has a control character"):
+        parse_jobs({"command": "x", key: value}, "f.yaml", "/w")
+
+
+def test_a_nul_in_what_the_wrapper_runs_is_refused() -> None:
+    with pytest.raises(SpecError, match="command: has a NUL character"):
+        parse_jobs({"command": "echo a\x00b"}, "f.yaml", "/w")
+    with pytest.raises(SpecError, match=r"env\.X: has a NUL character"):
+        parse_jobs({"command": "x", "env": {"X": "a\x00"}}, "f.yaml", "/w")
+    assert parse_jobs({"command": "echo a\nb\tc"}, "f.yaml", "/w")[0].command == "echo a\nb\tc"

@@ -185,7 +185,7 @@ def test_last_good_reading_still_adds_held(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
-        ("- {name: A, memory: [1\n", ":2:", "bad YAML"),
+        ("- {name: A, memory: [1\n", ":1:", "bad YAML"),  # the line of the unclosed [
         ("- name: A\n  memory: 8GiB\n  memroy: 8GiB\n", ":3:", "unknown key 'memroy'"),
         ("- name: A\n  memory: 8GiB\n  memroy: 8GiB\n", ":3:", "did you mean 'memory'"),
         ("- {name: A, memory: 8GiB}\n- {name: B}\n", ":2:", "GPU 1: 'memory' is required"),
@@ -239,3 +239,22 @@ def test_bad_spec_names_the_variable_and_the_forms(spec: str) -> None:
         open_probe(spec)
     assert "fake:NxSIZE" in str(info.value)
     assert "fake:PATH" in str(info.value)
+
+
+def test_listed_processes_are_outside_memory_unless_a_job_owns_them(tmp_path: Path) -> None:
+    """`processes:` in the file: memory held by pids. A pid of no job counts as another
+    user's (named in `others`); a job's own pid is that job's memory instead of what it
+    declared, as NVML's per-process memory would be."""
+    path = write(
+        tmp_path / "g.yaml",
+        "- {name: A, memory: 40GiB, nvlink: [1],"
+        " processes: [{pid: 4711, memory: 10GiB}, {pid: 99, memory: 3GiB}]}\n"
+        "- {name: A, memory: 40GiB, nvlink: [0]}\n",
+    )
+    probe = FakeProbe(f"fake:{path}")
+    a, b = probe.probe({0: {7: 8 * 1024}}, lambda: {99: 7})
+    assert a.others == ((4711, "", 10 * 1024),)
+    assert a.job_used_mib == {7: 3 * 1024}  # observed, not the 8 GiB declared
+    assert a.memory_used_mib == 13 * 1024
+    assert (a.nvlink, b.nvlink) == ((1,), (0,))
+    assert b.others == () and b.memory_used_mib == 0

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tmuxtrain.core.errors import StateError, TmuxtrainError
-from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.model import Config, Job, JobState
 from tmuxtrain.settings import Settings, from_env
 from tmuxtrain.store import Store
 
@@ -32,6 +32,12 @@ class ClientBase:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def config(self) -> Config:
+        """The config file, validated (a bad one is a SpecError naming file, line, key)."""
+        from tmuxtrain.jobfile import load_config
+
+        return load_config(self.settings.config_path)
 
     def job(self, ref: str | int) -> Job:
         return self.store.get(self.store.resolve(ref))

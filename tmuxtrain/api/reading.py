@@ -12,7 +12,7 @@ from typing import Any
 
 from tmuxtrain.api.base import ClientBase
 from tmuxtrain.core.errors import TmuxtrainError
-from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.model import GpuInfo, Job, JobState
 from tmuxtrain.store import job_json
 
 # Every kind of event, named as hooks name them (`started`, not `running`).
@@ -200,6 +200,7 @@ class Reading(ClientBase):
         if probe is None:
             probe = open_probe(self.gpu_spec(), base_dir=os.getcwd())
             self._polled_probe = probe
+        usable = self._usable_indices()
         out = []
         for g in probe_gpus(probe, [*jobs], []):
             used = g.memory_used_mib
@@ -217,9 +218,37 @@ class Reading(ClientBase):
                     "temperature_c": g.temperature_c,
                     "simulated": g.simulated,
                     "jobs": [j.id for j in jobs if g.index in j.gpus],
+                    # May tmuxtrain use it (config `gpus:`, the scheduler's CUDA_VISIBLE_DEVICES)?
+                    "usable": usable is None or g.index in usable,
+                    # Memory held by processes outside tmuxtrain, where the driver names them.
+                    "others": [{"pid": p, "user": u or None, "mib": m} for p, u, m in g.others],
+                    "memory_others_mib": _others_mib(g),
                 }
             )
         return out
+
+    def _usable_indices(self) -> set[int] | None:
+        """The GPU indices tmuxtrain may use, or None for all (config `gpus:` and the
+        CUDA_VISIBLE_DEVICES the scheduler runs with, or would run with)."""
+        from tmuxtrain.daemonctl import scheduler_info
+        from tmuxtrain.jobfile import load_config
+
+        try:
+            allowed = load_config(self.settings.config_path).gpus
+        except TmuxtrainError:
+            allowed = None
+        info = scheduler_info(self.settings.lock_path)
+        visible = (
+            info.get("cuda_visible_devices") if info else os.environ.get("CUDA_VISIBLE_DEVICES")
+        )
+        if allowed is None and not isinstance(visible, str):
+            return None
+        keep = set(allowed) if allowed is not None else None
+        if isinstance(visible, str):
+            names = {v.strip() for v in visible.split(",") if v.strip()}
+            shown = {int(n) for n in names if n.isdigit()}
+            keep = shown if keep is None else keep & shown
+        return keep
 
     def gpu_probe_note(self) -> str:
         """The note of the probe `gpus_polled()` keeps open ('' before its first call)."""
@@ -244,3 +273,10 @@ class Reading(ClientBase):
         except TmuxtrainError:
             return sorted(j.id for j in pending)
         return start_order(pending, running, config)
+
+
+def _others_mib(g: GpuInfo) -> int | None:
+    """Memory in use by anything but tmuxtrain's jobs (None when unknown)."""
+    if g.memory_used_mib is None:
+        return None
+    return max(0, g.memory_used_mib - sum(g.job_used_mib.values()))

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api.base import ClientBase
-from tmuxtrain.core.errors import SpecError, TmuxtrainError
-from tmuxtrain.core.model import JobSpec
+from tmuxtrain.core.errors import NotStarted, SpecError, TmuxtrainError
+from tmuxtrain.core.model import Config, GpuInfo, JobSpec
+from tmuxtrain.core.units import format_mib
 
 ADHOC = "<command line>"
+FORCE = " (add --force to queue it anyway)"
 INTERPRETERS = {
     "python",
     "python3",
@@ -33,6 +35,25 @@ def _spec_error(spec: JobSpec, field: str, message: str) -> SpecError:
     return SpecError(path or spec.source, int(line) if line.isdigit() else None, field, message)
 
 
+def _check_patterns(specs: Sequence[JobSpec]) -> None:
+    """A job's own patterns must compile and must not backtrack without end: they run in
+    the scheduler (time-bounded there too, see tmuxtrain.patterns)."""
+    from tmuxtrain.patterns import check
+
+    seen: set[tuple[str, str | None]] = set()
+    for spec in specs:
+        todo: list[tuple[str, str, str | None]]
+        todo = [(f"metrics.{k}", p, "value") for k, p in spec.metrics.items()]
+        todo += [("retry_on", p, None) for p in spec.retry_on]
+        for field, pattern, group in todo:
+            if (pattern, group) in seen:
+                continue  # a matrix repeats the same patterns
+            seen.add((pattern, group))
+            why = check(pattern, group=group)
+            if why:
+                raise _spec_error(spec, field, why)
+
+
 def adhoc_name(argv: Sequence[str]) -> str:
     """A readable default name for `add -- CMD`: the script, not the interpreter."""
     words = list(argv)
@@ -49,15 +70,21 @@ class Submitting(ClientBase):
     # ---- submitting -------------------------------------------------------------------
 
     def add_files(
-        self, paths: Sequence[str], overrides: dict[str, Any] | None = None, *, start: bool = True
+        self,
+        paths: Sequence[str],
+        overrides: dict[str, Any] | None = None,
+        *,
+        start: bool = True,
+        force: bool = False,
     ) -> list[int]:
-        """Queue every job of every file; nothing is queued if any file has a bad job."""
+        """Queue every job of every file; nothing is queued if any file has a bad job, or
+        one this machine can never run (unless `force`)."""
         from tmuxtrain.jobfile import load_jobs
 
         specs: list[JobSpec] = []
         for path in paths:
             specs.extend(load_jobs(path, overrides))
-        return self.add_specs(specs, start=start)
+        return self.add_specs(specs, start=start, force=force)
 
     def add_command(
         self,
@@ -65,6 +92,7 @@ class Submitting(ClientBase):
         overrides: dict[str, Any] | None = None,
         *,
         start: bool = True,
+        force: bool = False,
         **opts: Any,
     ) -> list[int]:
         """Queue one ad-hoc command (a shell string, or argv to be quoted)."""
@@ -82,14 +110,29 @@ class Submitting(ClientBase):
                 doc[key] = doc[key].replace("{", "{{").replace("}", "}}")
         cwd = os.getcwd()
         specs = parse_jobs(doc, ADHOC, cwd, default_name=doc["name"], home=os.path.expanduser("~"))
-        return self.add_specs(specs, start=start)
+        return self.add_specs(specs, start=start, force=force)
 
     def add_specs(
-        self, specs: Sequence[JobSpec], *, start: bool = True, parent_id: int | None = None
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        start: bool = True,
+        parent_id: int | None = None,
+        force: bool = False,
     ) -> list[int]:
-        """Resolve dependencies (names in this batch first, then existing jobs) and insert."""
-        from tmuxtrain.jobenv import submit_environment
+        """Resolve dependencies (names in this batch first, then existing jobs) and insert.
 
+        The config is read first: a bad one queues nothing. A request this machine can
+        never run (more GPUs than tmuxtrain may use, more memory than its largest GPU, a
+        missing `cwd`) is refused unless `force`. When the jobs were queued but the
+        scheduler does not start, NotStarted carries their ids."""
+        from tmuxtrain.jobenv import submit_environment
+        from tmuxtrain.jobfile import load_config
+
+        config = load_config(self.settings.config_path)
+        _check_patterns(specs)
+        if not force:
+            self._refuse_what_cannot_run(specs, config)
         given = list(specs)
         specs = self._dependency_order(given)
         batch = {s.name: i for i, s in enumerate(specs)}
@@ -113,8 +156,66 @@ class Submitting(ClientBase):
         by_spec = {id(s): i for s, i in zip(specs, inserted, strict=True)}
         ids = [by_spec[id(s)] for s in given]  # in the order the files gave them
         if start:
-            self.ensure_scheduler()
+            try:
+                self.ensure_scheduler()
+            except TmuxtrainError as e:
+                raise NotStarted(ids, f"queued, but {e}") from None
         return ids
+
+    def _refuse_what_cannot_run(self, specs: Sequence[JobSpec], config: Config) -> None:
+        """A SpecError for the first job this machine can never run: more GPUs than
+        tmuxtrain may use here, more memory per GPU than the largest one has after
+        headroom, or a folder that does not exist."""
+        gpus: builtins.list[GpuInfo] | None = None
+        for spec in specs:
+            if not os.path.isdir(spec.cwd):
+                raise _spec_error(spec, "cwd", f"no such folder {spec.cwd}{FORCE}")
+            if spec.gpus == 0 or spec.runner == "slurm" or config.runner == "slurm":
+                continue
+            if gpus is None:
+                gpus = self._usable_gpus(config)
+                if gpus is None:
+                    return  # the GPUs cannot be read now: the scheduler will say
+            may = len(gpus) - config.keep_free
+            if not gpus:
+                msg = f"{spec.gpus} requested, tmuxtrain may use no GPU here (gpus: 0 runs on CPU)"
+                raise _spec_error(spec, "gpus", msg + FORCE)
+            if spec.gpus > may:
+                have = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"
+                kept = f", {config.keep_free} kept free" if config.keep_free else ""
+                msg = f"{spec.gpus} requested, tmuxtrain may use {have} here{kept}"
+                raise _spec_error(spec, "gpus", msg + FORCE)
+            biggest = max((g.memory_total_mib or 0) for g in gpus) - config.headroom_mib
+            if spec.vram_mib is not None and spec.vram_mib > biggest:
+                msg = (
+                    f"{format_mib(spec.vram_mib)} per GPU, the largest GPU here has "
+                    f"{format_mib(max(biggest, 0))} after headroom"
+                )
+                raise _spec_error(spec, "vram", msg + FORCE)
+
+    def _usable_gpus(self, config: Config) -> builtins.list[GpuInfo] | None:
+        """The GPUs the scheduler may use (its source, config `gpus:`, the
+        CUDA_VISIBLE_DEVICES it runs with: ours when it is not running yet); None when
+        they cannot be read."""
+        from tmuxtrain.core.allocate import usable
+        from tmuxtrain.daemonctl import gpu_source_for, scheduler_info
+        from tmuxtrain.gpus import open_probe
+
+        info = scheduler_info(self.settings.lock_path)
+        visible = (
+            info.get("cuda_visible_devices") if info else os.environ.get("CUDA_VISIBLE_DEVICES")
+        )
+        try:
+            probe = open_probe(gpu_source_for(self.settings), base_dir=os.getcwd())
+        except (TmuxtrainError, ValueError):
+            return None
+        try:
+            snapshot = probe.probe()
+        except TmuxtrainError:
+            return None
+        finally:
+            probe.close()
+        return usable(snapshot, config.gpus, visible if isinstance(visible, str) else None)
 
     @staticmethod
     def _dependency_order(specs: Sequence[JobSpec]) -> builtins.list[JobSpec]:

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--hold", action="store_true", help="queue the jobs held: they start after `release`"
     )
     sp.add_argument("--no-start", action="store_true", help="do not start the scheduler")
+    sp.add_argument(
+        "--force", action="store_true", help="queue a job this machine can never run, anyway"
+    )
 
     sp = add("ls", cmd_ls, "the queue", json_flag=True)
     sp.add_argument("--state", metavar="STATE", help="only these states (comma-separated)")

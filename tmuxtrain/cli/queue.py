@@ -19,7 +19,7 @@ from tmuxtrain.cli.output import (
     queue_table,
     terminal_width,
 )
-from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.core.errors import NotStarted, TmuxtrainError
 from tmuxtrain.core.units import format_metric, format_progress, printable
 
 
@@ -139,23 +139,28 @@ def cmd_add(c: Client, a: argparse.Namespace) -> int:
         overrides["hold"] = True
     if a.command and a.files:
         raise TmuxtrainError("give job files or a command after --, not both")
-    from tmuxtrain.jobfile import load_config
-
-    if a.files and load_config(c.settings.config_path).runner == "slurm":
+    if a.files and c.config().runner == "slurm":
         return submit_to_slurm(c, a.files, overrides, out="sbatch")
-    if a.command:
-        ids = c.add_command(a.command, overrides, start=not a.no_start)
-    elif a.files:
-        if "cwd" in overrides:
-            overrides["cwd"] = os.path.abspath(overrides["cwd"])
-        ids = c.add_files(a.files, overrides, start=not a.no_start)
-    else:
-        raise TmuxtrainError("nothing to add: give job files, or -- and a command")
+    try:
+        ids = _add(c, a, overrides)
+    except NotStarted as e:  # queued all the same: say which, so nobody adds them twice
+        print(json.dumps(e.ids) if a.json else "\n".join(map(str, e.ids)))
+        raise
     if a.json:
         print(json.dumps(ids))
     else:
         print("\n".join(map(str, ids)))
     return 0
+
+
+def _add(c: Client, a: argparse.Namespace, overrides: dict[str, Any]) -> list[int]:
+    if a.command:
+        return c.add_command(a.command, overrides, start=not a.no_start, force=a.force)
+    elif a.files:
+        if "cwd" in overrides:
+            overrides["cwd"] = os.path.abspath(overrides["cwd"])
+        return c.add_files(a.files, overrides, start=not a.no_start, force=a.force)
+    raise TmuxtrainError("nothing to add: give job files, or -- and a command")
 
 
 def submit_to_slurm(

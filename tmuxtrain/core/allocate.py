@@ -31,6 +31,7 @@ class GpuLoad:
     free_mib: int | None  # None: unknown, so not free
     external_mib: int | None
     total_mib: int | None
+    others: tuple[tuple[int, str, int], ...] = ()  # (pid, user, MiB) outside tmuxtrain
 
 
 def gpu_loads(
@@ -55,7 +56,9 @@ def gpu_loads(
         else:
             external = max(0, g.memory_used_mib - observed)
             free = g.memory_total_mib - external - committed - headroom_mib
-        loads.append(GpuLoad(g.index, len(held), exclusive, free, external, g.memory_total_mib))
+        loads.append(
+            GpuLoad(g.index, len(held), exclusive, free, external, g.memory_total_mib, g.others)
+        )
     return loads
 
 
@@ -73,6 +76,8 @@ def allocate(
     loads: Sequence[GpuLoad] | None = None,
     exclude: frozenset[int] = frozenset(),
     pack: bool = False,
+    keep_free: int = 0,
+    reserved_for: str = "the job at the head of the queue",
 ) -> Allocation:
     """Pick `request.gpus` distinct GPUs that can take the request, never over-committing one.
 
@@ -80,38 +85,56 @@ def allocate(
     GPUs with the fewest jobs, then the most free memory, since jobs on one GPU share its
     compute. With `pack`, GPUs that already run jobs come first, then the least free memory
     that still fits (best fit), which keeps whole GPUs free. `loads` may be passed in when
-    the caller already computed them; GPUs in `exclude` (reserved for another job) are not
-    offered.
+    the caller already computed them; GPUs in `exclude` (reserved for `reserved_for`) are
+    not offered. `keep_free` whole GPUs stay without tmuxtrain jobs. The reason, when the
+    request cannot be placed, says what it waits for, naming memory that processes outside
+    tmuxtrain hold where that is what stands in the way.
     """
     if request.gpus == 0:
         return Allocation(())
     if loads is None:
         loads = gpu_loads(gpus, holdings, headroom_mib)
+    idle = sum(x.jobs == 0 for x in loads)
+    budget = (idle - keep_free, keep_free > 0 and idle - keep_free < request.gpus <= idle)
     if exclude:
         free = [x for x in loads if x.index not in exclude]
-        alloc = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
-                         max_jobs_per_gpu=max_jobs_per_gpu, loads=free, pack=pack)  # fmt: skip
+        alloc = _place(request, free, headroom_mib, max_jobs_per_gpu, pack, budget)
         if alloc.ok:
             return alloc
-        plain = allocate(gpus, holdings, request, headroom_mib=headroom_mib,
-                         max_jobs_per_gpu=max_jobs_per_gpu, loads=loads, pack=pack)  # fmt: skip
+        plain = _place(request, loads, headroom_mib, max_jobs_per_gpu, pack, budget)
         if plain.ok:  # it would fit, but only on GPUs the head of the queue waits for
             held = ",".join(map(str, sorted(exclude)))
-            return Allocation((), f"GPU {held} reserved for the job at the head of the queue")
+            return Allocation((), f"GPU {held} reserved for {reserved_for}")
         return plain
+    return _place(request, loads, headroom_mib, max_jobs_per_gpu, pack, budget)
+
+
+def _place(
+    request: Request,
+    loads: Sequence[GpuLoad],
+    headroom_mib: int,
+    max_jobs_per_gpu: int,
+    pack: bool,
+    budget: tuple[int, bool],
+) -> Allocation:
+    """`allocate` over these loads; at most `budget[0]` GPUs without a tmuxtrain job may be
+    taken (keep_free), and `budget[1]` says keep_free is what stands in the way."""
+    idle_budget, held_by_keep_free = budget
     if request.gpus > len(loads):
         have = "no GPUs" if not loads else f"{_plural(len(loads), 'GPU')}"
         why = f"needs {_plural(request.gpus, 'GPU')}, this machine has {have}"
         return Allocation((), why, never=True)
+    kept = "; keep_free keeps the other whole GPUs for others" if held_by_keep_free else ""
     if request.vram_mib is None:
         fit = [
             x.index
             for x in loads
             if x.jobs == 0 and x.external_mib is not None and x.external_mib <= headroom_mib
         ]
-        if len(fit) >= request.gpus:
+        if len(fit) >= request.gpus and idle_budget >= request.gpus:
             return Allocation(tuple(sorted(fit)[: request.gpus]))
-        return Allocation((), f"waiting for {_plural(request.gpus, 'free GPU')}")
+        why = f"waiting for {_plural(request.gpus, 'free GPU')}"
+        return Allocation((), why + (kept or _others(loads, headroom_mib)))
     need = request.vram_mib
     biggest = max((x.total_mib or 0) - headroom_mib for x in loads)
     if need > biggest:
@@ -129,15 +152,37 @@ def allocate(
         and x.free_mib is not None
         and x.free_mib >= need
     ]
-    if len(fit_loads) < request.gpus:
-        return Allocation(
-            (), f"waiting for {_plural(request.gpus, 'GPU')} with {format_mib(need)} free"
-        )
     if pack:
         fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
     else:
         fit_loads.sort(key=lambda x: (x.jobs, -(x.free_mib or 0), x.index))
-    return Allocation(tuple(sorted(x.index for x in fit_loads[: request.gpus])))
+    chosen: list[int] = []
+    for x in fit_loads:
+        if len(chosen) == request.gpus:
+            break
+        if x.jobs == 0:
+            if idle_budget <= 0:
+                continue
+            idle_budget -= 1
+        chosen.append(x.index)
+    if len(chosen) < request.gpus:
+        why = f"waiting for {_plural(request.gpus, 'GPU')} with {format_mib(need)} free"
+        return Allocation((), why + (kept or _others(loads, headroom_mib)))
+    return Allocation(tuple(sorted(chosen)))
+
+
+def _others(loads: Sequence[GpuLoad], headroom_mib: int) -> str:
+    """': GPU 3 has 20 GiB used by other processes (pid 4711, alice)' for the GPU where
+    processes outside tmuxtrain hold the most, when they hold more than the headroom."""
+    held = [x for x in loads if (x.external_mib or 0) > headroom_mib]
+    if not held:
+        return ""
+    x = max(held, key=lambda x: x.external_mib or 0)
+    who = ", ".join(f"pid {pid}, {user}" if user else f"pid {pid}" for pid, user, _ in x.others[:3])
+    more = "..." if len(x.others) > 3 else ""
+    return f": GPU {x.index} has {format_mib(x.external_mib or 0)} used by other processes" + (
+        f" ({who}{more})" if who else ""
+    )
 
 
 def reserve(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> frozenset[int]:
@@ -174,3 +219,16 @@ def cuda_visible_devices(gpus: Sequence[GpuInfo], indices: Iterable[int]) -> str
             raise ValueError(f"no GPU with index {i} (have {sorted(by_index)})")
         parts.append(gpu.uuid if gpu.uuid.startswith("MIG-") else str(gpu.index))
     return ",".join(parts)
+
+
+def usable(
+    infos: Sequence[GpuInfo], allowed: Iterable[int] | None, visible: str | None
+) -> list[GpuInfo]:
+    """The GPUs tmuxtrain may use: those the config's `gpus:` lists (all when None), and of
+    those only the ones `CUDA_VISIBLE_DEVICES` names when the scheduler was started with it
+    (indices, or `GPU-...`/`MIG-...` uuids; "" names none). Indices stay NVML's."""
+    keep = {g.index for g in infos} if allowed is None else set(allowed)
+    if visible is not None:
+        names = {v.strip() for v in visible.split(",") if v.strip()}
+        keep &= {g.index for g in infos if str(g.index) in names or g.uuid in names}
+    return [g for g in infos if g.index in keep]

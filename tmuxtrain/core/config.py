@@ -34,6 +34,13 @@ CONFIG_KEYS = (
     "cancel_grace",
     "notify",
     "placement",
+    "max_running",
+    "max_cpu_jobs",
+    "project_limits",
+    "gpus",
+    "keep_free",
+    "fair_share_half_life",
+    "preempt_after",
 )
 SLURM_KEYS = ("partition", "account", "extra", "log_dir")
 POLICIES = ("fifo", "priority", "fair-share")
@@ -106,4 +113,41 @@ def parse_config(doc: Any, path: str) -> Config:
         sdoc = mapping_field(ctx, doc, "slurm", "slurm")
         unknown_keys(ctx, sdoc, SLURM_KEYS, "slurm.")
         kw["slurm"] = dict(sdoc)
+    kw.update(_limits(ctx, doc))
     return Config(**kw)
+
+
+def _limits(ctx: Ctx, doc: LDict) -> dict[str, Any]:
+    """How much tmuxtrain may use: job limits, which GPUs, fair-share and preemption."""
+    kw: dict[str, Any] = {}
+    for key in ("max_running", "max_cpu_jobs"):
+        if key in doc:
+            kw[key] = int_field(ctx, doc, key, key, 1, 10**6)
+    if "project_limits" in doc:
+        pdoc = mapping_field(ctx, doc, "project_limits", "project_limits")
+        kw["project_limits"] = {
+            str(k): int_field(ctx, pdoc, k, f"project_limits.{k}", 1, 10**6) for k in pdoc
+        }
+    if "gpus" in doc:
+        value = doc["gpus"]
+        items = value if isinstance(value, list) else None
+        if (
+            items is None
+            or not items
+            or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items)
+        ):
+            raise ctx.fail(
+                doc.line_of("gpus"), "gpus", "expected a list of GPU indices, e.g. [1, 2, 3]"
+            )
+        if len(set(items)) != len(items):
+            raise ctx.fail(doc.line_of("gpus"), "gpus", "lists a GPU twice")
+        kw["gpus"] = tuple(sorted(items))
+    if "keep_free" in doc:
+        kw["keep_free"] = int_field(ctx, doc, "keep_free", "keep_free", 0, 64)
+    if "fair_share_half_life" in doc:
+        kw["fair_share_half_life_s"] = duration_field(
+            ctx, doc, "fair_share_half_life", "fair_share_half_life"
+        )
+    if "preempt_after" in doc:
+        kw["preempt_after_s"] = duration_field(ctx, doc, "preempt_after", "preempt_after")
+    return kw

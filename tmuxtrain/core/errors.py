@@ -26,3 +26,14 @@ class NotFound(TmuxtrainError):
 
 class StateError(TmuxtrainError):
     """The job is not in a state that allows the action (e.g. retry of a running job)."""
+
+
+class NotStarted(TmuxtrainError):
+    """Jobs were queued (`ids`), but the scheduler that would run them did not start: the
+    CLI prints the ids anyway (so nobody queues them twice) and exits 3."""
+
+    exit_code = 3
+
+    def __init__(self, ids: list[int], message: str) -> None:
+        super().__init__(message)
+        self.ids = ids

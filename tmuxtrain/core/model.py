@@ -77,6 +77,10 @@ class JobSpec:
     hooks: dict[str, str] = field(default_factory=dict)
     source: str = ""
     hold: bool = False  # queued held: nothing starts it until released
+    runner: str | None = None  # where it runs: "tmux", "slurm"; None: the config's runner
+    preemptible: bool = False  # may be stopped for a higher-priority job, then rerun
+    resume: str | None = None  # the command for a rerun after preemption
+    vram_exclusive: bool = False  # `vram: exclusive`: whole GPUs, never a learned size
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -98,6 +102,10 @@ class JobSpec:
             "hooks": dict(self.hooks),
             "source": self.source,
             "hold": self.hold,
+            "runner": self.runner,
+            "preemptible": self.preemptible,
+            "resume": self.resume,
+            "vram_exclusive": self.vram_exclusive,
         }
         if self.checkpoints is not None:
             c = self.checkpoints
@@ -134,6 +142,10 @@ class JobSpec:
             hooks=d.get("hooks") or {},
             source=d.get("source", ""),
             hold=d.get("hold", False),
+            runner=d.get("runner"),
+            preemptible=d.get("preemptible", False),
+            resume=d.get("resume"),
+            vram_exclusive=d.get("vram_exclusive", False),
         )
 
 
@@ -205,6 +217,9 @@ class GpuInfo:
     # (pid, used MiB or None) of compute processes, where the driver tells; () when unknown.
     processes: tuple[tuple[int, int | None], ...] = ()
     job_used_mib: dict[int, int] = field(default_factory=dict)
+    # Processes outside tmuxtrain holding memory here: (pid, user, MiB), as far as known.
+    others: tuple[tuple[int, str, int], ...] = ()
+    nvlink: tuple[int, ...] = ()  # GPUs this one is linked to by NVLink
 
 
 @dataclass(frozen=True)
@@ -254,3 +269,10 @@ class Config:
     cancel_grace_s: float = 10.0
     notify: bool = False  # desktop notification (notify-send) when a job ends
     slurm: dict[str, Any] = field(default_factory=dict)
+    max_running: int | None = None  # all jobs at once (None: no limit)
+    max_cpu_jobs: int | None = None  # CPU-only jobs at once (the loader puts the core count)
+    project_limits: dict[str, int] = field(default_factory=dict)  # jobs at once per project
+    gpus: tuple[int, ...] | None = None  # only these GPUs (nvidia-smi indices); None: all
+    keep_free: int = 0  # whole GPUs left without tmuxtrain jobs, for colleagues
+    fair_share_half_life_s: float = 86400.0  # fair-share counts GPU-seconds, decaying
+    preempt_after_s: float | None = None  # a higher-priority job waiting this long preempts

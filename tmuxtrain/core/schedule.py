@@ -76,6 +76,37 @@ def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config)
     return [order[i] for i in sorted(range(len(order)), key=keys.__getitem__)]
 
 
+class Limits:
+    """How many jobs may run at once (config `max_running`, `max_cpu_jobs`,
+    `project_limits`), counted as a decision takes jobs. A job held back by a limit says
+    which, and holds up no other job."""
+
+    def __init__(self, config: Config, running: Sequence[Job]) -> None:
+        self.config = config
+        self.total = len(running)
+        self.cpu = sum(1 for j in running if j.spec.gpus == 0)
+        self.projects: dict[str, int] = {}
+        for j in running:
+            self.projects[j.spec.project] = self.projects.get(j.spec.project, 0) + 1
+
+    def why_not(self, job: Job) -> str | None:
+        c = self.config
+        if c.max_running is not None and self.total >= c.max_running:
+            return f"held back by max_running ({self.total} jobs running)"
+        if job.spec.gpus == 0 and c.max_cpu_jobs is not None and self.cpu >= c.max_cpu_jobs:
+            return f"held back by max_cpu_jobs ({self.cpu} CPU-only jobs running)"
+        p = job.spec.project
+        limit = c.project_limits.get(p)
+        if limit is not None and self.projects.get(p, 0) >= limit:
+            return f"held back by project_limits.{p} ({self.projects.get(p, 0)} jobs running)"
+        return None
+
+    def take(self, job: Job) -> None:
+        self.total += 1
+        self.cpu += job.spec.gpus == 0
+        self.projects[job.spec.project] = self.projects.get(job.spec.project, 0) + 1
+
+
 def start_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[int]:
     """The pending jobs' ids in the order the scheduler considers them (`policy_order`),
     held jobs last (nothing considers them until released): what the dashboard shows as
@@ -120,6 +151,8 @@ def decide(
     blocked_by: Job | None = None
     reserved: frozenset[int] | None = None  # backfill: the head's GPUs
     held_reason = "held (tmuxtrain release to let it start)"
+    limits = Limits(config, running)
+    reserved_for = ""
 
     for job in policy_order(pending, running, config):
         if job.held:
@@ -146,6 +179,10 @@ def decide(
             reasons[job.id] = f"retry {job.attempt} in {wait}"
             continue
         spec = job.spec
+        limited = limits.why_not(job)
+        if limited is not None:
+            reasons[job.id] = limited
+            continue
         if blocked_by is not None and spec.gpus > 0:
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
@@ -161,9 +198,12 @@ def decide(
                 loads=loads,
                 exclude=reserved or frozenset(),
                 pack=config.placement == "pack",
+                keep_free=config.keep_free,
+                reserved_for=reserved_for,
             )
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))
+                limits.take(job)
                 if alloc.gpus:
                     holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
@@ -177,4 +217,5 @@ def decide(
         elif reserved is None:
             reserved = reserve(loads, Request(spec.gpus, spec.vram_mib), config.headroom_mib)
             out.reservation = (job.id, reserved, len(out.launches))
+            reserved_for = f"job {job.id} ({job.name}) at the head of the queue"
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,6 +36,7 @@ from tmuxtrain.core.validate import (
     str_list,
     type_name,
     unknown_keys,
+    vram_field,
 )
 
 JOB_KEYS = (
@@ -55,7 +57,12 @@ JOB_KEYS = (
     "checkpoints",
     "hooks",
     "matrix",
+    "hold",
+    "runner",
+    "preemptible",
+    "resume",
 )
+RUNNERS = ("tmux", "slurm")
 CHECKPOINT_KEYS = ("watch", "eval", "gpus", "vram", "keep_best")
 MAX_MATRIX_JOBS = 100_000
 
@@ -190,9 +197,21 @@ def _parse_job(
         return make
 
     gpus = int_field(ctx, job, "gpus", field + "gpus", 0, 64) if "gpus" in job else 1
-    vram = size_field(ctx, job, "vram", field + "vram") if "vram" in job else None
+    exclusive = job.get("vram") == "exclusive"  # whole GPUs, and never a learned size
+    vram = vram_field(ctx, job, "vram", field + "vram") if "vram" in job and not exclusive else None
     if gpus == 0 and vram is not None:
         raise ctx.fail(job.line_of("vram"), field + "vram", "set with gpus: 0 (a CPU-only job)")
+    flags = {
+        key: expect(ctx, job, key, field + key, (bool,), "true or false")
+        for key in ("hold", "preemptible")
+        if key in job
+    }
+    runner = str_field(ctx, job, "runner", field + "runner") if "runner" in job else None
+    if runner is not None and runner not in RUNNERS:
+        raise ctx.fail(
+            job.line_of("runner"), field + "runner", f"must be one of {', '.join(RUNNERS)}"
+        )
+    resume_t = str_field(ctx, job, "resume", field + "resume") if "resume" in job else None
     priority = (
         int_field(ctx, job, "priority", field + "priority", -(10**6), 10**6)
         if "priority" in job
@@ -270,6 +289,17 @@ def _parse_job(
         env = {
             k: fill(v, values, unknown(f"env.{k}", values, env_lines[k])) for k, v in env_t.items()
         }
+        resume = None if resume_t is None else fill(resume_t, values, unknown("resume", values))
+        readable(ctx, job, field, name=name, project=project)
+        no_nul(
+            ctx,
+            job,
+            field,
+            command=command_s,
+            cwd=cwd,
+            resume=resume or "",
+            **{f"env.{k}": v for k, v in env.items()},
+        )
         ck = None
         if ck_doc is not None:
             ck_values = {**values, "checkpoint": "{checkpoint}"}
@@ -313,9 +343,34 @@ def _parse_job(
                 checkpoints=ck,
                 hooks=hooks,
                 source=f"{ctx.path}:{job.line or 0}",
+                hold=bool(flags.get("hold", False)),
+                runner=runner,
+                preemptible=bool(flags.get("preemptible", False)),
+                resume=resume,
+                vram_exclusive=exclusive,
             )
         )
     return specs
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def readable(ctx: Ctx, job: LDict, field: str, **texts: str) -> None:
+    """Names tmux and the dashboard display hold no control characters (a NUL in a window
+    name once opened a shell in place of the job)."""
+    for key, text in texts.items():
+        m = CONTROL.search(text)
+        if m:
+            bad = f"\\x{ord(m.group()):02x}"
+            raise ctx.fail(job.line_of(key), field + key, f"has a control character ({bad})")
+
+
+def no_nul(ctx: Ctx, job: LDict, field: str, **texts: str) -> None:
+    """What goes into the job's wrapper script holds no NUL (no shell can carry one)."""
+    for key, text in texts.items():
+        if "\x00" in text:
+            raise ctx.fail(job.line_of(key.split(".")[0]), field + key, "has a NUL character")
 
 
 __all__ = ["HOOK_FIELDS", "LDict", "LList", "fill", "parse_config", "parse_jobs"]

@@ -143,6 +143,22 @@ def size_field(ctx: Ctx, doc: LDict, key: str, field: str) -> int | None:
     return None if mib is None else int(mib)
 
 
+def vram_field(ctx: Ctx, doc: LDict, key: str, field: str) -> int | None:
+    """A `vram:` size. A plain number is MiB, as in Slurm's --mem; below 64 it is surely a
+    forgotten unit (`vram: 10` would be 10 MiB), so it is refused with the likely meaning."""
+    value = doc[key]
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
+        number = float(value)  # `--vram 10` on the command line
+    if number is not None and 0 < number < 64:
+        raise ctx.fail(
+            doc.line_of(key), field, f"{number:g} means {number:g} MiB: did you mean {number:g}GiB?"
+        )
+    return size_field(ctx, doc, key, field)
+
+
 def duration_field(ctx: Ctx, doc: LDict, key: str, field: str) -> float | None:
     return parsed(ctx, doc, key, field, parse_duration_s, "12h")
 

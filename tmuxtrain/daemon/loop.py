@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
+from tmuxtrain.core.allocate import usable
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.daemon.checkpoints import CheckpointWatcher
 from tmuxtrain.daemon.hooks import HookRunner
@@ -87,6 +88,7 @@ class Scheduler:
         self.last_key: tuple[object, ...] | None = None
         self.next_due = 0.0
         self.stopping = ""  # why the loop stops ('' while it runs)
+        self.visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # GPUs it was started with
         self.failures: dict[str, tuple[int, float]] = {}  # tick failures: (count, logged at)
 
     # ---- one step ---------------------------------------------------------------------
@@ -167,11 +169,14 @@ class Scheduler:
         return min(due, default=float("inf"))
 
     def _probe(self, running: list[Job]) -> list[GpuInfo]:
+        """The GPUs tmuxtrain may use now (config `gpus:` and the scheduler's
+        CUDA_VISIBLE_DEVICES), their memory credited to the jobs that hold it."""
         try:
-            return probe_gpus(self.probe, running, self.gpus)
+            snapshot = probe_gpus(self.probe, running, self.gpus)
         except Exception as e:  # a probe failure must never stop the loop
             log.warning("GPU probe failed: %s", e)
             return self.gpus
+        return usable(snapshot, self.config.gpus, self.visible)
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -243,6 +248,7 @@ class Scheduler:
             "log": s.scheduler_log,
             "config": s.config_path,
             "runner": self.runner.kind,
+            "cuda_visible_devices": self.visible,
         }
         with hold_lock(s.lock_path, info):
             ensure_fifo(s.nudge_path)

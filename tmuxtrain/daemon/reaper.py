@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from tmuxtrain import patterns
 from tmuxtrain.core import reconcile as rec
+from tmuxtrain.core.failure import explain
 from tmuxtrain.core.model import Config, Job, JobState
 from tmuxtrain.core.units import format_duration
 from tmuxtrain.runners.base import Exit, Handle, Runner, Step
@@ -166,7 +167,11 @@ class Reaper:
         if code is None and job.id in self.killed:  # tmux lost it, but we know
             code, note = 137, "killed with SIGKILL after the grace period"
         self.killed.discard(job.id)
-        tail = self.runner.output_tail(job) if code not in (0, None) and job.spec.retry_on else ""
+        failed = code not in (0, None) and job.cancel_requested_at is None
+        tail = self.runner.output_tail(job) if failed else ""
+        why, detail = explain(code, tail) if failed else ("", [])
+        if why and e.clean:  # what the exit code means, from the job's own last words
+            note = f"{why} (exit code {code})"
         out = rec.outcome(
             job, code, tail, now, self.config.retry_backoff_s, note=note,
             matches=patterns.search_any,
@@ -181,9 +186,8 @@ class Reaper:
             fields["finished_at"] = ended_at
         event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
         ok = self.store.finish_attempt(
-            job, out.state, now, ended_at=ended_at,
-            event=event, **fields,
-        )  # fmt: skip
+            job, out.state, now, ended_at=ended_at, event=event, detail=detail, **fields
+        )
         self.runner.forget(job)
         self.output_wait.pop(job.id, None)
         if not ok:

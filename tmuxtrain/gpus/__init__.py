@@ -13,6 +13,7 @@ Every probe has `kind` ("nvml", "fake", "none"), a one-line `note` for `tmuxtrai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from tmuxtrain.core.errors import TmuxtrainError
@@ -32,8 +33,13 @@ class GpuProbe(Protocol):
     kind: str
     note: str
 
-    def probe(self, held: dict[int, dict[int, int]] | None = None) -> list[GpuInfo]:
-        """A snapshot of every GPU. `held`: gpu index -> {job id: MiB} (only fakes use it)."""
+    def probe(
+        self,
+        held: dict[int, dict[int, int]] | None = None,
+        owners: Callable[[], dict[int, int]] | None = None,
+    ) -> list[GpuInfo]:
+        """A snapshot of every GPU. `held`: gpu index -> {job id: MiB}, and `owners()`:
+        pid -> job id (only fakes use them; real memory is attributed by gpus.credit)."""
         ...
 
     def close(self) -> None: ...
@@ -47,7 +53,11 @@ class NoGpuProbe:
     def __init__(self, note: str = "TMUXTRAIN_GPUS=none: running without GPUs") -> None:
         self.note = note
 
-    def probe(self, held: dict[int, dict[int, int]] | None = None) -> list[GpuInfo]:
+    def probe(
+        self,
+        held: dict[int, dict[int, int]] | None = None,
+        owners: Callable[[], dict[int, int]] | None = None,
+    ) -> list[GpuInfo]:
         return []
 
     def close(self) -> None:

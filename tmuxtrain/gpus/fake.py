@@ -18,17 +18,19 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from tmuxtrain.core.errors import SpecError
 from tmuxtrain.core.model import GpuInfo
 from tmuxtrain.core.units import format_mib, parse_size_mib
+from tmuxtrain.core.validate import LDict, LList
 from tmuxtrain.gpus import ACCEPTED_FORMS, GpuUnavailable
+from tmuxtrain.jobfile import load_text
 
 _COUNT_RE = re.compile(r"\s*(\d+)\s*[x×]\s*(.+?)\s*", re.IGNORECASE)
-_FILE_KEYS = ("name", "memory", "used", "utilization", "temperature")
+_FILE_KEYS = ("name", "memory", "used", "utilization", "temperature", "nvlink", "processes")
 _EXAMPLE = "e.g. - {name: Fake A100, memory: 80GiB, used: 20GiB}"
 
 
@@ -41,6 +43,8 @@ class FakeGpu:
     used_mib: int = 0
     utilization_pct: int | None = None
     temperature_c: int | None = None
+    nvlink: tuple[int, ...] = ()
+    processes: tuple[tuple[int, int], ...] = ()  # (pid, MiB) held outside the declarations
 
 
 class _FileError(Exception):
@@ -87,31 +91,51 @@ class FakeProbe:
     def close(self) -> None:
         pass
 
-    def probe(self, held: dict[int, dict[int, int]] | None = None) -> list[GpuInfo]:
+    def probe(
+        self,
+        held: dict[int, dict[int, int]] | None = None,
+        owners: Callable[[], dict[int, int]] | None = None,
+    ) -> list[GpuInfo]:
         """The simulated GPUs now, with `held` (gpu index -> {job id: MiB}) counted as used.
 
-        Like `nvidia-smi` on a real GPU, used = the file's `used` (other users) + what jobs
-        hold, and may exceed total when jobs over-commit. Raises GpuUnavailable when the file
+        Like `nvidia-smi` on a real GPU, used = the file's `used` (other users) + the
+        memory of the processes it lists + what jobs hold, and may exceed total when jobs
+        over-commit. A listed process that `owners()` (pid -> job id) gives to a job is
+        that job's memory, instead of what it declared, as NVML's per-process memory would
+        be; the others are processes outside tmuxtrain. Raises GpuUnavailable when the file
         has never been readable and valid; a broken rewrite keeps the last good reading
         (and sets `last_error`).
         """
         gpus = self._read_file() if self.path is not None else self._last
         assert gpus is not None
         held = held or {}
+        pid_jobs = owners() if owners is not None and any(g.processes for g in gpus) else {}
         out = []
         for i, g in enumerate(gpus):
             jobs = dict(held.get(i, {}))
+            observed: dict[int, int] = {}
+            others = []
+            for pid, mib in g.processes:
+                job = pid_jobs.get(pid)
+                if job is None:
+                    others.append((pid, "", mib))
+                else:
+                    observed[job] = observed.get(job, 0) + mib
+            jobs.update(observed)
             out.append(
                 GpuInfo(
                     index=i,
                     uuid=f"GPU-fake-{i}",
                     name=g.name,
                     memory_total_mib=g.memory_mib,
-                    memory_used_mib=g.used_mib + sum(jobs.values()),
+                    memory_used_mib=g.used_mib + sum(m for *_, m in others) + sum(jobs.values()),
                     utilization_pct=g.utilization_pct,
                     temperature_c=g.temperature_c,
                     simulated=True,
+                    processes=tuple((pid, mib) for pid, mib in g.processes),
                     job_used_mib=jobs,
+                    others=tuple(others),
+                    nvlink=g.nvlink,
                 )
             )
         return out
@@ -140,43 +164,27 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _parse_fake_gpus(text: str) -> list[FakeGpu]:
-    """The fake GPU file's text -> FakeGpus; raises _FileError(':LINE: problem')."""
-    loader = yaml.SafeLoader(text)
+    """The fake GPU file's text -> FakeGpus; raises _FileError(':LINE: problem'). Read
+    with the job files' YAML loader, which remembers the line of every key and item."""
     try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise _FileError(f"{where}: bad YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise _FileError(f": bad YAML: {e}") from None
-    finally:
-        loader.dispose()
+        data = load_text(text, "")
+    except SpecError as e:
+        where = f":{e.line}" if e.line else ":"
+        raise _FileError(f"{where}: bad YAML: {e.message.removeprefix('invalid YAML: ')}") from None
     if data is None:
         raise _FileError(f": is empty: write a YAML list of GPUs, {_EXAMPLE}")
-    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
-        raise _FileError(f":{_line(root)}: must be a YAML list of GPUs, {_EXAMPLE}")
-    return [
-        _fake_gpu(item, node, k)
-        for k, (item, node) in enumerate(zip(data, root.value, strict=True))
-    ]
+    if not isinstance(data, LList):
+        raise _FileError(f":{getattr(data, 'line', 1)}: must be a YAML list of GPUs, {_EXAMPLE}")
+    return [_fake_gpu(item, data.item_lines[k] or 1, k) for k, item in enumerate(data)]
 
 
-def _line(node: yaml.Node | None) -> int:
-    return node.start_mark.line + 1 if node is not None else 1
-
-
-def _fake_gpu(item: Any, node: yaml.Node, k: int) -> FakeGpu:
-    where = f":{_line(node)}: GPU {k}"
-    if not isinstance(item, dict) or not isinstance(node, yaml.MappingNode):
+def _fake_gpu(item: Any, line: int, k: int) -> FakeGpu:
+    where = f":{line}: GPU {k}"
+    if not isinstance(item, LDict):
         raise _FileError(f"{where}: must be a mapping, {_EXAMPLE}")
-    lines = {
-        key.value: _line(value) for key, value in node.value if isinstance(key, yaml.ScalarNode)
-    }
 
     def fail(key: str, problem: str) -> _FileError:
-        return _FileError(f":{lines.get(key, _line(node))}: GPU {k}: {key}: {problem}")
+        return _FileError(f":{item.line_of(key) or line}: GPU {k}: {key}: {problem}")
 
     for key in item:
         if key not in _FILE_KEYS:
@@ -184,7 +192,7 @@ def _fake_gpu(item: Any, node: yaml.Node, k: int) -> FakeGpu:
             hint = (
                 f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(_FILE_KEYS)})"
             )
-            raise _FileError(f":{lines.get(key, _line(node))}: GPU {k}: unknown key {key!r}{hint}")
+            raise _FileError(f":{item.line_of(key) or line}: GPU {k}: unknown key {key!r}{hint}")
     for key in ("name", "memory"):
         if item.get(key) is None:
             raise _FileError(f"{where}: {key!r} is required, {_EXAMPLE}")
@@ -193,8 +201,8 @@ def _fake_gpu(item: Any, node: yaml.Node, k: int) -> FakeGpu:
     if isinstance(name, bool) or not isinstance(name, (str, int, float)) or not str(name).strip():
         raise fail("name", "must be a non-empty text")
 
-    def size(key: str) -> int:
-        value = item[key]
+    def size(key: str, value: Any = None) -> int:
+        value = item[key] if value is None else value
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise fail(key, f"bad size {value!r}: use e.g. 20GiB")
         try:
@@ -218,12 +226,39 @@ def _fake_gpu(item: Any, node: yaml.Node, k: int) -> FakeGpu:
     if memory < 1:
         raise fail("memory", "must be at least 1 MiB")
     used = size("used") if item.get("used") is not None else 0
-    if used > memory:
+    processes = _processes(item, fail, size)
+    if used + sum(m for _, m in processes) > memory:
         raise fail("used", f"{format_mib(used)} is more than memory ({format_mib(memory)})")
+    nvlink = item.get("nvlink") or []
+    if not isinstance(nvlink, list) or any(
+        isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in nvlink
+    ):
+        raise fail("nvlink", "expected a list of GPU indices, e.g. [1, 2]")
     return FakeGpu(
         name=str(name),
         memory_mib=memory,
         used_mib=used,
         utilization_pct=number("utilization", 0, 100),
         temperature_c=number("temperature", -50, 150),
+        nvlink=tuple(nvlink),
+        processes=processes,
     )
+
+
+def _processes(
+    item: LDict, fail: Callable[[str, str], Exception], size: Callable[[str, Any], int]
+) -> tuple[tuple[int, int], ...]:
+    """`processes: [{pid: PID, memory: SIZE}]`: GPU memory held by these pids (a test job
+    adds its own pid, as a real job's CUDA context would show in NVML)."""
+    value = item.get("processes") or []
+    if not isinstance(value, list):
+        raise fail("processes", "expected a list of {pid: PID, memory: SIZE}")
+    out = []
+    for p in value:
+        if not isinstance(p, dict) or set(p) - {"pid", "memory"} or "pid" not in p:
+            raise fail("processes", "each is {pid: PID, memory: SIZE}")
+        pid = p["pid"]
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise fail("processes", f"pid must be a positive integer, not {pid!r}")
+        out.append((pid, size("processes", p.get("memory", 0)) if p.get("memory") else 0))
+    return tuple(out)

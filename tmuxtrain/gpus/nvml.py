@@ -112,12 +112,16 @@ class NvmlProbe:
             self._open = False
             _query(pynvml.nvmlShutdown)
 
-    def probe(self, held: dict[int, dict[int, int]] | None = None) -> list[GpuInfo]:
+    def probe(
+        self,
+        held: dict[int, dict[int, int]] | None = None,
+        owners: Callable[[], dict[int, int]] | None = None,
+    ) -> list[GpuInfo]:
         """Every GPU and MIG device now (`nvidia-smi --query-gpu=index,uuid,name,memory.total,
         memory.used,utilization.gpu,temperature.gpu` plus `--query-compute-apps=pid,used_memory`).
 
-        `held` is accepted for the probe interface and ignored: NVML fills `processes`, and
-        attributing them to jobs (by pid) happens elsewhere, so `job_used_mib` stays empty.
+        `held` and `owners` are accepted for the probe interface and ignored: NVML fills
+        `processes`, and attributing them to jobs (by pid) happens in `gpus.credit`.
         Raises GpuUnavailable only when the GPUs cannot even be counted (driver gone).
         """
         if not self._open:

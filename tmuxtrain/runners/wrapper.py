@@ -107,6 +107,7 @@ def wrapper_script(
         f"  /bin/sh -c {q(command)}",
         "  code=$?",
         "else",
+        f"  printf '[tmuxtrain] cannot cd to %s\\n' {q(cwd)}",
         "  code=126",
         "fi",
         # The terminal's hangup, which the job's group got when the wrapper (the session

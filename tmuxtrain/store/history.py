@@ -26,10 +26,16 @@ def add_event(
 
 
 def record_attempt(
-    db: sqlite3.Connection, job: Job, finished_at: float | None, exit_code: int | None, reason: str
+    db: sqlite3.Connection,
+    job: Job,
+    finished_at: float | None,
+    exit_code: int | None,
+    reason: str,
+    detail: Sequence[str] = (),
 ) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO attempts (job_id, attempt, started_at, finished_at, exit_code,"
+        " gpus, tmux_window, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             job.id,
             job.attempt,
@@ -39,6 +45,7 @@ def record_attempt(
             json.dumps(list(job.gpus)),
             job.tmux_window,
             reason,
+            json.dumps(list(detail)),
         ),
     )
 
@@ -101,15 +108,16 @@ class History:
 
     def attempts(self, job_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT attempt, started_at, finished_at, exit_code, gpus, tmux_window, reason "
-            "FROM attempts WHERE job_id = ? ORDER BY attempt",
+            "SELECT attempt, started_at, finished_at, exit_code, gpus, tmux_window, reason, "
+            "detail FROM attempts WHERE job_id = ? ORDER BY attempt",
             (job_id,),
         )
         keys = ("attempt", "started_at", "finished_at", "exit_code", "gpus", "tmux_window")
         out = []
         for r in rows:
-            d: dict[str, Any] = dict(zip((*keys, "reason"), r, strict=True))
+            d: dict[str, Any] = dict(zip((*keys, "reason", "detail"), r, strict=True))
             d["gpus"] = json.loads(d["gpus"])
+            d["detail"] = json.loads(d["detail"])
             out.append(d)
         return out
 

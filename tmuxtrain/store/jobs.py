@@ -299,6 +299,7 @@ class Store:
         *,
         ended_at: float,
         event: dict[str, Any],
+        detail: Sequence[str] = (),
         **fields: Any,
     ) -> bool:
         """End `job`'s current attempt (running -> `to`, setting `fields`, `exit_code` and
@@ -308,7 +309,8 @@ class Store:
             ok = self._transition(db, job.id, to, [JobState.RUNNING], job.attempt, fields)
             if ok:
                 add_event(db, now, job.id, EVENT_KINDS.get(to, to.value), event)
-                record_attempt(db, job, ended_at, fields.get("exit_code"), fields.get("reason", ""))
+                code, reason = fields.get("exit_code"), fields.get("reason", "")
+                record_attempt(db, job, ended_at, code, reason, detail)
         return ok
 
     def _transition(

@@ -102,6 +102,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    (
+        # The log lines a failed attempt's reason came from (`show` prints them).
+        "0004_attempt_detail",
+        """
+        ALTER TABLE attempts ADD COLUMN detail TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 

@@ -23,6 +23,7 @@ class GpuPanel(Widget):
         self._gpus: Sequence[dict[str, Any]] = ()
         self._names: dict[int, str] = {}
         self._note = ""
+        self._laid_out = 1  # rows the last layout gave the content
 
     def show(self, gpus: Sequence[dict[str, Any]], names: dict[int, str], note: str) -> None:
         """New readings; `names` maps the ids of jobs on the GPUs to their names."""
@@ -52,12 +53,20 @@ class GpuPanel(Widget):
         return 2 if len(self._gpus) > 4 and self.size.width < 120 else 1
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        self._laid_out = self._rows(width)
+        return self._laid_out
+
+    def _rows(self, width: int) -> int:
         if not self._gpus:
             return 1
         cols = 2 if len(self._gpus) > 4 and width < 120 else 1
         return -(-len(self._gpus) // cols)
 
     def render(self) -> Text:
+        if self._rows(self.content_region.width) != self._laid_out:
+            # New readings came after the last layout (a first refresh racing the
+            # mount): lay out again, or the panel keeps the height of none.
+            self.call_later(self.refresh, layout=True)
         p = self.palette
         width = self.content_region.width or self.size.width
         if not self._gpus:
