@@ -13,6 +13,8 @@ from tmuxtrain.runners.slurm_parse import (
     parse_sinfo,
     parse_squeue,
     parse_time,
+    partitions,
+    usable,
 )
 
 SQUEUE = """\
@@ -73,3 +75,22 @@ def test_free_gpus_from_sinfo() -> None:
     assert gres_count("(null)") == 0
     [node] = parse_sinfo("tt-node|gpu*|mixed|gpu:4|gpu:3|\ntt-node|debug|mixed|gpu:4|gpu:3|\n")
     assert (node.partitions, node.gpus, node.gpus_used) == (("gpu*", "debug"), 4, 3)
+
+
+def test_partitions_count_free_gpus_on_usable_nodes_only() -> None:
+    nodes = parse_sinfo(
+        "a|gpu*|mixed|gpu:4|gpu:3(IDX:0-2)|\n"
+        "b|gpu*|idle|gpu:a100:8(S:0-1)|gpu:0|\n"
+        "c|gpu*|drained|gpu:4|gpu:0|\n"
+        "d|gpu*|idle*|gpu:2|gpu:0|\n"
+        "b|big|idle|gpu:a100:8(S:0-1)|gpu:0|\n"
+        "e|cpu|idle|(null)|(null)|\n"
+    )
+    gpu, big, cpu = partitions(nodes)
+    assert (gpu.name, gpu.default, gpu.nodes, gpu.nodes_usable) == ("gpu", True, 4, 2)
+    assert (gpu.gpus, gpu.gpus_free) == (18, 1 + 8)  # c is drained, d does not respond
+    assert (big.name, big.default, big.gpus, big.gpus_free) == ("big", False, 8, 8)
+    assert (cpu.gpus, cpu.gpus_free, cpu.nodes_usable) == (0, 0, 1)
+    assert [usable(s) for s in ("allocated", "mixed-", "down*", "draining", "maint")] == [
+        True, True, False, False, False,
+    ]  # fmt: skip

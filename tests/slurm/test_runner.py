@@ -147,3 +147,32 @@ matrix: {lr: [0.1, 0.01, 0.001]}
     for i, j in zip(ids, shown, strict=True):
         assert j["external_id"] == f"{array}_{i}"  # the task index is the tmuxtrain id
         assert f"task={i}" in Path(j["log_path"]).read_text()
+
+
+def test_gpus_status_and_the_dashboard_show_the_clusters_free_gpus(st: Env) -> None:
+    def free() -> int:
+        cluster = json.loads(st.cli("status", "--json", check=True).stdout)["cluster"]
+        [part] = cluster["partitions"]
+        assert (part["name"], part["default"], part["gpus"]) == ("gpu", True, 4)
+        return int(part["gpus_free"])
+
+    assert free() == 4
+    go = st.root / "go"
+    [a] = add(st, "--gpus", "3", "--", until_file(go))
+    running(st, a)
+    wait_until(lambda: free() == 1, 30, what="sinfo to count the job's 3 GPUs")
+    out = st.cli("gpus", check=True).stdout
+    assert "PARTITION" in out and "gpu (default)" in out, out
+    assert out.splitlines()[-1].split()[-2:] == ["4", "1"], out  # gpus, free
+
+    from tests.ui.conftest import run, until
+    from tmuxtrain.ui.app import make_app
+
+    app = make_app(st.client(), refresh_s=0.2)
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: "1/4 GPUs free" in str(app.gpu_panel.render()), 20)
+
+    run(app, body)
+    go.write_text("")
+    wait_state(st, a, "succeeded", timeout=60)

@@ -119,7 +119,9 @@ class Reading(ClientBase):
             if not batch:
                 time.sleep(poll_s)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, cluster: bool = False) -> dict[str, Any]:
+        """The scheduler, job counts, where state lives; with `cluster`, also the Slurm
+        cluster's partitions (`cluster()`: one `sinfo`, so not on every dashboard refresh)."""
         from tmuxtrain.daemonctl import scheduler_info, scheduler_pid
 
         pid = scheduler_pid(self.settings.lock_path)
@@ -137,7 +139,26 @@ class Reading(ClientBase):
             "home": self.settings.home,
             "session": self.settings.session,
             "socket": self.settings.socket,
+            "cluster": self.cluster() if cluster else None,
         }
+
+    def cluster(self) -> dict[str, Any] | None:
+        """With `runner: slurm` in the config, the cluster's partitions from `sinfo`: name,
+        whether it is the default, nodes (all, usable), GPUs (all, free on usable nodes);
+        `error` says why there are none. None for a workstation's config."""
+        try:
+            if self.config().runner != "slurm":
+                return None
+        except TmuxtrainError:
+            return None
+        from dataclasses import asdict
+
+        from tmuxtrain.runners.slurm_runner import cluster
+
+        try:
+            return {"partitions": [asdict(p) for p in cluster()], "error": None}
+        except TmuxtrainError as e:
+            return {"partitions": [], "error": str(e)}
 
     def gpus(self) -> builtins.list[dict[str, Any]]:
         """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from tmuxtrain.api import Client
 from tmuxtrain.cli.output import CHUNK, fmt_mib, say, table
@@ -139,6 +140,12 @@ def cmd_gpus(c: Client, a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(gpus))
         return 0
+    cluster = c.cluster()
+    if cluster is not None:
+        print_cluster(cluster)
+        if not gpus:
+            return 0
+        print()
     if not gpus:
         print(c.gpu_source_note() or "no GPUs")
         return 0
@@ -159,6 +166,23 @@ def cmd_gpus(c: Client, a: argparse.Namespace) -> int:
         )
     print(table(rows, ["gpu", "name", "memory used", "free", "util", "temp", "jobs"]))
     return 0
+
+
+def print_cluster(cluster: dict[str, Any]) -> None:
+    """The Slurm cluster's partitions, as `sinfo` sees them."""
+    if cluster["error"]:
+        print(f"Slurm cluster: {cluster['error']}")
+        return
+    rows = [
+        [
+            p["name"] + (" (default)" if p["default"] else ""),
+            f"{p['nodes_usable']}/{p['nodes']}",
+            str(p["gpus"]),
+            str(p["gpus_free"]),
+        ]
+        for p in cluster["partitions"]
+    ]
+    print(table(rows, ["partition", "nodes up", "gpus", "free"]) if rows else "no partitions")
 
 
 def cmd_events(c: Client, a: argparse.Namespace) -> int:
@@ -190,7 +214,7 @@ def cmd_down(c: Client, a: argparse.Namespace) -> int:
 def cmd_status(c: Client, a: argparse.Namespace) -> int:
     from tmuxtrain import logfile
 
-    st = c.status()
+    st = c.status(cluster=True)
     if a.json:
         print(json.dumps(st))
         return 0
@@ -202,6 +226,12 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     print("jobs:      " + "  ".join(f"{k} {v}" for k, v in st["counts"].items()))
     print(f"home:      {st['home']}")
     print(f"log:       {sch['log']} (tmuxtrain log --scheduler)")
+    cluster = st["cluster"]
+    if cluster is not None:
+        parts = [
+            f"{p['name']} {p['gpus_free']}/{p['gpus']} GPUs free" for p in cluster["partitions"]
+        ]
+        print("slurm:     " + (cluster["error"] or ", ".join(parts) or "no partitions"))
     last = logfile.tail_lines(sch["log"], 1).decode(errors="replace").strip()
     if not sch["running"] and last:
         print(f"last line: {printable(last, 200)}")

@@ -5,6 +5,7 @@ exact lines Slurm 22.05 prints (docs/slurm-facts.md): one `squeue` per tick for 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # squeue -O with a separator after each field (22.05 takes `Field:|`).
@@ -158,3 +159,47 @@ def parse_sinfo(text: str) -> list[NodeGpus]:
         parts_of = (*old.partitions, part) if old else (part,)
         nodes[node] = NodeGpus(node, parts_of, state, gres_count(gres), gres_count(used))
     return list(nodes.values())
+
+
+UNUSABLE = ("down", "drain", "fail", "maint", "unknown", "future", "inval", "power", "reboot")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition as `gpus` and the dashboard show it: GPUs on its usable nodes, free
+    ones among them (a node down, drained or not responding offers none)."""
+
+    name: str
+    default: bool
+    nodes: int
+    nodes_usable: int
+    gpus: int
+    gpus_free: int
+
+
+def usable(state: str) -> bool:
+    """A node that takes jobs: not down, drained, failing or not responding (`idle*`)."""
+    s = state.lower()
+    return not s.endswith("*") and not any(word in s for word in UNUSABLE)
+
+
+def partitions(nodes: Sequence[NodeGpus]) -> list[Partition]:
+    """Per partition, in sinfo's order (`gpu*`: the default, shown without the star)."""
+    out: dict[str, list[NodeGpus]] = {}
+    for n in nodes:
+        for p in n.partitions:
+            out.setdefault(p, []).append(n)
+    result = []
+    for name, members in out.items():
+        up = [n for n in members if usable(n.state)]
+        result.append(
+            Partition(
+                name=name.rstrip("*"),
+                default=name.endswith("*"),
+                nodes=len(members),
+                nodes_usable=len(up),
+                gpus=sum(n.gpus for n in members),
+                gpus_free=sum(max(0, n.gpus - n.gpus_used) for n in up),
+            )
+        )
+    return result

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain import logfile
+from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import Job
 from tmuxtrain.runners.base import (
     Capabilities,
@@ -41,10 +42,14 @@ from tmuxtrain.runners.slurm_parse import (
     FINAL,
     RUNNING,
     SACCT_FIELDS,
+    SINFO_FORMAT,
     SQUEUE_FORMAT,
+    Partition,
     SqRow,
     parse_sacct,
+    parse_sinfo,
     parse_squeue,
+    partitions,
 )
 from tmuxtrain.runners.wrapper import exit_banner, start_banner
 from tmuxtrain.settings import Settings
@@ -379,6 +384,16 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: no answer in time")
+
+
+def cluster(run: Callable[[list[str]], subprocess.CompletedProcess[str]] = _run) -> list[Partition]:
+    """The cluster's partitions with their GPUs and free GPUs (one `sinfo`); RunnerError
+    with Slurm's words when it cannot be asked."""
+    r = run(["sinfo", "-N", "-h", "-O", SINFO_FORMAT])
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise TmuxtrainError(f"sinfo: {why}")
+    return partitions(parse_sinfo(r.stdout))
 
 
 def _ok(r: StartRequest, slurm_id: str) -> Started:

@@ -193,7 +193,7 @@ class TmuxtrainApp(App[int]):
             self.refresh_bindings()
         self.status_bar.show(snap.scheduler, snap.counts, snap.gpu_note, self.filter_bar.value)
         names = {j.id: j.spec.name for j in self.jobs if j.state is JobState.RUNNING}
-        self.gpu_panel.show(snap.gpus, names, snap.gpu_note)
+        self.gpu_panel.show(snap.gpus, names, snap.gpu_note, snap.cluster)
         current = self.table.selected_id
         self.info.show(self.by_id.get(current) if current else None, now)
         if selected == current and current is not None:

@@ -1,5 +1,6 @@
 """One line per GPU: VRAM bar (tmuxtrain's jobs apart from other processes), figures,
-utilisation, temperature and the jobs on it. Two GPUs a line when narrow with many GPUs."""
+utilisation, temperature and the jobs on it. Two GPUs a line when narrow with many GPUs.
+With `runner: slurm`, one line per partition of the cluster below: its GPUs in use, free."""
 
 from __future__ import annotations
 
@@ -23,16 +24,26 @@ class GpuPanel(Widget):
         self._gpus: Sequence[dict[str, Any]] = ()
         self._names: dict[int, str] = {}
         self._note = ""
+        self._cluster: dict[str, Any] | None = None
         self._laid_out = 1  # rows the last layout gave the content
 
-    def show(self, gpus: Sequence[dict[str, Any]], names: dict[int, str], note: str) -> None:
-        """New readings; `names` maps the ids of jobs on the GPUs to their names."""
+    def show(
+        self,
+        gpus: Sequence[dict[str, Any]],
+        names: dict[int, str],
+        note: str,
+        cluster: dict[str, Any] | None = None,
+    ) -> None:
+        """New readings; `names` maps the ids of jobs on the GPUs to their names; `cluster`
+        is `Client.cluster()` (None: no Slurm)."""
         wanted = {i for g in gpus for i in g.get("jobs", ())}
         names = {i: n for i, n in names.items() if i in wanted}
-        if (gpus, names, note) == (self._gpus, self._names, self._note):
+        if (gpus, names, note, cluster) == (self._gpus, self._names, self._note, self._cluster):
             return
-        layout_changed = len(gpus) != len(self._gpus)
-        self._gpus, self._names, self._note = gpus, names, note
+        layout_changed = len(gpus) != len(self._gpus) or self._cluster_rows(
+            cluster
+        ) != self._cluster_rows(self._cluster)
+        self._gpus, self._names, self._note, self._cluster = gpus, names, note, cluster
         self._titles()
         self.refresh(layout=layout_changed)
 
@@ -57,10 +68,17 @@ class GpuPanel(Widget):
         return self._laid_out
 
     def _rows(self, width: int) -> int:
+        extra = self._cluster_rows(self._cluster)
         if not self._gpus:
-            return 1
+            return extra or 1
         cols = 2 if len(self._gpus) > 4 and width < 120 else 1
-        return -(-len(self._gpus) // cols)
+        return -(-len(self._gpus) // cols) + extra
+
+    @staticmethod
+    def _cluster_rows(cluster: dict[str, Any] | None) -> int:
+        if cluster is None:
+            return 0
+        return len(cluster["partitions"]) or 1
 
     def render(self) -> Text:
         if self._rows(self.content_region.width) != self._laid_out:
@@ -69,9 +87,16 @@ class GpuPanel(Widget):
             self.call_later(self.refresh, layout=True)
         p = self.palette
         width = self.content_region.width or self.size.width
+        lines = self._cluster_lines(width)
         if not self._gpus:
+            if lines:
+                return Text("\n", no_wrap=True).join(lines)
             note = self._note or "no GPUs"
             return Text(f"no GPUs — {note}", style=p.muted, no_wrap=True, overflow="ellipsis")
+        lines = self._gpu_lines(width) + lines
+        return Text("\n", no_wrap=True).join(lines)
+
+    def _gpu_lines(self, width: int) -> list[Text]:
         cols = self._columns()
         lines = []
         if cols == 1:
@@ -87,7 +112,31 @@ class GpuPanel(Widget):
                     line.append("  ")
                     line.append_text(self._compact(self._gpus[r + rows], cell))
                 lines.append(line)
-        return Text("\n", no_wrap=True).join(lines)
+        return lines
+
+    def _cluster_lines(self, width: int) -> list[Text]:
+        """`slurm gpu*  nodes 1/1  ███░░░░░  3/4 GPUs free`, one per partition."""
+        c, p = self._cluster, self.palette
+        if c is None:
+            return []
+        if not c["partitions"]:
+            why = c["error"] or "no partitions"
+            return [Text(f"slurm — {why}", style=p.muted, no_wrap=True, overflow="ellipsis")]
+        name_w = min(16, max(len(q["name"]) + q["default"] for q in c["partitions"]))
+        out = []
+        for q in c["partitions"]:
+            t = Text(no_wrap=True, overflow="ellipsis")
+            t.append("slurm ", style=p.muted)
+            t.append((printable(q["name"]) + ("*" if q["default"] else ""))[:name_w].ljust(name_w))
+            t.append(f"  nodes {q['nodes_usable']}/{q['nodes']}  ", style=p.muted)
+            total, free = q["gpus"], q["gpus_free"]
+            bar_w = max(8, min(32, width - t.cell_len - 20))
+            used_w = round(bar_w * (total - free) / total) if total else 0
+            t.append("█" * used_w, style=p.primary)
+            t.append("─" * (bar_w - used_w), style=p.muted)
+            t.append(f"  {free}/{total} GPUs free")
+            out.append(t)
+        return out
 
     @staticmethod
     def _label(g: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ T = TypeVar("T")
 FULL_READ_S = 30.0  # re-read finished jobs too this often (a window trimmed, say)
 LOG_TAIL_BYTES = 64 * 1024  # what the live log pane starts from
 LOG_MAX_STEP = 512 * 1024  # more new bytes than this in one refresh: jump to the tail
+CLUSTER_S = 5.0  # ask Slurm for its partitions at most this often (one `sinfo`)
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\^_])")
 
 
@@ -74,6 +75,7 @@ class Snapshot:
     history: tuple[int, dict[str, list[list[float | None]]]] | None = None
     log: LogChunk | None = None
     errors: list[str] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None  # Slurm's partitions (runner: slurm)
 
 
 class DataSource:
@@ -91,6 +93,7 @@ class DataSource:
         self._by_id: dict[int, Job] = {}
         self._history_key: tuple[int, Any] | None = None
         self._log: _LogPos | None = None
+        self._cluster: tuple[float, dict[str, Any] | None] | None = None
 
     # ---- reading (the refresh worker) -------------------------------------------------
 
@@ -112,6 +115,7 @@ class DataSource:
             except Exception as e:  # a probe failure is shown, never fatal to the dashboard
                 gpus, note = [], f"GPU probe failed: {e}"
             snap = Snapshot(jobs, gpus, note, status["scheduler"], status["counts"])
+            snap.cluster = self._read_cluster()
             if jobs is not None:
                 pending = [j for j in self._active if j.state is JobState.PENDING]
                 ids = c.start_order(pending, running)
@@ -125,6 +129,16 @@ class DataSource:
                     snap.history = self._history(job)
                     snap.log = self._read_log(job)
             return snap
+
+    def _read_cluster(self) -> dict[str, Any] | None:
+        """The Slurm cluster's partitions, asked at most every CLUSTER_S (one `sinfo`)."""
+        now = time.monotonic()
+        if self._cluster is None or now - self._cluster[0] >= CLUSTER_S:
+            try:
+                self._cluster = (now, self.client.cluster())
+            except Exception as e:  # shown, never fatal to the dashboard
+                self._cluster = (now, {"partitions": [], "error": str(e)})
+        return self._cluster[1]
 
     def _read_jobs(self, version: int, counts: dict[str, int], force: bool) -> Sequence[Job] | None:
         """All jobs, or None when nothing was committed since the last read.
