@@ -148,7 +148,7 @@ class Submitting(ClientBase):
                     deps.append(-(batch[ref] + 1))
                     continue
                 try:
-                    deps.append(self._resolve_dep(ref))
+                    deps.append(self.dependency_id(ref))
                 except TmuxtrainError as e:
                     raise _spec_error(spec, "after", str(e)) from None
             items.append((spec, tuple(deps)))
@@ -241,15 +241,6 @@ class Submitting(ClientBase):
             placed.update(s.name for s in ready)
             pending = [s for s in pending if s.name not in placed]
         return out
-
-    def _resolve_dep(self, ref: str) -> int:
-        text = ref.strip()
-        if text.isdigit():
-            return self.store.resolve(text)
-        ids = self.store.ids_named(text)
-        if not ids:
-            raise TmuxtrainError(f"no job named '{text}' to run after")
-        return ids[-1]  # the latest job of that name: resubmitting a chain follows the new one
 
     def export_sbatch(
         self,
