@@ -167,3 +167,27 @@ command: echo urgent done
     (tt.root / "release").touch()
     wait_for(tt, plain, "succeeded", lambda j: j["state"] == "succeeded")
     assert os.environ.get("TMUXTRAIN_RESTARTS") is None  # the test's own env is untouched
+
+
+def test_a_cancel_during_a_preemption_cancels_the_job_for_good(tt: Env) -> None:
+    """A preemptible job that ignores Ctrl-C and SIGTERM is being preempted when its user
+    cancels it: it ends cancelled (SIGKILL after the grace), never back in the queue."""
+    config = FAST_CONFIG.replace("cancel_grace: 2s", "cancel_grace: 6s")
+    (tt.root / "config.yaml").write_text(config + "preempt_after: 1s\n")
+    tt.set("TMUXTRAIN_GPUS", "fake:1x24GiB")
+    low = add(tt, tt.write("low.yaml", """
+name: low
+priority: -1
+preemptible: true
+command: trap '' INT TERM; while true; do sleep 0.05; done
+"""))  # fmt: skip
+    wait_for(tt, low, "running", lambda j: j["state"] == "running" and j["tmux_window"])
+    urgent = add(tt, tt.write("urgent.yaml", "name: urgent\npriority: 5\ncommand: 'true'\n"))
+    wait_until(
+        lambda: any(True for _ in tt.client().events(job=low, kinds=["preempting"])),
+        what="the preemption to begin",
+    )
+    assert tt.cli("cancel", str(low), check=True).returncode == 0
+    j = wait_for(tt, low, "cancelled", lambda j: j["state"] == "cancelled")
+    assert (j["attempt"], j["restarts"], j["reason"]) == (1, 0, "cancelled by user")
+    wait_for(tt, urgent, "succeeded", lambda j: j["state"] == "succeeded")
