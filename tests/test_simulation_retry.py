@@ -180,6 +180,27 @@ def test_urgent_jobs_preempt_only_jobs_that_opted_in_which_resume_later(tmp_path
             assert "preempting" not in kinds(sim, job_id)
 
 
+def test_the_waiting_job_says_whom_it_preempts_until_that_one_is_gone(tmp_path: Path) -> None:
+    """A preemptible job that ignores Ctrl-C and SIGTERM holds its GPU until SIGKILL at
+    the end of the grace; meanwhile the waiting job's reason names it."""
+    config = Config(preempt_after_s=60.0, cancel_grace_s=10.0)
+    sim = Sim(tmp_path, gpus=1, config=config)
+    [low] = sim.add([(spec("low", "sim 1000 ignore-term", preemptible=True, priority=-1), ())])
+    sim.run(5)
+    [urgent] = sim.add([(spec("urgent", "sim 10", priority=9), ())])
+    sim.run(63)  # the stop began at 60 s: Ctrl-C, SIGTERM at 5 s, SIGKILL at 10 s
+    store = sim.scheduler().store
+    assert store.get(low).state is JobState.RUNNING
+    assert store.get(urgent).reason == "waiting for 1 free GPU; preempting job 1 (low)"
+    sim.run(10)
+    assert store.get(urgent).state is not JobState.PENDING
+    [stopped] = store.history.events(job_id=low, kinds=["preempted"])
+    assert stopped["exit_code"] == 137
+    sim.run_until_done()
+    sim.finish()
+    assert store.get(low).restarts == 1
+
+
 def test_no_preemption_without_preempt_after(tmp_path: Path) -> None:
     sim = Sim(tmp_path, gpus=1, config=Config())
     [low] = sim.add([(spec("low", "sim 500", preemptible=True, priority=-1), ())])

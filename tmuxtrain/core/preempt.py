@@ -73,7 +73,7 @@ def choose(
     and memory let it start. None when no such set exists.
     """
     after = config.preempt_after_s
-    if after is None or any(_stopping(j) for j in running):
+    if after is None or any(stopping(j) for j in running):
         return []
     candidates = [j for j in running if j.spec.preemptible and j.gpus and _running_free(j)]
     if not candidates:
@@ -95,7 +95,8 @@ def choose(
     return []
 
 
-def _stopping(job: Job) -> bool:
+def stopping(job: Job) -> bool:
+    """Is `job` being stopped for preemption?"""
     return job.cancel_requested_at is not None and job.cancel_reason.startswith(PREEMPTED)
 
 

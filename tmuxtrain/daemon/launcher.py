@@ -49,6 +49,7 @@ class Launcher:
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
         self.preempted = False  # a running job was asked to stop for preemption
+        self.stopping_for: dict[int, int] = {}  # preempted job -> the job it stops for
 
     def launch(
         self,
@@ -105,10 +106,13 @@ class Launcher:
         now: float,
     ) -> None:
         """Stop the preemptible jobs `core.preempt` picks (the reaper sends Ctrl-C at its
-        next step, SIGTERM after half the grace); the waiting job's reason says so."""
+        next step, SIGTERM after half the grace); the waiting job's reason says so while
+        they stop."""
         order = policy_order(pending, running, self.config)
         launched = {launch.job_id: launch.gpus for launch in decisions.launches}
         by_id = {j.id: j for j in running}
+        live = {j.id for j in running if preempt.stopping(j)}
+        self.stopping_for = {v: f for v, f in self.stopping_for.items() if v in live}
         for p in preempt.choose(
             pending, running, gpus, self.config, now, order, launched, dep_states
         ):
@@ -116,8 +120,11 @@ class Launcher:
             if request_stop(self.store, victim, p.reason, now, "preempting"):
                 log.info("job %s (%s): %s", victim.id, victim.name, p.reason)
                 self.preempted = True
-                if p.for_job in reasons:
-                    reasons[p.for_job] += f"; preempting job {victim.id} ({victim.name})"
+                self.stopping_for[victim.id] = p.for_job
+        for victim_id, for_job in self.stopping_for.items():
+            if for_job in reasons:
+                name = by_id[victim_id].name
+                reasons[for_job] += f"; preempting job {victim_id} ({name})"
 
     def _submit(self, jobs: Sequence[Job], now: float) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
