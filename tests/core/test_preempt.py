@@ -125,3 +125,18 @@ def test_a_rerun_after_preemption_runs_resume_where_given() -> None:
     assert preempt.command_of(Job(1, spec, attempt=2, restarts=1)) == "python t.py --resume"
     plain = JobSpec("a", "python t.py", "/")
     assert preempt.command_of(Job(1, plain, restarts=1)) == "python t.py"
+
+
+def test_limits_count_stop_only_what_frees_the_limit_that_holds_the_job_back() -> None:
+    # max_running 2, both slots taken: stopping the preemptible job frees a slot too.
+    capped = Config(preempt_after_s=60.0, headroom_mib=0, max_running=2)
+    run = [running(1, (0,)), running(2, (1,), preemptible=False, priority=-1)]
+    assert choose([waiting(9)], run, gpus(3), config=capped) == [(1, 9)]
+    # project_limits holds the waiting job back: stopping another project's job frees
+    # nothing it needs.
+    per_project = Config(preempt_after_s=60.0, headroom_mib=0, project_limits={"p": 1})
+    mine = Job(2, JobSpec("mine", "t", "/", project="p", priority=-1), JobState.RUNNING,
+               gpus=(1,), started_at=0.0)  # fmt: skip
+    theirs = running(1, (0,))
+    urgent = Job(9, JobSpec("p9", "t", "/", project="p", priority=5))
+    assert choose([urgent], [theirs, mine], gpus(2), config=per_project) == []

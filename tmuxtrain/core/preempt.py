@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from tmuxtrain.core.allocate import allocate
 from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
-from tmuxtrain.core.schedule import policy_order
+from tmuxtrain.core.schedule import Limits, policy_order
 from tmuxtrain.core.units import format_duration
 
 PREEMPTED = "preempted"  # how a stop for preemption starts its cancel_reason
+CONSIDERED = 16  # waiting jobs looked at per decision: a long queue stays cheap
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def choose(
     the decision just started (id -> GPUs). Nothing is stopped while an earlier stop is
     still under way, or when `preempt_after` is not set. The pending job is the first in
     `order` that is not held, waits for no dependency, retry backoff or limit, did not
-    start, needs GPUs and has waited `preempt_after`. Its victims are running
+    start, needs GPUs and has waited `preempt_after` (of the first `CONSIDERED` such
+    jobs, the first that preemption can start). Its victims are running
     `preemptible` jobs of lower priority that the policy would start after it; the fewest
     of them, lowest priority and latest started first (the least work lost), whose GPUs
     and memory let it start. None when no such set exists.
@@ -79,15 +81,20 @@ def choose(
     if not candidates:
         return []
     by_id = {j.id: j for j in pending}
-    starting = [Holding(i, g, by_id[i].vram_mib) for i, g in launched.items() if i in by_id]
+    started = [by_id[i] for i in launched if i in by_id]
+    starting = [Holding(j.id, launched[j.id], j.vram_mib) for j in started]
+    considered = 0
     for job in order:
         if not _eligible(job, now, after, launched, dep_states):
             continue
+        considered += 1
+        if considered > CONSIDERED:
+            break
         victims = [v for v in candidates if _before(job, v, running, config)]
         if not victims:
             continue
         victims.sort(key=lambda v: (v.spec.priority, -(v.started_at or 0.0)))
-        chosen = _fewest(job, victims, running, starting, gpus, config)
+        chosen = _fewest(job, victims, running, (started, starting), gpus, config)
         if chosen:
             waited = format_duration(now - waiting_since(job))
             why = f"{PREEMPTED} for job {job.id} ({job.name}), which waited {waited}"
@@ -135,7 +142,7 @@ def _fewest(
     job: Job,
     victims: Sequence[Job],
     running: Sequence[Job],
-    starting: Sequence[Holding],
+    starting: tuple[Sequence[Job], Sequence[Holding]],
     gpus: Sequence[GpuInfo],
     config: Config,
 ) -> list[Job]:
@@ -159,15 +166,20 @@ def _fits(
     job: Job,
     stopped: Sequence[Job],
     running: Sequence[Job],
-    starting: Sequence[Holding],
+    starting: tuple[Sequence[Job], Sequence[Holding]],
     gpus: Sequence[GpuInfo],
     config: Config,
 ) -> bool:
+    """Could `job` start once `stopped` ended: within the limits (`max_running`,
+    `project_limits`...), on GPUs with room, beside what this decision starts?"""
     gone = {j.id for j in stopped}
+    rest = [j for j in running if j.id not in gone]
+    if Limits(config, [*rest, *starting[0]]).why_not(job) is not None:
+        return False
     holdings = [Holding(j.id, j.gpus, j.vram_mib) for j in running if j.gpus and j.id not in gone]
     snapshot = [_without(g, gone) for g in gpus]
     alloc = allocate(
-        snapshot, [*holdings, *starting], Request(job.spec.gpus, job.vram_mib),
+        snapshot, [*holdings, *starting[1]], Request(job.spec.gpus, job.vram_mib),
         headroom_mib=config.headroom_mib, max_jobs_per_gpu=config.max_jobs_per_gpu,
         pack=config.placement == "pack", keep_free=config.keep_free,
     )  # fmt: skip

@@ -79,7 +79,7 @@ class Launcher:
         by_id = {j.id: j for j in pending}
         reasons = {i: r + oom.note(by_id[i]) for i, r in decisions.reasons.items()}
         self.preempted = False
-        if self.config.preempt_after_s is not None:
+        if self.config.preempt_after_s is not None and any(j.spec.preemptible for j in running):
             self._preempt(pending, running, gpus, decisions, dep_states, reasons, now)
         self.store.set_reasons({i: r for i, r in reasons.items() if by_id[i].reason != r})
         ports = {j.master_port for j in running if j.master_port}
