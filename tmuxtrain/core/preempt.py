@@ -80,10 +80,10 @@ def choose(
     candidates = [j for j in running if j.spec.preemptible and j.gpus and _running_free(j)]
     if not candidates:
         return []
-    by_id = {j.id: j for j in pending}
-    started = [by_id[i] for i in launched if i in by_id]
+    started = [j for j in pending if j.id in launched] if launched else []
     starting = [Holding(j.id, launched[j.id], j.vram_mib) for j in started]
     considered = 0
+    tried: set[tuple[object, ...]] = set()  # shapes that no stop can start
     for job in order:
         if not _eligible(job, now, after, launched, dep_states):
             continue
@@ -94,11 +94,15 @@ def choose(
         if not victims:
             continue
         victims.sort(key=lambda v: (v.spec.priority, -(v.started_at or 0.0)))
+        shape = (job.spec.gpus, job.vram_mib, job.spec.project, *(v.id for v in victims))
+        if shape in tried:
+            continue
         chosen = _fewest(job, victims, running, (started, starting), gpus, config)
         if chosen:
             waited = format_duration(now - waiting_since(job))
             why = f"{PREEMPTED} for job {job.id} ({job.name}), which waited {waited}"
             return [Preemption(v.id, job.id, why) for v in chosen]
+        tried.add(shape)
     return []
 
 
