@@ -31,7 +31,7 @@ from tmuxtrain.settings import Settings
 from tmuxtrain.store import Store
 
 START = 1_800_000_000.0
-END_KINDS = ("succeeded", "failed", "cancelled", "retrying")
+END_KINDS = ("succeeded", "failed", "cancelled", "retrying", "preempted")
 
 
 class SimClock:

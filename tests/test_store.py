@@ -521,12 +521,32 @@ def test_jobs_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None
         exit_code=-9,
     )
     s.update(b, held=True)
+    # Requests raised after CUDA ran out of memory: to a size, and to whole GPUs.
+    s.update(a, vram_source="raised", vram_request_mib=3072, vram_peak_mib=2500, restarts=1)
+    s.update(d, vram_source="raised", vram_request_mib=None)
     for now in (200.0, 101.1239, 1e9 + 0.0005):
         listed = json.loads(s.jobs_json(None, now))
         wanted = [job_json(job, now) for job in s.jobs()]
         assert listed == wanted
         assert [list(x) for x in listed] == [list(x) for x in wanted]  # key order too
     assert listed[0]["metrics"]["loss"] == 0.30000000000000004
+    assert [(x["vram_mib"], x["vram_declared_mib"], x["vram_source"]) for x in listed] == [
+        (3072, 2048, "raised"), (None, None, "declared"), (None, None, "declared"),
+        (None, None, "raised"),
+    ]  # fmt: skip
+    assert (listed[0]["vram_peak_mib"], listed[0]["restarts"]) == (2500, 1)
     assert [x["id"] for x in json.loads(s.jobs_json([JobState.RUNNING], 0.0))] == [a]
     assert json.loads(s.jobs_json([JobState.SUCCEEDED], 0.0)) == []
     s.close()
+
+
+def test_an_edit_with_a_new_vram_ends_a_request_raised_after_an_oom(store: Store) -> None:
+    spec = JobSpec(name="a", command="x", cwd="/", vram_mib=4096)
+    [a] = store.add_jobs([(spec, (), None)], 1.0, "/logs")
+    store.update(a, vram_source="raised", vram_request_mib=6144)
+    store.set_spec(a, {**spec.to_dict(), "priority": 3})  # vram unchanged: still raised
+    j = store.get(a)
+    assert (j.vram_mib, j.vram_source, j.spec.priority) == (6144, "raised", 3)
+    store.set_spec(a, {**spec.to_dict(), "vram_mib": 8192})
+    j = store.get(a)
+    assert (j.vram_mib, j.vram_source) == (8192, "declared")

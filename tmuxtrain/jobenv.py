@@ -46,6 +46,7 @@ def job_environment(
         TMUXTRAIN_JOB_ID=str(job.id),
         TMUXTRAIN_JOB_NAME=job.name,
         TMUXTRAIN_ATTEMPT=str(job.attempt),
+        TMUXTRAIN_RESTARTS=str(job.restarts),
         TMUXTRAIN_GPUS=",".join(map(str, gpus)),
         MASTER_ADDR=env.get("MASTER_ADDR", "127.0.0.1"),
         MASTER_PORT=str(master_port),

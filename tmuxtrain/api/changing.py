@@ -12,6 +12,7 @@ from tmuxtrain.api.base import ClientBase
 from tmuxtrain.api.editing import edited_spec, spec_changes
 from tmuxtrain.core.errors import StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobState
+from tmuxtrain.core.preempt import PREEMPTED
 from tmuxtrain.core.reconcile import attempt_fields
 from tmuxtrain.store import cleaning, editing
 
@@ -45,7 +46,9 @@ class Changing(ClientBase):
                     continue
                 job = self.store.get(job_id)
             if job.state is JobState.RUNNING or job.queued:  # queued: in Slurm's queue
-                if job.cancel_requested_at is None or job.cancel_reason.startswith("timeout"):
+                if job.cancel_requested_at is None or job.cancel_reason.startswith(
+                    ("timeout", PREEMPTED)
+                ):  # a cancel wins over a stop that would end otherwise
                     self.store.update(job_id, cancel_requested_at=now, cancel_reason=reason)
                 out.append((job_id, "stopping"))
             elif job.state in FINISHED:

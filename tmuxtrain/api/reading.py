@@ -23,6 +23,8 @@ EVENT_KINDS = (
     "failed",
     "cancelled",
     "retrying",  # an attempt failed and another follows
+    "preempting",  # a preemptible job is being stopped for a waiting one (Ctrl-C, TERM)
+    "preempted",  # its attempt ended: back to pending, no retry used
     "requeued",  # claimed but never started: back to pending, same attempt
     "resubmitted",  # `retry`: queued again as the next attempt
     "held",

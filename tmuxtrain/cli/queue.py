@@ -91,6 +91,7 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
         "held",
         "attempt",
         "max_retries",
+        *(["restarts"] if j["preemptible"] else []),
         "exit_code",
         "reason",
         "log_path",
@@ -104,7 +105,7 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
     for k in keys:
         v = j[k]
         if k == "vram_mib":
-            v = "exclusive" if v is None else fmt_mib(v)
+            v = _vram(j)
         print(f"{k.ljust(width)}  {printable(str(v), 200) if v not in (None, '') else '-'}")
     if j["env"]:
         print("env".ljust(width), " ".join(f"{k}={printable(v, 40)}" for k, v in j["env"].items()))
@@ -174,3 +175,15 @@ def submit_to_slurm(
     for line in c.export_sbatch(files, overrides, out=out, submit=submit, **opts):
         print(line)
     return 0
+
+
+def _vram(j: dict[str, Any]) -> str:
+    """What the current attempt asks for per GPU, and where that came from when it is not
+    the job file (`9 GiB (raised after CUDA out of memory; declared 4 GiB, peak 6 GiB)`)."""
+    ask = "exclusive" if j["vram_mib"] is None else fmt_mib(j["vram_mib"])
+    if j["vram_source"] == "declared":
+        return ask
+    declared = "exclusive" if j["vram_declared_mib"] is None else fmt_mib(j["vram_declared_mib"])
+    why = "raised after CUDA out of memory" if j["vram_source"] == "raised" else j["vram_source"]
+    peak = f", peak {fmt_mib(j['vram_peak_mib'])}" if j.get("vram_peak_mib") else ""
+    return f"{ask} ({why}; declared {declared}{peak})"

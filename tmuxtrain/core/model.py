@@ -190,6 +190,12 @@ class Job:
     notes: tuple[str, ...] = ()  # what the scheduler had to tell (a disabled pattern ...)
     queued: bool = False  # pending, but handed to a runner with its own queue (Slurm)
     external_id: str | None = None  # its id in that runner (a Slurm job id)
+    # What the current attempt asks for per GPU when not its declaration: "raised" after
+    # CUDA ran out of memory (`vram_request_mib` None then means whole GPUs).
+    vram_source: str = "declared"
+    vram_request_mib: int | None = None
+    vram_peak_mib: int | None = None  # the most GPU memory the latest attempt was seen using
+    restarts: int = 0  # attempts stopped by preemption (they use up no retry)
 
     # Shorthands the policy code reads a lot.
     @property
@@ -206,7 +212,8 @@ class Job:
 
     @property
     def vram_mib(self) -> int | None:
-        return self.spec.vram_mib
+        """What the current attempt asks for per GPU (None: the GPUs exclusively)."""
+        return self.spec.vram_mib if self.vram_source == "declared" else self.vram_request_mib
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.preempt import PREEMPTED
 
 
 @dataclass(frozen=True)
@@ -117,17 +118,21 @@ def outcome(
     pattern can backtrack without end, and `re` cannot be stopped); plain `re` otherwise.
     A lost attempt (exit code None: its window or tmux died before it recorded a status)
     counts as a failure and is retried while attempts remain, whatever `retry_on` says:
-    its log cannot tell why it ended.
+    its log cannot tell why it ended. A preempted attempt goes back to pending at once,
+    whatever its exit code, and uses up no retry (`job.restarts` counts those).
     """
+    if job.cancel_requested_at is not None and job.cancel_reason.startswith(PREEMPTED):
+        return Outcome(JobState.PENDING, job.cancel_reason, now)
     if job.cancel_requested_at is not None and not job.cancel_reason.startswith("timeout"):
         return Outcome(JobState.CANCELLED, job.cancel_reason or "cancelled")
     if exit_code == 0 and not job.cancel_reason:
         return Outcome(JobState.SUCCEEDED, "")
     why = job.cancel_reason or note or f"exit code {exit_code}"
-    if job.attempt <= job.spec.retries:
+    tries = job.attempt - job.restarts  # attempts that ran to their own end
+    if tries <= job.spec.retries:
         match = matches or _search_any
         if exit_code is None or not job.spec.retry_on or match(job.spec.retry_on, log_tail):
-            delay = backoff_s * math.pow(2, job.attempt - 1)
+            delay = backoff_s * math.pow(2, tries - 1)
             return Outcome(JobState.PENDING, f"{why}; retrying", now + delay)
         why += " (log did not match retry_on)"
     return Outcome(JobState.FAILED, why)

@@ -12,9 +12,10 @@ import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 
+from tmuxtrain.core import oom, preempt
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
-from tmuxtrain.core.schedule import Decisions, decide
+from tmuxtrain.core.schedule import Decisions, decide, policy_order
 from tmuxtrain.core.units import format_duration
 from tmuxtrain.jobenv import job_environment, remote_environment
 from tmuxtrain.procs import free_port
@@ -28,6 +29,7 @@ from tmuxtrain.store.queueing import (
     record_external,
     unqueue,
 )
+from tmuxtrain.store.stopping import request_stop
 
 log = logging.getLogger("tmuxtrain.daemon")
 START_AGAIN_S = 2.0  # a start that failed because tmux was gone is tried again this much later
@@ -46,6 +48,8 @@ class Launcher:
         self.queue_moved = False  # a queueing runner took a job: decide again
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
+        self.preempted = False  # a running job was asked to stop for preemption
+        self.stopping_for: dict[int, int] = {}  # preempted job -> the job it stops for
 
     def launch(
         self,
@@ -73,10 +77,14 @@ class Launcher:
             if self.store.cancel_pending(job_id, why, now):
                 log.info("job %s cancelled: %s", job_id, why)
         by_id = {j.id: j for j in pending}
-        self.store.set_reasons({i: r for i, r in decisions.reasons.items() if by_id[i].reason != r})
+        reasons = {i: r + oom.note(by_id[i]) for i, r in decisions.reasons.items()}
+        self.preempted = False
+        if self.config.preempt_after_s is not None and any(j.spec.preemptible for j in running):
+            self._preempt(pending, running, gpus, decisions, dep_states, reasons, now)
+        self.store.set_reasons({i: r for i, r in reasons.items() if by_id[i].reason != r})
         ports = {j.master_port for j in running if j.master_port}
         self.held_back = False
-        claimed = False
+        claimed = self.preempted
         for launch in decisions.launches:
             job = by_id[launch.job_id]
             if job.id in draining:
@@ -86,6 +94,37 @@ class Launcher:
                 continue
             claimed |= self._start(job, launch.gpus, now, ports, gpus)
         return claimed or submitted
+
+    def _preempt(
+        self,
+        pending: Sequence[Job],
+        running: Sequence[Job],
+        gpus: Sequence[GpuInfo],
+        decisions: Decisions,
+        dep_states: dict[int, tuple[JobState, str]],
+        reasons: dict[int, str],
+        now: float,
+    ) -> None:
+        """Stop the preemptible jobs `core.preempt` picks (the reaper sends Ctrl-C at its
+        next step, SIGTERM after half the grace); the waiting job's reason says so while
+        they stop."""
+        order = policy_order(pending, running, self.config)
+        launched = {launch.job_id: launch.gpus for launch in decisions.launches}
+        by_id = {j.id: j for j in running}
+        live = {j.id for j in running if preempt.stopping(j)}
+        self.stopping_for = {v: f for v, f in self.stopping_for.items() if v in live}
+        for p in preempt.choose(
+            pending, running, gpus, self.config, now, order, launched, dep_states
+        ):
+            victim = by_id[p.job_id]
+            if request_stop(self.store, victim, p.reason, now, "preempting"):
+                log.info("job %s (%s): %s", victim.id, victim.name, p.reason)
+                self.preempted = True
+                self.stopping_for[victim.id] = p.for_job
+        for victim_id, for_job in self.stopping_for.items():
+            if for_job in reasons:
+                name = by_id[victim_id].name
+                reasons[for_job] += f"; preempting job {victim_id} ({name})"
 
     def _submit(self, jobs: Sequence[Job], now: float) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
@@ -164,6 +203,7 @@ class Launcher:
             pid=None,
             pid_start=None,
             pid_boot=None,
+            vram_peak_mib=None,
         )
         if not ok:  # cancelled or changed by another process meanwhile
             return False

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
+from tmuxtrain.core import oom, preempt
 from tmuxtrain.core.allocate import usable
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.daemon.checkpoints import CheckpointWatcher
@@ -122,7 +123,7 @@ class Scheduler:
             for job in active:
                 if job.id in exits:
                     self.tailer.read(job, now)  # its output so far, before its end is recorded
-            finished = self.reaper.end(exits, active, now)
+            finished = self.reaper.end(exits, active, now, self.gpus)
             if finished:
                 self._finished(finished, now)
             if (queued and self.reaper.progress(queued, running, now)) or finished:
@@ -130,6 +131,7 @@ class Scheduler:
                 queued = [j for j in self.store.pending() if j.queued]
             self.reaper.escalate([*running, *queued], now)
         self.gpus = self._probe(running)
+        self._peaks(running)
         key = (self.store.data_version(), tuple(self.gpus))
         if dirty or self.dirty or key != self.last_key or now >= self.next_due:
             self.dirty = False
@@ -138,7 +140,9 @@ class Scheduler:
                 pending, running, self.gpus, now, self.tailer.draining
             ):
                 running = self.store.jobs([JobState.RUNNING])
-            due = self._due(self.store.pending() + running)
+                self.dirty |= self.launcher.preempted  # Ctrl-C at the next tick, at once
+            pending = self.store.pending()
+            due = min(self._due(pending + running), preempt.next_due(pending, self.config, now))
             self.next_due = min(due, self.reaper.next_due(running))
             self.last_key = key
         self.tailer.tail(running, now)
@@ -175,6 +179,13 @@ class Scheduler:
             if j.spec.timeout_s is not None and j.started_at is not None:
                 due.append(j.started_at + j.spec.timeout_s)
         return min(due, default=float("inf"))
+
+    def _peaks(self, running: Sequence[Job]) -> None:
+        """Each running job's highest GPU memory seen (a retry after an OOM asks for more)."""
+        for job in running:
+            peak = oom.peak_of(job, self.gpus)
+            if peak > (job.vram_peak_mib or 0):
+                self.store.update(job.id, vram_peak_mib=peak)
 
     def _probe(self, running: list[Job]) -> list[GpuInfo]:
         """The GPUs tmuxtrain may use now (config `gpus:` and the scheduler's

@@ -17,9 +17,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from tmuxtrain import patterns
+from tmuxtrain.core import oom
 from tmuxtrain.core import reconcile as rec
 from tmuxtrain.core.failure import explain
-from tmuxtrain.core.model import Config, Job, JobState
+from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
+from tmuxtrain.core.preempt import PREEMPTED
 from tmuxtrain.core.units import format_duration
 from tmuxtrain.runners.base import Exit, Handle, Runner, Step
 from tmuxtrain.store import Store
@@ -89,8 +91,15 @@ class Reaper:
                 exits[job_id] = ending.exit
         return exits
 
-    def end(self, exits: dict[int, Exit], running: Sequence[Job], now: float) -> list[Finished]:
-        """Record the ends of `exits` (see `collect`); the attempts that ended for good."""
+    def end(
+        self,
+        exits: dict[int, Exit],
+        running: Sequence[Job],
+        now: float,
+        gpus: Sequence[GpuInfo] = (),
+    ) -> list[Finished]:
+        """Record the ends of `exits` (see `collect`); the attempts that ended for good.
+        `gpus`: the latest snapshot (how much a retry after an OOM may ask for)."""
         by_id = {j.id: j for j in running}
         finished = []
         for e in exits.values():
@@ -105,11 +114,11 @@ class Reaper:
                 continue
             if (
                 e.exit_code not in (0, None)
-                and job.spec.retry_on
+                and (job.spec.retry_on or job.attempt - job.restarts <= job.spec.retries)
                 and not self._output_read(job, now)
             ):
-                continue  # retry_on judges the last lines, still on their way: next tick
-            done = self.finish(job, e, now)
+                continue  # retry_on or an OOM judges the last lines, still on their way
+            done = self.finish(job, e, now, gpus)
             if done is not None:
                 finished.append(done)
         return finished
@@ -189,7 +198,9 @@ class Reaper:
         self.store.set_reasons(reasons)
         return changed
 
-    def finish(self, job: Job, e: Exit, now: float) -> Finished | None:
+    def finish(
+        self, job: Job, e: Exit, now: float, gpus: Sequence[GpuInfo] = ()
+    ) -> Finished | None:
         """Record the end of `job`'s attempt; None when another process got there first."""
         if e.cancelled and job.cancel_requested_at is None:  # the runner cancelled it
             job = dataclasses.replace(job, cancel_requested_at=now, cancel_reason=e.note)
@@ -211,16 +222,28 @@ class Reaper:
         ended_at = e.ended_at if e.ended_at is not None else now
         ended_at = max(ended_at, job.started_at or ended_at)
         fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
+        preempted = out.state is JobState.PENDING and job.cancel_reason.startswith(PREEMPTED)
         if out.state is JobState.PENDING:
             fields.update(rec.attempt_fields(job.attempt + 1, not_before=out.not_before))
             fields["reason"] = out.reason
+            if preempted:
+                fields["restarts"] = job.restarts + 1
+            elif why == oom.OOM_REASON:
+                fields.update(self._raised(job, gpus))
+                fields["reason"] = f"{out.reason}: {fields.pop('words')}"
         else:
             fields["finished_at"] = ended_at
             fields["started_at"] = job.started_at
-        event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
+        event: dict[str, object] = {
+            "name": job.name, "exit_code": code, "attempt": job.attempt,
+            "reason": fields["reason"],
+        }  # fmt: skip
+        if "vram_request_mib" in fields:  # what the next attempt asks for per GPU
+            event["vram_mib"] = fields["vram_request_mib"]
         ok = self.store.finish_attempt(
-            job, out.state, now, ended_at=ended_at, event=event, detail=detail, **fields
-        )
+            job, out.state, now, ended_at=ended_at, event=event, detail=detail,
+            kind="preempted" if preempted else None, **fields,
+        )  # fmt: skip
         self.runner.forget(job)
         self.output_wait.pop(job.id, None)
         if not ok:
@@ -231,7 +254,17 @@ class Reaper:
             f" ({out.reason})" if out.reason else "",
         )  # fmt: skip
         hook = "retrying" if out.state is JobState.PENDING else out.state.value
-        return Finished(job, code, out.state, hook)
+        return Finished(job, code, out.state, "preempted" if preempted else hook)
+
+    def _raised(self, job: Job, gpus: Sequence[GpuInfo]) -> dict[str, object]:
+        """The columns of a retry after CUDA ran out of memory: it asks for more than the
+        attempt that ran out had (see core/oom.py), and `words` for its reason."""
+        r = oom.raise_vram(
+            job.vram_mib, job.vram_peak_mib, oom.largest_gpu(gpus), self.config.headroom_mib
+        )
+        if job.vram_mib is None:  # whole GPUs already: nothing more to ask for
+            return {"words": r.words}
+        return {"vram_source": "raised", "vram_request_mib": r.vram_mib, "words": r.words}
 
     def escalate(self, running: Sequence[Job], now: float) -> None:
         """Timeouts become cancels; cancels go Ctrl-C, then SIGTERM after half the grace

@@ -5,7 +5,9 @@ A job's command says how its simulated process behaves: `sim DURATION [exit=N]
 [leftover=S] [ignore-term] [oom]` runs for DURATION seconds and exits N; with `leftover`,
 a process of it outlives an unclean end by S seconds (as a `nohup`'d worker does);
 `ignore-term` makes it ignore Ctrl-C and SIGTERM; `oom` puts "CUDA out of memory" in its
-output. Anything else runs for 1 s and exits 0.
+output; `needs=MiB` runs out of CUDA memory (exit 1, after a tenth of its time) when its
+attempt asks for less than that per GPU (whole GPUs are always enough); `resume` is run
+after a preemption where the job gives one. Anything else runs for 1 s and exits 0.
 
 The runner keeps the ground truth the scheduler cannot see, for the simulation to check
 against: every process that ever ran (`launches`) and what is alive now (`alive`).
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.model import Job
+from tmuxtrain.core.preempt import command_of
 from tmuxtrain.runners.base import (
     Capabilities,
     Exit,
@@ -71,10 +74,12 @@ class SimProcess:
         return self.leftover_until is not None and self.leftover_until > now
 
 
-def parse_sim(command: str) -> tuple[float, int, float, bool, bool]:
-    """`sim DURATION [exit=N] [leftover=S] [ignore-term] [oom]` -> its parts."""
+def parse_sim(command: str, vram_mib: int | None = None) -> tuple[float, int, float, bool, bool]:
+    """`sim DURATION [exit=N] [leftover=S] [ignore-term] [oom] [needs=MiB]` -> its parts,
+    for an attempt that asks for `vram_mib` per GPU (None: whole GPUs)."""
     words = command.split()
     duration, code, leftover = 1.0, 0, 0.0
+    oom = "oom" in words
     if words[:1] == ["sim"] and len(words) > 1:
         duration = float(words[1])
     for w in words[2:]:
@@ -83,7 +88,9 @@ def parse_sim(command: str) -> tuple[float, int, float, bool, bool]:
             code = int(value)
         elif key == "leftover":
             leftover = float(value)
-    return duration, code, leftover, "ignore-term" in words, "oom" in words
+        elif key == "needs" and vram_mib is not None and vram_mib < int(value):
+            duration, code, oom = duration / 10, 1, True
+    return duration, code, leftover, "ignore-term" in words, oom
 
 
 class FakeRunner:
@@ -160,9 +167,9 @@ class FakeRunner:
             error = "no server running on /tmp/tmux-0/sim"
             self.answers.append(Started(job.id, job.attempt, None, error, retryable=True))
             return
-        duration, code, leftover, ignore_term, oom = parse_sim(job.spec.command)
+        duration, code, leftover, ignore_term, oom = parse_sim(command_of(job), job.vram_mib)
         p = SimProcess(
-            job.id, job.attempt, token, request.gpus, job.spec.vram_mib, now, now + duration,
+            job.id, job.attempt, token, request.gpus, job.vram_mib, now, now + duration,
             code, f"@{next(self._windows)}", leftover, ignore_term, oom,
         )  # fmt: skip
         assert token not in self.procs, f"attempt {token} started twice"

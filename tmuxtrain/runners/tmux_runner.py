@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from tmuxtrain import logfile
 from tmuxtrain.core import reconcile as rec
 from tmuxtrain.core.model import Job
+from tmuxtrain.core.preempt import command_of
 from tmuxtrain.procs import Pid, signal_pids, tagged, tree
 from tmuxtrain.runners.base import (
     Capabilities,
@@ -129,7 +130,7 @@ class TmuxRunner:
             text = wrapper_script(
                 job_id=job.id,
                 attempt=job.attempt,
-                command=job.spec.command,
+                command=command_of(job),
                 cwd=job.spec.cwd,
                 env=request.env,
                 status_path=script,

@@ -41,6 +41,11 @@ _ID = operator.attrgetter("id")
 _STATES = {s.value: s for s in JobState}
 # What `transition` records as the event of a move, by the state moved to (hook names).
 EVENT_KINDS = {JobState.RUNNING: "started", JobState.PENDING: "retrying"}
+# An edit (`set_spec`) with a new `vram` ends a request raised after an OOM.
+_SET_SPEC = (
+    "UPDATE jobs SET spec = ?, priority = ?, vram_source = iif(json_extract(spec, '$.vram_mib')"
+    " IS ?, vram_source, 'declared') WHERE id = ?"
+)
 
 
 class Store:
@@ -289,11 +294,12 @@ class Store:
         ended_at: float,
         event: dict[str, Any],
         detail: Sequence[str] = (),
+        kind: str | None = None,
         **fields: Any,
     ) -> bool:
         """End `job`'s current attempt (running -> `to`, setting `fields`, `exit_code` and
-        `reason` among them), with its attempt record and its event, in one transaction:
-        an attempt ends exactly once, or not at all."""
+        `reason` among them), with its attempt record and its event (`kind`, default: the
+        move's hook name) in one transaction: an attempt ends once, or not at all."""
         with self.tx() as db:
             ok = self._transition(db, job.id, to, [JobState.RUNNING], job.attempt, fields)
             if not ok and job.queued:  # it ended still queued in its runner (Slurm)
@@ -301,7 +307,7 @@ class Store:
                     db, job.id, to, [JobState.PENDING], job.attempt, fields, where_queued=True
                 )
             if ok:
-                add_event(db, now, job.id, EVENT_KINDS.get(to, to.value), event)
+                add_event(db, now, job.id, kind or EVENT_KINDS.get(to, to.value), event)
                 code, reason = fields.get("exit_code"), fields.get("reason", "")
                 record_attempt(db, job, ended_at, code, reason, detail)
         return ok
@@ -377,11 +383,9 @@ class Store:
             self.refresh_pending([job_id])
 
     def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
+        text = json.dumps(spec, separators=(",", ":"))
         with self.tx() as db:
-            db.execute(
-                "UPDATE jobs SET spec = ?, priority = ? WHERE id = ?",
-                (json.dumps(spec, separators=(",", ":")), spec.get("priority", 0), job_id),
-            )
+            db.execute(_SET_SPEC, (text, spec.get("priority", 0), spec.get("vram_mib"), job_id))
         self.refresh_pending([job_id])
 
     def set_reasons(self, reasons: dict[int, str]) -> None:

@@ -119,6 +119,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_queued ON jobs(queued) WHERE queued = 1;
         """,
     ),
+    (
+        # A retry after CUDA out of memory asks for more than the job declared
+        # (`vram_source` 'raised', `vram_request_mib` NULL: whole GPUs); the measured peak
+        # of the latest attempt; and how many attempts preemption stopped (no retry used).
+        "0007_oom_retry_preemption",
+        """
+        ALTER TABLE jobs ADD COLUMN vram_source TEXT NOT NULL DEFAULT 'declared';
+        ALTER TABLE jobs ADD COLUMN vram_request_mib INTEGER;
+        ALTER TABLE jobs ADD COLUMN vram_peak_mib INTEGER;
+        ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 

@@ -69,7 +69,9 @@ class JobInfo(Widget):
             where = "CPU only"
         else:
             where = f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"
-        vram = "exclusive" if s.vram_mib is None else f"{format_mib(s.vram_mib)} each"
+        vram = "exclusive" if job.vram_mib is None else f"{format_mib(job.vram_mib)} each"
+        if job.vram_source != "declared":  # raised after an OOM, or learned from a sweep
+            vram += f" ({job.vram_source})"
         project = printable(s.project) if s.project != "default" else ""
         lines.append(joined([where, vram, f"prio {s.priority}", project]))
 
