@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
@@ -46,6 +46,9 @@ class Launcher:
         self.queue_moved = False  # a queueing runner took a job: decide again
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
+        # What `after: [train.evals]` waits for: the checkpoint watcher knows.
+        self.evaluations_open: Callable[[Iterable[int], float], dict[int, int]] | None = None
+        self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
 
     def launch(
         self,
@@ -67,7 +70,8 @@ class Launcher:
         ids = {j.id for j in active}
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
-        decisions = decide(active, gpus, self.config, now, dep_states)
+        evals = self._evals_open(pending, now)
+        decisions = decide(active, gpus, self.config, now, dep_states, evals)
         self.last = decisions
         for job_id, why in decisions.cancels:
             if self.store.cancel_pending(job_id, why, now):
@@ -87,15 +91,30 @@ class Launcher:
             claimed |= self._start(job, launch.gpus, now, ports, gpus)
         return claimed or submitted
 
+    def _evals_open(self, jobs: Sequence[Job], now: float) -> dict[int, int]:
+        """Open checkpoint evaluations of the jobs these wait on with `after: [X.evals]`.
+        A watch closes with the clock, not with a change in the store: while a job waits
+        on one, the loop decides again each tick."""
+        wanted = {d for j in jobs for d in j.after_evals}
+        if not wanted or self.evaluations_open is None:
+            self.waiting_on_evals = False
+            return {}
+        evals = self.evaluations_open(wanted, now)
+        self.waiting_on_evals = any(n > 0 for n in evals.values())
+        return evals
+
     def _submit(self, jobs: Sequence[Job], now: float) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
         not held, no retry backoff left, and every dependency either succeeded or already
         in that runner (then waited for there, `afterok`). A failed dependency cancels."""
         deps = dependencies(self.store, {d for j in jobs for d in j.after_ids})
+        evals = self._evals_open(jobs, now)
         reasons: dict[int, str] = {}
         handed = False
         for job in jobs:
             why, after = self._holds(job, deps, now)
+            if why is None and any(evals.get(d, 0) for d in job.after_evals):
+                why = "waiting for the checkpoint evaluations of its dependencies"
             if why is not None:
                 if why.startswith("dependency ") and self.store.cancel_pending(job.id, why, now):
                     log.info("job %s cancelled: %s", job.id, why)
@@ -132,7 +151,7 @@ class Launcher:
                 return f"dependency {dep} ({name}) {state.value}", ()
             if state is JobState.SUCCEEDED:
                 continue
-            if external is None:
+            if external is None or dep in job.after_evals:
                 return f"waiting for job {dep} ({name}) to succeed", ()
             after.append(external)
         return None, tuple(after)
