@@ -53,7 +53,7 @@ def test_hugging_face_trainer_with_checkpoint_evaluations(tt: Env) -> None:
         tt,
         f"{PY} hf_trainer.py --out {out} --save-steps 40",
         extra=(
-            f"checkpoints: {{watch: '{out}/checkpoint-*/model.safetensors', "
+            f"checkpoints: {{watch: '{out}/checkpoint-*', "
             f"eval: '{PY} hf_eval.py {{checkpoint}}', gpus: 0, keep_best: eval_loss}}\n"
         ),
     )
@@ -69,7 +69,7 @@ def test_hugging_face_trainer_with_checkpoint_evaluations(tt: Env) -> None:
         return cks if len(cks) == 2 and len(done) == 2 else None
 
     cks = wait_until(scored, timeout=240, interval=1.0, what="2 evaluated checkpoints")
-    assert sorted(Path(ck["path"]).parent.name for ck in cks) == ["checkpoint-40", "checkpoint-80"]
+    assert sorted(Path(ck["path"]).name for ck in cks) == ["checkpoint-40", "checkpoint-80"]
     assert all(3.0 < ck["metrics"]["eval_loss"] < 5.0 for ck in cks)
     assert sum(1 for ck in cks if ck["best"]) == 1
 
