@@ -105,6 +105,8 @@ checkpoints: {{watch: 'ck/*/*.ckpt', eval: '{EVALUATE} {{checkpoint}}', gpus: 0}
         [f"pl-eval-{f}" for f in files] * 2
         + ["pl-eval-last.ckpt", "pl-eval-last.ckpt@2", "pl-eval-last.ckpt@3"]
     )
+    shown = tt.cli("show", str(train), check=True).stdout
+    assert f"checkpoint {out}/copy/last.ckpt (version 3): eval job" in shown
     # A restarted scheduler evaluates nothing again: each version is recorded.
     tt.cli("down", check=True)
     tt.cli("up", check=True)
