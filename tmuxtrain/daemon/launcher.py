@@ -62,6 +62,7 @@ class Launcher:
         of a runner with a queue of its own (Slurm) are handed to it (`_submit`); the others
         are placed on this machine's GPUs by the queue policy."""
         places = self.runner.capabilities_of
+        self.waiting_on_evals = False
         remote = [j for j in pending if not places(j).places_gpus and not j.queued]
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
@@ -97,10 +98,9 @@ class Launcher:
         on one, the loop decides again each tick."""
         wanted = {d for j in jobs for d in j.after_evals}
         if not wanted or self.evaluations_open is None:
-            self.waiting_on_evals = False
             return {}
         evals = self.evaluations_open(wanted, now)
-        self.waiting_on_evals = any(n > 0 for n in evals.values())
+        self.waiting_on_evals |= any(n > 0 for n in evals.values())
         return evals
 
     def _submit(self, jobs: Sequence[Job], now: float) -> bool:
