@@ -127,3 +127,16 @@ checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkp
     assert c.wait(timeout=30)
     assert len([j for j in c.list() if j["parent_id"] == train]) == 3
     assert "best" in tt.cli("show", str(train), check=True).stdout
+
+
+def test_a_symlink_stands_for_its_target_as_the_glob_spells_it(tmp_path: Path) -> None:
+    from tmuxtrain.daemon.checkpoints import link_target
+
+    (tmp_path / "real" / "ck").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")  # a home reached through a link
+    ck = tmp_path / "alias" / "ck"
+    (ck / "epoch=1-step=20.ckpt").write_bytes(b"x")
+    (ck / "prev").symlink_to("epoch=1-step=20.ckpt")
+    (ck / "last.ckpt").symlink_to("prev")  # a link to a link
+    assert link_target(str(ck / "last.ckpt")) == str(ck / "epoch=1-step=20.ckpt")
+    assert link_target(str(ck / "epoch=1-step=20.ckpt")) == str(ck / "epoch=1-step=20.ckpt")

@@ -58,6 +58,18 @@ def fingerprint(path: str) -> tuple[tuple[int, float], bool] | None:
     return (size, mtime), True
 
 
+def link_target(path: str) -> str:
+    """Where a symlink points, through links in turn, with the folders above it as the glob
+    spelled them (not os.path.realpath's): so a target matched by the glob as well is the
+    same path, and paths recorded before keep their spelling."""
+    for _ in range(8):
+        try:
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        except OSError:
+            break
+    return path
+
+
 class CheckpointWatcher:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -95,7 +107,7 @@ class CheckpointWatcher:
         dirs = self.dirs.setdefault(job.id, set())
         observed: dict[str, tuple[int, float]] = {}
         for match in glob.glob(os.path.join(job.spec.cwd, ck.watch)):
-            path = os.path.realpath(match) if os.path.islink(match) else match.rstrip("/")
+            path = link_target(match) if os.path.islink(match) else match.rstrip("/")
             if path in observed or path in dirs:
                 continue
             got = fingerprint(path)
