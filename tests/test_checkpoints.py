@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Env, wait_until
-from tmuxtrain.core.checkpoints import Seen, best_index, eval_spec, settle
+from tmuxtrain.core.checkpoints import (
+    Seen,
+    best_index,
+    dir_complete,
+    eval_name,
+    eval_spec,
+    evals_ref,
+    is_rewrite,
+    settle,
+)
 from tmuxtrain.core.model import CheckpointSpec, JobSpec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "tmuxtrain" / "examples"
@@ -37,6 +46,33 @@ def test_eval_spec_quotes_the_path_and_outranks_training() -> None:
     assert spec.command == "python eval.py '/w/ck/it'\"'\"'s 1.pt' --x"
     assert spec.priority == 4 and spec.gpus == 0 and spec.project == "p" and spec.env == {"A": "1"}
     assert spec.name == "run-eval-it's 1.pt" and spec.cwd == "/w"
+
+
+def test_a_hugging_face_directory_is_complete_only_with_trainer_state() -> None:
+    hf = ["model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"]
+    assert not dir_complete("checkpoint-500", hf)
+    assert dir_complete("checkpoint-500", [*hf, "trainer_state.json"])
+    assert dir_complete("checkpoint_3", ["model.safetensors"])  # Accelerate: no marker
+    assert not dir_complete("best", [])
+
+
+def test_a_rewrite_is_a_new_size_or_mtime_of_a_known_file() -> None:
+    assert is_rewrite((10, 1.0), (10, 2.0)) and is_rewrite((10, 1.0), (11, 1.0))
+    assert not is_rewrite((10, 1.0), (10, 1.0))
+    assert not is_rewrite(None, (10, 1.0))  # recorded before versions: taken as this one
+
+
+def test_evaluation_names_tell_checkpoints_and_versions_apart() -> None:
+    assert eval_name("run", "/w/out/checkpoint-500") == "run-eval-checkpoint-500"
+    assert eval_name("run", "/w/out/checkpoint-500/") == "run-eval-checkpoint-500"
+    assert eval_name("run", "/w/last.ckpt", 3) == "run-eval-last.ckpt@3"
+
+
+def test_evals_ref_names_the_job_whose_evaluations_to_wait_for() -> None:
+    assert evals_ref("train.evals") == "train"
+    assert evals_ref("lr0.1.evals") == "lr0.1"
+    assert evals_ref("7.evals") == "7"
+    assert evals_ref("train") is None and evals_ref(".evals") is None
 
 
 def test_best_index_minimises_losses_and_maximises_the_rest() -> None:
@@ -91,3 +127,16 @@ checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkp
     assert c.wait(timeout=30)
     assert len([j for j in c.list() if j["parent_id"] == train]) == 3
     assert "best" in tt.cli("show", str(train), check=True).stdout
+
+
+def test_a_symlink_stands_for_its_target_as_the_glob_spells_it(tmp_path: Path) -> None:
+    from tmuxtrain.daemon.checkpoints import link_target
+
+    (tmp_path / "real" / "ck").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")  # a home reached through a link
+    ck = tmp_path / "alias" / "ck"
+    (ck / "epoch=1-step=20.ckpt").write_bytes(b"x")
+    (ck / "prev").symlink_to("epoch=1-step=20.ckpt")
+    (ck / "last.ckpt").symlink_to("prev")  # a link to a link
+    assert link_target(str(ck / "last.ckpt")) == str(ck / "epoch=1-step=20.ckpt")
+    assert link_target(str(ck / "epoch=1-step=20.ckpt")) == str(ck / "epoch=1-step=20.ckpt")

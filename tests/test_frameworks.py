@@ -53,7 +53,7 @@ def test_hugging_face_trainer_with_checkpoint_evaluations(tt: Env) -> None:
         tt,
         f"{PY} hf_trainer.py --out {out} --save-steps 40",
         extra=(
-            f"checkpoints: {{watch: '{out}/checkpoint-*/model.safetensors', "
+            f"checkpoints: {{watch: '{out}/checkpoint-*', "
             f"eval: '{PY} hf_eval.py {{checkpoint}}', gpus: 0, keep_best: eval_loss}}\n"
         ),
     )
@@ -69,7 +69,7 @@ def test_hugging_face_trainer_with_checkpoint_evaluations(tt: Env) -> None:
         return cks if len(cks) == 2 and len(done) == 2 else None
 
     cks = wait_until(scored, timeout=240, interval=1.0, what="2 evaluated checkpoints")
-    assert sorted(Path(ck["path"]).parent.name for ck in cks) == ["checkpoint-40", "checkpoint-80"]
+    assert sorted(Path(ck["path"]).name for ck in cks) == ["checkpoint-40", "checkpoint-80"]
     assert all(3.0 < ck["metrics"]["eval_loss"] < 5.0 for ck in cks)
     assert sum(1 for ck in cks if ck["best"]) == 1
 
@@ -84,6 +84,41 @@ def test_lightning(tt: Env, bar: str) -> None:
     assert m["loss"] == m["train_loss"] and 0 < m["loss"] < 1
     assert 0.5 < m["val_acc"] <= 1 and 0 < m["val_loss"] < 1
     assert "v_num" not in m and "s_train_loss" not in m and "trainable_params" not in m
+
+
+@pytest.mark.parametrize("save_last", ["true", "link"])
+def test_lightning_checkpoint_evaluations(tt: Env, save_last: str) -> None:
+    """ModelCheckpoint every epoch: each epoch file is evaluated and scored from
+    `validate()`'s table; last.ckpt rewritten in place is evaluated again after each
+    rewrite that settled, a last.ckpt symlink never on its own."""
+    pytest.importorskip("lightning")
+    ck = tt.root / "ck"
+    shown = run_job(
+        tt,
+        f"{PY} lightning_fit.py --ckpt {ck} --save-last {save_last} --epoch-sleep 3",
+        extra=(
+            f"checkpoints: {{watch: '{ck}/*.ckpt', eval: '{PY} lightning_eval.py {{checkpoint}}',"
+            " gpus: 0, keep_best: val_loss}\n"
+        ),
+    )
+    c = tt.client()
+    job = shown["id"]
+
+    def scored() -> list[dict[str, Any]] | None:
+        cks = c.show(job)["checkpoints"]
+        ended = all(ck["eval_state"] in ("succeeded", "failed") for ck in cks)
+        epochs = [ck for ck in cks if ck["path"].split("/")[-1].startswith("epoch=")]
+        return cks if len(epochs) == 3 and ended else None
+
+    cks = wait_until(scored, timeout=300, interval=1.0, what="3 evaluated epoch checkpoints")
+    assert all(ck["eval_state"] == "succeeded" for ck in cks), cks
+    assert all(0 < ck["metrics"]["val_loss"] < 1 for ck in cks)
+    last = [ck["version"] for ck in cks if ck["path"].endswith("/last.ckpt")]
+    if save_last == "link":
+        assert last == []
+    else:
+        assert 1 <= len(last) <= 3 and last == list(range(1, len(last) + 1))
+    assert sum(1 for ck in cks if ck["best"]) == 1
 
 
 @pytest.mark.parametrize("verbose", ["1", "2"])

@@ -386,6 +386,29 @@ def test_reopen_keeps_data_and_migrations_idempotent(tmp_path: Path) -> None:
     s.close()
 
 
+def test_checkpoints_recorded_before_versions_survive_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmuxtrain.store import schema
+
+    path = str(tmp_path / "tmuxtrain.db")
+    with monkeypatch.context() as m:  # a database made before 0006_checkpoint_versions
+        m.setattr(schema, "MIGRATIONS", MIGRATIONS[:5])
+        m.setattr(schema, "VERSION", 5)
+        s = Store(path)
+        with s.tx() as db:  # the jobs' own rows of that schema do not matter here
+            db.execute("INSERT INTO checkpoints VALUES (1, '/w/a.pt', 1.0, 2)")
+        s.close()
+    s = Store(path)
+    [train, ev] = add(s, "train", "train-eval-a.pt")
+    assert (train, ev) == (1, 2)
+    assert s.history.checkpoint_versions(train) == {"/w/a.pt": (1, None)}
+    [ck] = s.history.checkpoints(train)
+    assert (ck["path"], ck["version"], ck["eval_job_id"]) == ("/w/a.pt", 1, ev)
+    assert s.get(train).after_evals == ()
+    s.close()
+
+
 def test_ids_never_reused(tmp_path: Path) -> None:
     path = str(tmp_path / "tmuxtrain.db")
     s = Store(path)

@@ -1,5 +1,6 @@
-"""Evaluate a checkpoint saved by hf_trainer.py (`{checkpoint}` is any file in its folder):
-prints the Trainer's evaluation dict, as a checkpoint-evaluation job would."""
+"""Evaluate a checkpoint saved by hf_trainer.py (`{checkpoint}` is its checkpoint-STEP
+folder, or any file in it): prints the Trainer's evaluation dict, as a checkpoint-evaluation
+job would."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from transformers import GPT2LMHeadModel, Trainer, TrainingArguments
 
 
 def main() -> None:
-    folder = os.path.dirname(os.path.abspath(sys.argv[1]))
+    path = os.path.abspath(sys.argv[1])
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
     torch.manual_seed(0)
     args = TrainingArguments(
         output_dir="/tmp/hf_eval", per_device_eval_batch_size=8, report_to="none", use_cpu=True

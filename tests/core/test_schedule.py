@@ -197,6 +197,21 @@ def test_failed_dependency_wins_over_a_waiting_one() -> None:
     assert d.cancels == [(3, "dependency 2 (b) failed")]
 
 
+def test_after_evals_waits_for_open_evaluations_then_starts() -> None:
+    done = {1: (JobState.SUCCEEDED, "train")}
+    waiting = job(2, after_ids=(1,), after_evals=(1,))
+    d = decide([waiting], gpus(1), CFG, NOW, done, {1: 2})
+    assert d.launches == []
+    assert d.reasons[2] == "waiting for the checkpoint evaluations of job 1 (train)"
+    plain = job(3, after_ids=(1,))  # a plain dependent does not wait for them
+    assert launched(decide([plain], gpus(1), CFG, NOW, done, {1: 2})) == [3]
+    assert launched(decide([waiting], gpus(1), CFG, NOW, done, {1: 0})) == [2]
+    failed = {1: (JobState.FAILED, "train")}  # the training itself must still succeed
+    assert decide([waiting], gpus(1), CFG, NOW, failed, {1: 1}).cancels == [
+        (2, "dependency 1 (train) failed")
+    ]
+
+
 def test_all_dependencies_must_succeed() -> None:
     deps = {1: (JobState.SUCCEEDED, "a"), 2: (JobState.PENDING, "b")}
     d = decide([job(3, after_ids=(1, 2))], gpus(1), CFG, NOW, deps)

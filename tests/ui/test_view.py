@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tmuxtrain.core.model import Config, Job, JobSpec, JobState
 from tmuxtrain.core.schedule import start_order
@@ -172,3 +173,30 @@ def test_path_completion(tmp_path: Path) -> None:
     assert complete("jobs/s", str(tmp_path)) == "jobs/s"  # two candidates share only "s"
     assert complete("jobs/sw", str(tmp_path)) == "jobs/sweep.yaml"
     assert path_candidates(".h", str(tmp_path)) == [".hidden/"]
+
+
+def test_checkpoint_score_prefers_keep_best_then_losses() -> None:
+    m = {"eval_acc": 0.9, "eval_loss": 0.3, "eval_runtime": 1.0}
+    assert view.checkpoint_score(m, "max:eval_acc") == ("eval_acc", 0.9)
+    assert view.checkpoint_score(m, None) == ("eval_loss", 0.3)
+    assert view.checkpoint_score({"bleu": 31.0, "acc": 1.0}, None) == ("acc", 1.0)
+    assert view.checkpoint_score(m, "wer") is None and view.checkpoint_score({}, None) is None
+
+
+def test_checkpoint_lines_keep_the_newest_and_name_a_best_scrolled_off() -> None:
+    p = Palette.default()
+    cks: list[dict[str, Any]] = [
+        {"path": "/o/checkpoint-1", "eval_state": "succeeded", "metrics": {"eval_loss": 0.1},
+         "best": True},
+        {"path": "/o/last.ckpt", "version": 2, "eval_state": "failed", "metrics": {}},
+        {"path": "/o/checkpoint-3/", "eval_state": None, "metrics": {}},
+    ]  # fmt: skip
+    lines = [t.plain for t in view.checkpoint_lines(cks, None, 3, p)]
+    assert lines == [
+        "3 checkpoints · 1 scored · best checkpoint-1",
+        "✗ last.ckpt@2  failed",
+        "· checkpoint-3  pending",
+    ]
+    lines = [t.plain for t in view.checkpoint_lines(cks, None, 10, p)]
+    assert lines[:2] == ["3 checkpoints · 1 scored", "★ checkpoint-1  eval_loss 0.1"]
+    assert view.checkpoint_lines(cks, None, 0, p) == []

@@ -10,6 +10,7 @@ from typing import Any
 
 from tmuxtrain.api.base import ClientBase
 from tmuxtrain.api.editing import edited_spec, spec_changes
+from tmuxtrain.core.checkpoints import evals_ref
 from tmuxtrain.core.errors import StateError, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobState
 from tmuxtrain.core.preempt import PREEMPTED
@@ -144,25 +145,39 @@ class Changing(ClientBase):
             job.spec, command=command, gpus=gpus, vram=vram, priority=priority,
             timeout=timeout, env=env, name=name, after=after,
         )  # fmt: skip
-        after_ids = job.after_ids if after is None else self._new_dependencies(job.id, after)
+        after_ids, after_evals = job.after_ids, job.after_evals
+        if after is not None:
+            after_ids, after_evals = self._new_dependencies(job.id, after)
         changes = spec_changes(job.spec, spec)
         if after_ids != job.after_ids:
             changes["after"] = [list(job.after_ids), list(after_ids)]
+        if after_evals != job.after_evals:
+            changes["after_evals"] = [list(job.after_evals), list(after_evals)]
         if not changes:
             return {}
-        if not editing.edit_pending(self.store, job.id, spec, after_ids, time.time(), changes):
+        deps = (after_ids, after_evals)
+        if not editing.edit_pending(self.store, job.id, spec, deps, time.time(), changes):
             raise StateError(f"job {job.id} started meanwhile; it was not changed")
         self.nudge()
         return changes
 
-    def _new_dependencies(self, job_id: int, refs: Sequence[str | int]) -> tuple[int, ...]:
-        """The ids `refs` name, refused when the job would wait for itself (a cycle)."""
+    def _new_dependencies(
+        self, job_id: int, refs: Sequence[str | int]
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The ids `refs` name, and those of them whose checkpoint evaluations it waits for
+        too (`train.evals`); refused when the job would wait for itself (a cycle)."""
         ids: builtins.list[int] = []
+        evals: builtins.list[int] = []
         for ref in refs:
+            base = evals_ref(str(ref).strip())
             try:
-                dep = self.dependency_id(str(ref))
+                dep = self.dependency_id(str(ref) if base is None else base)
             except TmuxtrainError as e:
                 raise TmuxtrainError(f"--after: {e}") from None
+            if base is not None and dep not in evals:
+                if self.store.get(dep).spec.checkpoints is None:
+                    raise TmuxtrainError(f"--after: '{ref}': job {dep} has no checkpoints:")
+                evals.append(dep)
             if dep not in ids:
                 ids.append(dep)
         seen: set[int] = set()
@@ -173,7 +188,7 @@ class Changing(ClientBase):
             seen.update(todo)
             deps = editing.dependencies(self.store, todo).values()
             todo = [d for ds in deps for d in ds if d not in seen]
-        return tuple(ids)
+        return tuple(ids), tuple(evals)
 
     def clean(
         self,

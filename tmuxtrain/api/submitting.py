@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tmuxtrain.api.base import ClientBase
+from tmuxtrain.core.checkpoints import evals_ref
 from tmuxtrain.core.errors import NotStarted, SpecError, TmuxtrainError
 from tmuxtrain.core.model import Config, GpuInfo, JobSpec
 from tmuxtrain.core.units import format_mib
@@ -140,22 +141,36 @@ class Submitting(ClientBase):
         specs = self._dependency_order(given)
         batch = {s.name: i for i, s in enumerate(specs)}
         items: list[tuple[JobSpec, tuple[int, ...]]] = []
+        evals: list[tuple[int, ...]] = []
         # Ids of this batch are not known before insert: -(k+1) stands for its k-th job.
         for spec in specs:
-            deps = []
+            deps, of_evals = [], []
             for ref in spec.after:
-                if ref in batch and ref != spec.name:
-                    deps.append(-(batch[ref] + 1))
-                    continue
-                try:
-                    deps.append(self.dependency_id(ref))
-                except TmuxtrainError as e:
-                    raise _spec_error(spec, "after", str(e)) from None
+                base = evals_ref(ref.strip())
+                target = ref if base is None else base
+                if target in batch and target != spec.name:
+                    dep = -(batch[target] + 1)
+                    has_checkpoints = base is None or specs[batch[target]].checkpoints is not None
+                else:
+                    try:
+                        dep = self.dependency_id(target)
+                    except TmuxtrainError as e:
+                        raise _spec_error(spec, "after", str(e)) from None
+                    has_checkpoints = base is None or bool(self.store.get(dep).spec.checkpoints)
+                if not has_checkpoints:
+                    msg = f"'{ref}': job '{target}' has no checkpoints: to evaluate"
+                    raise _spec_error(spec, "after", msg)
+                deps.append(dep)
+                if base is not None:
+                    of_evals.append(dep)
             items.append((spec, tuple(deps)))
+            evals.append(tuple(of_evals))
         env = submit_environment(True)
         minimal = submit_environment(False)
         rows = [(spec, deps, env if spec.inherit_env else minimal) for spec, deps in items]
-        inserted = self.store.add_jobs(rows, time.time(), self.settings.logs_dir, parent_id)
+        inserted = self.store.add_jobs(
+            rows, time.time(), self.settings.logs_dir, parent_id, evals if any(evals) else None
+        )
         by_spec = {id(s): i for s, i in zip(specs, inserted, strict=True)}
         ids = [by_spec[id(s)] for s in given]  # in the order the files gave them
         if start:
@@ -228,11 +243,18 @@ class Submitting(ClientBase):
         out: builtins.list[JobSpec] = []
         placed: set[str] = set()
         pending = list(specs)
+
+        def target(ref: str) -> str:
+            return evals_ref(ref.strip()) or ref
+
         while pending:
             ready = [
                 s
                 for s in pending
-                if all(d in placed or d not in names or d == s.name for d in s.after)
+                if all(
+                    d in placed or d not in names or d == s.name
+                    for d in (target(r) for r in s.after)
+                )
             ]
             if not ready:
                 cycle = ", ".join(s.name for s in pending)

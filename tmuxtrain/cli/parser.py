@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--priority", type=int, help="higher runs first")
     sp.add_argument("--project", help="fair-share group")
     sp.add_argument(
-        "--after", action="append", metavar="ID", help="run after this job succeeds (repeatable)"
+        "--after",
+        action="append",
+        metavar="ID",
+        help="run after this job succeeds (repeatable); ID.evals: and its checkpoint "
+        "evaluations end",
     )
     sp.add_argument("--retries", type=int, help="extra attempts after a failure")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h")
@@ -140,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--after",
         action="append",
         metavar="IDS",
-        help="run after these jobs succeed instead (ids or names, comma-separated); 'none'",
+        help="run after these jobs succeed instead (ids or names, comma-separated; "
+        "NAME.evals: and its checkpoint evaluations end); 'none'",
     )
     sp = add(
         "clean",

@@ -118,7 +118,8 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
         scores = " ".join(f"{k}={format_metric(v)}" for k, v in ck["metrics"].items())
         mark = " (best)" if ck["best"] else ""
         state = f"eval job {ck['eval_job_id']} {ck['eval_state']}"
-        print(f"checkpoint {ck['path']}: {state} {scores}{mark}")
+        version = f" (version {ck['version']})" if ck.get("version", 1) > 1 else ""
+        print(f"checkpoint {ck['path']}{version}: {state} {scores}{mark}")
     for at in j["attempts"]:
         print(f"attempt {at['attempt']}: exit {at['exit_code']} gpus {at['gpus']} {at['reason']}")
     return 0

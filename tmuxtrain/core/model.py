@@ -168,6 +168,7 @@ class Job:
     state: JobState = JobState.PENDING
     attempt: int = 1
     after_ids: tuple[int, ...] = ()
+    after_evals: tuple[int, ...] = ()  # of `after_ids`: whose checkpoint evaluations too
     held: bool = False
     gpus: tuple[int, ...] = ()
     exit_code: int | None = None

@@ -121,13 +121,16 @@ def decide(
     config: Config,
     now: float,
     dep_states: Mapping[int, tuple[JobState, str]] | None = None,
+    evals_open: Mapping[int, int] | None = None,
 ) -> Decisions:
     """Decide one scheduling step.
 
     `jobs` are the pending and running jobs; `dep_states` gives (state, name) of every job a
-    pending job depends on that is not in `jobs`. Order: policy order; for each pending job,
-    skip it if held, cancel it if a dependency failed or was cancelled, wait if a dependency
-    has not succeeded or its retry backoff has not passed, else place it on GPUs. With
+    pending job depends on that is not in `jobs`; `evals_open` how many checkpoint
+    evaluations of each job in some `after_evals` are still to come or to end. Order: policy
+    order; for each pending job, skip it if held, cancel it if a dependency failed or was
+    cancelled, wait if a dependency has not succeeded, or has evaluations open that the job
+    waits for, or its retry backoff has not passed, else place it on GPUs. With
     `backfill` off, the first job that cannot be placed blocks all later GPU jobs (strict
     order); with it on, that job (the head) reserves the GPUs it is first in line for, and
     later jobs may start only on the other GPUs, so they never delay it. CPU-only jobs
@@ -171,6 +174,12 @@ def decide(
             if cancel:
                 out.cancels.append((job.id, cancel))
                 continue
+            if waiting_on is None and job.after_evals and evals_open:
+                for dep in job.after_evals:
+                    if evals_open.get(dep, 0) > 0:
+                        name = known.get(dep, (JobState.SUCCEEDED, "?"))[1]
+                        waiting_on = f"waiting for the checkpoint evaluations of job {dep} ({name})"
+                        break
             if waiting_on:
                 reasons[job.id] = waiting_on
                 continue

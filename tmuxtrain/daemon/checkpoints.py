@@ -1,8 +1,15 @@
 """The checkpoint watcher: a new checkpoint of a job, once complete, gets an evaluation job.
 
-A checkpoint is complete once it has stopped changing (`core.checkpoints.settle`). It is
-watched while its job runs and for a few seconds after it ended (for the last one). Each
-path is evaluated once, across restarts too: the store refuses a second record of it.
+A checkpoint is a file or a directory matching the job's glob (Hugging Face saves
+`checkpoint-500/`). It is complete once it has stopped changing (`core.checkpoints.settle`:
+its size and newest mtime, over every file inside for a directory), a Hugging Face one only
+once `trainer_state.json` is in it. A symlink stands for its target (Lightning's
+`save_last: link`): the target is evaluated, once, under its own name. A file rewritten in
+place (Lightning's `last.ckpt`) is a new version each time it settles with another size or
+mtime; a directory is evaluated once, since an evaluation may write its results into it.
+Watched while its job runs and for a few seconds after it ended (for the last one), longer
+while one is still settling. Each version is evaluated once, across restarts too: the store
+refuses a second record of it.
 """
 
 from __future__ import annotations
@@ -12,22 +19,64 @@ import glob
 import logging
 import os
 import stat
+from collections.abc import Iterable
 
-from tmuxtrain.core.checkpoints import Seen, eval_spec, settle
-from tmuxtrain.core.model import FINISHED, JobState
+from tmuxtrain.core.checkpoints import Seen, dir_complete, eval_spec, is_rewrite, settle
+from tmuxtrain.core.model import FINISHED, Job, JobState
 from tmuxtrain.settings import Settings
 from tmuxtrain.store import Store
+from tmuxtrain.store.checkpoints import add_checkpoint_eval, open_evaluations
 
 log = logging.getLogger("tmuxtrain.daemon")
 CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
+Known = dict[str, tuple[int, tuple[int, float] | None]]  # path: latest version, (size, mtime)
+
+
+def fingerprint(path: str) -> tuple[tuple[int, float], bool] | None:
+    """(size, newest mtime) of a checkpoint and whether it is a directory; None when it is
+    neither a file nor a directory that may be complete (an unfinished Hugging Face one)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return (st.st_size, st.st_mtime), False
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    size, mtime, top = 0, st.st_mtime, []
+    for root, dirs, files in os.walk(path):
+        if root == path:
+            top = files
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                sub = os.lstat(os.path.join(root, name))
+                mtime = max(mtime, sub.st_mtime)
+                if stat.S_ISREG(sub.st_mode):
+                    size += sub.st_size
+    if not dir_complete(os.path.basename(path), top):
+        return None
+    return (size, mtime), True
+
+
+def link_target(path: str) -> str:
+    """Where a symlink points, through links in turn, with the folders above it as the glob
+    spelled them (not os.path.realpath's): so a target matched by the glob as well is the
+    same path, and paths recorded before keep their spelling."""
+    for _ in range(8):
+        try:
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        except OSError:
+            break
+    return path
 
 
 class CheckpointWatcher:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.known: dict[int, set[str]] = {}
+        self.known: dict[int, Known] = {}
         self.seen: dict[int, dict[str, Seen]] = {}
+        self.dirs: dict[int, set[str]] = {}  # directories seen: evaluated once, never again
 
     def watch(self, now: float) -> bool:
         """Scan the watched jobs' globs; True when an evaluation job was queued."""
@@ -37,36 +86,82 @@ class CheckpointWatcher:
             with_checkpoints=True,
             finished_after=now - CHECKPOINT_AFTER_S,
         )
+        settling = {k for k, v in self.seen.items() if v} - {j.id for j in watching}
+        if settling:  # finished a while ago, but its last checkpoint is not complete yet
+            watching += self.store.jobs(ids=settling)
         live = {j.id for j in watching}
         self.known = {k: v for k, v in self.known.items() if k in live}
         self.seen = {k: v for k, v in self.seen.items() if k in live}
+        self.dirs = {k: v for k, v in self.dirs.items() if k in live}
         for job in watching:
-            ck = job.spec.checkpoints
-            if ck is None:
-                continue
-            known = self.known.get(job.id)
-            if known is None:
-                known = self.known[job.id] = self.store.history.checkpoint_paths(job.id)
-            observed: dict[str, tuple[int, float]] = {}
-            for path in glob.glob(os.path.join(job.spec.cwd, ck.watch)):
-                if path not in known:
-                    with contextlib.suppress(OSError):
-                        st = os.stat(path)
-                        if stat.S_ISREG(st.st_mode):
-                            observed[path] = (st.st_size, st.st_mtime)
-            seen, ready = settle(self.seen.get(job.id, {}), observed, now)
-            self.seen[job.id] = seen
-            for path in ready:
-                known.add(path)
-                eval_id = self.store.add_checkpoint_eval(
-                    job.id,
-                    path,
-                    eval_spec(job.spec, path),
-                    self.store.env_of(job.id),
-                    now,
-                    self.settings.logs_dir,
-                )
-                if eval_id is not None:
-                    log.info("job %s: checkpoint %s -> evaluation job %s", job.id, path, eval_id)
-                    queued = True
+            queued |= self._scan(job, now)
         return queued
+
+    def _scan(self, job: Job, now: float) -> bool:
+        ck = job.spec.checkpoints
+        if ck is None:
+            return False
+        known = self.known.get(job.id)
+        if known is None:
+            known = self.known[job.id] = self.store.history.checkpoint_versions(job.id)
+        dirs = self.dirs.setdefault(job.id, set())
+        observed: dict[str, tuple[int, float]] = {}
+        for match in glob.glob(os.path.join(job.spec.cwd, ck.watch)):
+            path = link_target(match) if os.path.islink(match) else match.rstrip("/")
+            if path in observed or path in dirs:
+                continue
+            got = fingerprint(path)
+            if got is None:
+                continue
+            current, is_dir = got
+            if is_dir:
+                if path in known:
+                    dirs.add(path)
+                    continue
+            elif path in known:
+                version, recorded = known[path]
+                if recorded is None:  # recorded before versions: take it as this one
+                    known[path] = (version, current)
+                if not is_rewrite(known[path][1], current):
+                    continue
+            observed[path] = current
+        seen, ready = settle(self.seen.get(job.id, {}), observed, now)
+        self.seen[job.id] = seen
+        queued = False
+        for path in ready:
+            version = known[path][0] + 1 if path in known else 1
+            current = observed[path]
+            known[path] = (version, current)
+            eval_id = add_checkpoint_eval(
+                self.store,
+                job.id,
+                path,
+                version,
+                current,
+                eval_spec(job.spec, path, version),
+                self.store.env_of(job.id),
+                now,
+                self.settings.logs_dir,
+            )
+            if eval_id is not None:
+                log.info("job %s: checkpoint %s -> evaluation job %s", job.id, path, eval_id)
+                queued = True
+        return queued
+
+    def evaluations_open(self, ids: Iterable[int], now: float) -> dict[int, int]:
+        """How many checkpoint evaluations of each of these jobs are still to come or to end:
+        its pending and running evaluation jobs, plus one while its checkpoints are still
+        watched (it runs, it ended less than CHECKPOINT_AFTER_S ago, one is settling)."""
+        wanted = set(ids)
+        out = open_evaluations(self.store, wanted)
+        for job in self.store.jobs(ids=wanted):
+            if job.spec.checkpoints is None:
+                continue
+            ended = job.finished_at is not None and job.state.finished
+            if (
+                not ended
+                or now - (job.finished_at or now) < CHECKPOINT_AFTER_S
+                or self.seen.get(job.id)
+            ):
+                out[job.id] = out.get(job.id, 0) + 1
+        return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from tmuxtrain.core import oom, preempt
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
@@ -50,6 +50,9 @@ class Launcher:
         self.held_back = False  # a retry waits for its last attempt's output
         self.preempted = False  # a running job was asked to stop for preemption
         self.stopping_for: dict[int, int] = {}  # preempted job -> the job it stops for
+        # What `after: [train.evals]` waits for: the checkpoint watcher knows.
+        self.evaluations_open: Callable[[Iterable[int], float], dict[int, int]] | None = None
+        self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
 
     def launch(
         self,
@@ -63,6 +66,7 @@ class Launcher:
         of a runner with a queue of its own (Slurm) are handed to it (`_submit`); the others
         are placed on this machine's GPUs by the queue policy."""
         places = self.runner.capabilities_of
+        self.waiting_on_evals = False
         remote = [j for j in pending if not places(j).places_gpus and not j.queued]
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
@@ -71,7 +75,8 @@ class Launcher:
         ids = {j.id for j in active}
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
-        decisions = decide(active, gpus, self.config, now, dep_states)
+        evals = self._evals_open(pending, now)
+        decisions = decide(active, gpus, self.config, now, dep_states, evals)
         self.last = decisions
         for job_id, why in decisions.cancels:
             if self.store.cancel_pending(job_id, why, now):
@@ -80,7 +85,8 @@ class Launcher:
         reasons = {i: r + oom.note(by_id[i]) for i, r in decisions.reasons.items()}
         self.preempted = False
         if self.config.preempt_after_s is not None and any(j.spec.preemptible for j in running):
-            self._preempt(pending, running, gpus, decisions, dep_states, reasons, now)
+            ready = [j for j in pending if not any(evals.get(d) for d in j.after_evals)]
+            self._preempt(ready, running, gpus, decisions, dep_states, reasons, now)
         self.store.set_reasons({i: r for i, r in reasons.items() if by_id[i].reason != r})
         ports = {j.master_port for j in running if j.master_port}
         self.held_back = False
@@ -126,15 +132,29 @@ class Launcher:
                 name = by_id[victim_id].name
                 reasons[for_job] += f"; preempting job {victim_id} ({name})"
 
+    def _evals_open(self, jobs: Sequence[Job], now: float) -> dict[int, int]:
+        """Open checkpoint evaluations of the jobs these wait on with `after: [X.evals]`.
+        A watch closes with the clock, not with a change in the store: while a job waits
+        on one, the loop decides again each tick."""
+        wanted = {d for j in jobs for d in j.after_evals}
+        if not wanted or self.evaluations_open is None:
+            return {}
+        evals = self.evaluations_open(wanted, now)
+        self.waiting_on_evals |= any(n > 0 for n in evals.values())
+        return evals
+
     def _submit(self, jobs: Sequence[Job], now: float) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
         not held, no retry backoff left, and every dependency either succeeded or already
         in that runner (then waited for there, `afterok`). A failed dependency cancels."""
         deps = dependencies(self.store, {d for j in jobs for d in j.after_ids})
+        evals = self._evals_open(jobs, now)
         reasons: dict[int, str] = {}
         handed = False
         for job in jobs:
             why, after = self._holds(job, deps, now)
+            if why is None and any(evals.get(d, 0) for d in job.after_evals):
+                why = "waiting for the checkpoint evaluations of its dependencies"
             if why is not None:
                 if why.startswith("dependency ") and self.store.cancel_pending(job.id, why, now):
                     log.info("job %s cancelled: %s", job.id, why)
@@ -171,7 +191,7 @@ class Launcher:
                 return f"dependency {dep} ({name}) {state.value}", ()
             if state is JobState.SUCCEEDED:
                 continue
-            if external is None:
+            if external is None or dep in job.after_evals:
                 return f"waiting for job {dep} ({name}) to succeed", ()
             after.append(external)
         return None, tuple(after)

@@ -81,6 +81,7 @@ class Scheduler:
         self.reaper = Reaper(store, runner, config)
         self.tailer = LogTailer(store, runner)
         self.checkpoints = CheckpointWatcher(store, settings)
+        self.launcher.evaluations_open = self.checkpoints.evaluations_open
         self.hooks = HookRunner(config, settings)
         self.windows = WindowKeeper(store, runner, config)
         self.gpus: list[GpuInfo] = []
@@ -144,6 +145,8 @@ class Scheduler:
             pending = self.store.pending()
             due = min(self._due(pending + running), preempt.next_due(pending, self.config, now))
             self.next_due = min(due, self.reaper.next_due(running))
+            if pending and self.launcher.waiting_on_evals:  # a watch closes with the clock
+                self.next_due = min(self.next_due, now + self.idle_tick_s)
             self.last_key = key
         self.tailer.tail(running, now)
         if self.tailer.drain(now) and self.launcher.held_back:

@@ -22,7 +22,8 @@ JOB_COLUMNS = (
     "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
     "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
-    "notes, queued, external_id, vram_source, vram_request_mib, vram_peak_mib, restarts"
+    "notes, queued, external_id, vram_source, vram_request_mib, vram_peak_mib, restarts, "
+    "after_evals"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
@@ -97,6 +98,7 @@ JOB_FIELDS: tuple[Field, ...] = (
         lambda j, now: j.spec.project or "default",
     ),
     Field("after", "json(after_ids)", lambda j, now: list(j.after_ids)),
+    Field("after_evals", "json(after_evals)", lambda j, now: list(j.after_evals)),
     Field("held", "json(iif(held, 'true', 'false'))", lambda j, now: j.held),
     Field("attempt", "attempt", lambda j, now: j.attempt),
     Field("max_retries", _spec("retries", "0"), lambda j, now: j.spec.retries),
@@ -178,6 +180,7 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         vram_request_mib=row[29],
         vram_peak_mib=row[30],
         restarts=row[31],
+        after_evals=_ints(row[32]),
     )
 
 

@@ -46,21 +46,24 @@ def edit_pending(
     store: Store,
     job_id: int,
     spec: JobSpec,
-    after_ids: Sequence[int],
+    deps: tuple[Sequence[int], Sequence[int]],
     now: float,
     changes: dict[str, Any],
 ) -> bool:
-    """Replace a pending job's spec and dependencies, and record `changes` (the `edited`
-    event's data); False when the job is no longer pending."""
+    """Replace a pending job's spec and dependencies (ids, and those whose checkpoint
+    evaluations it waits for too), and record `changes` (the `edited` event's data);
+    False when the job is no longer pending."""
+    after_ids, after_evals = deps
     with store.tx() as db:
         cur = db.execute(
-            "UPDATE jobs SET name = ?, spec = ?, priority = ?, after_ids = ?,"
+            "UPDATE jobs SET name = ?, spec = ?, priority = ?, after_ids = ?, after_evals = ?,"
             " has_checkpoints = ? WHERE id = ? AND state = 'pending' AND queued = 0",
             (
                 spec.name,
                 json.dumps(spec.to_dict(), separators=(",", ":")),
                 spec.priority,
                 json.dumps(list(after_ids)),
+                json.dumps(list(after_evals)),
                 int(spec.checkpoints is not None),
                 job_id,
             ),

@@ -135,24 +135,34 @@ class History:
         row = self.db.execute("SELECT log_offset FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def checkpoint_paths(self, job_id: int) -> set[str]:
-        rows = self.db.execute("SELECT path FROM checkpoints WHERE job_id = ?", (job_id,))
-        return {r[0] for r in rows}
+    def checkpoint_versions(self, job_id: int) -> dict[str, tuple[int, tuple[int, float] | None]]:
+        """Each recorded checkpoint path of a job: its latest version and that version's
+        (size, mtime), None where a database before versions did not record them."""
+        rows = self.db.execute(
+            "SELECT path, max(version), size, mtime FROM checkpoints WHERE job_id = ?"
+            " GROUP BY path",
+            (job_id,),
+        )
+        return {
+            p: (int(v), None if size is None or mtime is None else (int(size), float(mtime)))
+            for p, v, size, mtime in rows
+        }
 
     def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT c.path, c.seen_at, c.eval_job_id, j.state, j.metrics FROM checkpoints c "
-            "LEFT JOIN jobs j ON j.id = c.eval_job_id WHERE c.job_id = ? "
-            "ORDER BY c.seen_at, c.path",
+            "SELECT c.path, c.version, c.seen_at, c.eval_job_id, j.state, j.metrics"
+            " FROM checkpoints c LEFT JOIN jobs j ON j.id = c.eval_job_id WHERE c.job_id = ?"
+            " ORDER BY c.seen_at, c.path, c.version",
             (job_id,),
         )
         return [
             {
                 "path": p,
+                "version": v,
                 "seen_at": t,
                 "eval_job_id": e,
                 "eval_state": st,
                 "metrics": json.loads(m) if m else {},
             }
-            for p, t, e, st, m in rows
+            for p, v, t, e, st, m in rows
         ]

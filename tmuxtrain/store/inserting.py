@@ -19,12 +19,15 @@ def insert_jobs(
     now: float,
     logs_dir: str,
     parent_id: int | None,
+    evals: Sequence[tuple[int, ...]] | None = None,
 ) -> list[int]:
     """Insert jobs (spec, dependency ids, environment); their ids. A negative dependency
-    -k names the k-th job of this same batch, whose id is not known before the insert."""
+    -k names the k-th job of this same batch, whose id is not known before the insert.
+    `evals`, beside `items`: the dependencies whose checkpoint evaluations a job waits for
+    too (`after: [train.evals]`)."""
     ids: list[int] = []
     hashes: dict[int, str] = {}
-    for spec, after, env in items:
+    for n, (spec, after, env) in enumerate(items):
         env_hash = None
         if env is not None:
             env_hash = hashes.get(id(env))
@@ -34,14 +37,17 @@ def insert_jobs(
                 db.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (env_hash, data))
                 hashes[id(env)] = env_hash
         deps = [ids[-d - 1] if d < 0 else d for d in after]
+        of_evals = [ids[-d - 1] if d < 0 else d for d in (evals[n] if evals else ())]
         cur = db.execute(
-            "INSERT INTO jobs (name, state, spec, env_hash, after_ids, priority, submitted_at,"
-            " parent_id, has_checkpoints, held) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (name, state, spec, env_hash, after_ids, after_evals, priority,"
+            " submitted_at, parent_id, has_checkpoints, held)"
+            " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 spec.name,
                 json.dumps(spec.to_dict(), separators=(",", ":")),
                 env_hash,
                 json.dumps(deps),
+                json.dumps(of_evals),
                 spec.priority,
                 now,
                 parent_id,

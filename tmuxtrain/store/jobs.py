@@ -109,42 +109,18 @@ class Store:
         now: float,
         logs_dir: str,
         parent_id: int | None = None,
+        evals: Sequence[tuple[int, ...]] | None = None,
     ) -> list[int]:
         """Insert jobs (spec, dependency ids, environment) in one transaction; returns ids.
 
         A negative dependency -k names the k-th job of this same batch, whose id is not
-        known before the insert.
+        known before the insert. `evals` (one tuple per item): the dependencies whose
+        checkpoint evaluations the job waits for too.
         """
         with self.tx() as db:
-            ids = insert_jobs(db, items, now, logs_dir, parent_id)
+            ids = insert_jobs(db, items, now, logs_dir, parent_id, evals)
         self.refresh_pending(ids)
         return ids
-
-    def add_checkpoint_eval(
-        self,
-        job_id: int,
-        path: str,
-        spec: JobSpec,
-        env: dict[str, str] | None,
-        now: float,
-        logs_dir: str,
-    ) -> int | None:
-        """Record a checkpoint and queue its evaluation job, once: None if already known."""
-        with self.tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO checkpoints (job_id, path, seen_at) VALUES (?, ?, ?)",
-                (job_id, path, now),
-            )
-            if cur.rowcount != 1:
-                return None
-            [eval_id] = insert_jobs(db, [(spec, (), env)], now, logs_dir, job_id)
-            db.execute(
-                "UPDATE checkpoints SET eval_job_id = ? WHERE job_id = ? AND path = ?",
-                (eval_id, job_id, path),
-            )
-            add_event(db, now, job_id, "checkpoint", {"path": path, "eval_job_id": eval_id})
-        self.refresh_pending([eval_id])
-        return eval_id
 
     # ---- reading ----------------------------------------------------------------------
 

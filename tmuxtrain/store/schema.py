@@ -120,6 +120,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # A checkpoint file rewritten in place (Lightning's last.ckpt) is a new version to
+        # evaluate, known by its size and mtime; `after: [train.evals]` waits for a job's
+        # evaluations (`after_evals`), found by their parent.
+        "0006_checkpoint_versions",
+        """
+        ALTER TABLE checkpoints RENAME TO checkpoints_0005;
+        CREATE TABLE checkpoints (
+            job_id INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            size INTEGER,
+            mtime REAL,
+            seen_at REAL NOT NULL,
+            eval_job_id INTEGER,
+            PRIMARY KEY (job_id, path, version)
+        );
+        INSERT INTO checkpoints (job_id, path, seen_at, eval_job_id)
+            SELECT job_id, path, seen_at, eval_job_id FROM checkpoints_0005;
+        DROP TABLE checkpoints_0005;
+        ALTER TABLE jobs ADD COLUMN after_evals TEXT NOT NULL DEFAULT '[]';
+        CREATE INDEX jobs_parent ON jobs(parent_id) WHERE parent_id IS NOT NULL;
+        """,
+    ),
+    (
         # A retry after CUDA out of memory asks for more than the job declared
         # (`vram_source` 'raised', `vram_request_mib` NULL: whole GPUs); the measured peak
         # of the latest attempt; and how many attempts preemption stopped (no retry used).

@@ -201,6 +201,7 @@ class TmuxtrainApp(App[int]):
                 self.plot.show(current, snap.history[1])
             if snap.log is not None and snap.log.job_id == current:
                 self.tail.feed(current, snap.log.text, snap.log.reset)
+            self.info.show_checkpoints(snap.checkpoints)
             self._shown_detail = current
         elif current != self._shown_detail:
             self._fresh_detail = True  # read for another job: read this one's from scratch

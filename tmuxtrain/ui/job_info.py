@@ -1,4 +1,4 @@
-"""The selected job's settings and latest metrics, as a few dense lines."""
+"""The selected job's settings, latest metrics and checkpoints, as a few dense lines."""
 
 from __future__ import annotations
 
@@ -27,14 +27,25 @@ class JobInfo(Widget):
         self.palette = Palette.default()
         self._job: Job | None = None
         self._now = 0.0
+        self._checkpoints: tuple[int, list[dict[str, Any]]] | None = None
 
     def show(self, job: Job | None, now: float) -> None:
         running = job is not None and job.state is JobState.RUNNING
         if job is self._job and not running:
             return
+        if job is None or (self._checkpoints is not None and self._checkpoints[0] != job.id):
+            self._checkpoints = None  # another job's: never shown under this one
         self._job, self._now = job, now
         self.border_title = "job" if job is None else f"job {job.id}"
         self.refresh()
+
+    def show_checkpoints(self, read: tuple[int, list[dict[str, Any]]] | None) -> None:
+        """A job's checkpoints with their evaluations (`Client.checkpoints`), kept when
+        they are the shown job's; None: nothing new was read."""
+        job = self._job
+        if read is not None and job is not None and read[0] == job.id and self._checkpoints != read:
+            self._checkpoints = read
+            self.refresh()
 
     def render(self) -> Text:
         """Lines cut to the width (never wrapped mid-field), except the command (two lines)
@@ -113,6 +124,10 @@ class JobInfo(Widget):
 
         command = "$ " + printable(s.command)
         first, rest = command[:width], command[width:]
+        if s.checkpoints is not None and self._checkpoints and self._checkpoints[0] == job.id:
+            rows = self.content_region.height - len(lines) - 1 - bool(rest)
+            cks = self._checkpoints[1]
+            lines += view.checkpoint_lines(cks, s.checkpoints.keep_best, rows, p)
         lines.append(Text(first, style=p.muted, no_wrap=True))
         if rest:
             lines.append(Text(rest, style=p.muted, no_wrap=True, overflow="ellipsis"))

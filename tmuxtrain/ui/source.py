@@ -74,6 +74,7 @@ class Snapshot:
     order: dict[int, int] | None = None  # pending job -> place in the start order, when read
     history: tuple[int, dict[str, list[list[float | None]]]] | None = None
     log: LogChunk | None = None
+    checkpoints: tuple[int, list[dict[str, Any]]] | None = None  # the selected job's
     errors: list[str] = field(default_factory=list)
     cluster: dict[str, Any] | None = None  # Slurm's partitions (runner: slurm)
 
@@ -92,6 +93,7 @@ class DataSource:
         self._finished: dict[int, Job] = {}
         self._by_id: dict[int, Job] = {}
         self._history_key: tuple[int, Any] | None = None
+        self._checkpoints_key: tuple[int, int] | None = None
         self._log: _LogPos | None = None
         self._cluster: tuple[float, dict[str, Any] | None] | None = None
 
@@ -122,12 +124,14 @@ class DataSource:
                 snap.order = {job_id: n for n, job_id in enumerate(ids)}
             if fresh:
                 self._history_key = None
+                self._checkpoints_key = None
                 self._log = None
             if selected is not None:
                 job = self._by_id.get(selected)
                 if job is not None:
                     snap.history = self._history(job)
                     snap.log = self._read_log(job)
+                    snap.checkpoints = self._checkpoints(job, version)
             return snap
 
     def _read_cluster(self) -> dict[str, Any] | None:
@@ -186,6 +190,14 @@ class DataSource:
             return None
         self._history_key = key
         return job.id, self.client.metrics(job.id)
+
+    def _checkpoints(self, job: Job, version: int) -> tuple[int, list[dict[str, Any]]] | None:
+        """The job's checkpoints, read again only when something was committed since (an
+        evaluation ended, a checkpoint was found)."""
+        if job.spec.checkpoints is None or self._checkpoints_key == (job.id, version):
+            return None
+        self._checkpoints_key = (job.id, version)
+        return job.id, self.client.checkpoints(job)
 
     def _read_log(self, job: Job) -> LogChunk | None:
         path = job.log_path

@@ -239,3 +239,61 @@ def level_style(value: float | None, warn: float, bad: float, p: Palette) -> Any
     if value is None:
         return p.muted
     return p.err if value >= bad else p.warn if value >= warn else p.fg
+
+
+SCORE_NAMES = ("eval_loss", "val_loss", "test_loss", "loss")  # shown when keep_best is unset
+CHECKPOINT_MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "✗", "running": "▶"}
+
+
+def checkpoint_score(metrics: Mapping[str, Any], keep_best: str | None) -> tuple[str, Any] | None:
+    """The one score a checkpoint row shows: the `keep_best` metric, else the first loss
+    among SCORE_NAMES, else the first metric by name; None before there is any."""
+    if keep_best:
+        name = keep_best.split(":", 1)[1] if keep_best.startswith(("min:", "max:")) else keep_best
+        return (name, metrics[name]) if name in metrics else None
+    for name in SCORE_NAMES:
+        if name in metrics:
+            return name, metrics[name]
+    names = sorted(k for k in metrics if k not in ("progress", "eta_s"))
+    return (names[0], metrics[names[0]]) if names else None
+
+
+def checkpoint_lines(
+    cks: Sequence[Mapping[str, Any]], keep_best: str | None, rows: int, p: Palette
+) -> list[Text]:
+    """A job's checkpoints in at most `rows` lines: a summary, then the newest ones, each
+    with its evaluation's state and score; the best starred."""
+    if rows < 1 or not cks:
+        return []
+    scored = sum(1 for c in cks if c.get("eval_state") == "succeeded")
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(f"{len(cks)} checkpoint{'s' if len(cks) != 1 else ''}", style="bold")
+    head.append(f" · {scored} scored", style=p.muted)
+    shown = list(cks)[-(rows - 1) :] if rows > 1 else []
+    best = next((c for c in cks if c.get("best")), None)
+    if best is not None and best not in shown:  # scrolled off: named up here
+        head.append(" · best ", style=p.muted)
+        head.append(checkpoint_label(best), style=p.ok)
+    out = [head]
+    for c in shown:
+        state = c.get("eval_state") or "pending"
+        line = Text(no_wrap=True, overflow="ellipsis")
+        mark = "★" if c.get("best") else CHECKPOINT_MARKS.get(state, "·")
+        style = p.err if state in ("failed", "cancelled") else p.ok if c.get("best") else p.muted
+        line.append(f"{mark} ", style=style)
+        line.append(checkpoint_label(c), style="bold" if c.get("best") else "")
+        score = checkpoint_score(c.get("metrics") or {}, keep_best)
+        if score is not None:
+            line.append(f"  {score[0]} ", style=p.muted)
+            line.append(format_metric(score[1]))
+        elif state != "succeeded":
+            line.append(f"  {state}", style=p.err if style is p.err else p.warn)
+        out.append(line)
+    return out
+
+
+def checkpoint_label(ck: Mapping[str, Any]) -> str:
+    """`checkpoint-500`, `last.ckpt@2`: what tells a job's checkpoints apart at a glance."""
+    name = printable(str(ck.get("path", "")).rstrip("/").rsplit("/", 1)[-1])
+    version = int(ck.get("version") or 1)
+    return name + (f"@{version}" if version > 1 else "")
