@@ -278,6 +278,8 @@ def test_attempts(store: Store) -> None:
             "tmux_window": "@1",
             "reason": "exit code 1",
             "detail": [],
+            "vram_mib": None,
+            "peak_mib": None,
         },
         {
             "attempt": 2,
@@ -288,6 +290,8 @@ def test_attempts(store: Store) -> None:
             "tmux_window": "@2",
             "reason": "",
             "detail": [],
+            "vram_mib": None,
+            "peak_mib": None,
         },
     ]
     assert store.history.attempts(999) == []
@@ -520,13 +524,19 @@ def test_jobs_json_equals_job_json_for_every_kind_of_job(tmp_path: Path) -> None
         finished_at=2.675 + 104.0,
         exit_code=-9,
     )
-    s.update(b, held=True)
+    s.update(b, held=True, vram_ask=6144, vram_why="learned")
+    s.update(d, vram_ask=None, vram_why="raised", restarts=2, gpu_share=0.25)
     for now in (200.0, 101.1239, 1e9 + 0.0005):
         listed = json.loads(s.jobs_json(None, now))
         wanted = [job_json(job, now) for job in s.jobs()]
         assert listed == wanted
         assert [list(x) for x in listed] == [list(x) for x in wanted]  # key order too
     assert listed[0]["metrics"]["loss"] == 0.30000000000000004
+    # vram_mib is what the current attempt asks; the declaration stays beside it.
+    asks = [(x["vram_mib"], x["vram_declared_mib"], x["vram_source"]) for x in listed]
+    assert asks == [(2048, 2048, "declared"), (6144, None, "learned"), (None, None, "declared"),
+                    (None, None, "raised")]  # fmt: skip
+    assert [x["restarts"] for x in listed] == [0, 0, 0, 2]
     assert [x["id"] for x in json.loads(s.jobs_json([JobState.RUNNING], 0.0))] == [a]
     assert json.loads(s.jobs_json([JobState.SUCCEEDED], 0.0)) == []
     s.close()

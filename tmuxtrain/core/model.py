@@ -81,6 +81,7 @@ class JobSpec:
     preemptible: bool = False  # may be stopped for a higher-priority job, then rerun
     resume: str | None = None  # the command for a rerun after preemption
     vram_exclusive: bool = False  # `vram: exclusive`: whole GPUs, never a learned size
+    sweep: str = ""  # file:line and command template it came from ("" ad hoc): learned VRAM
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -106,6 +107,7 @@ class JobSpec:
             "preemptible": self.preemptible,
             "resume": self.resume,
             "vram_exclusive": self.vram_exclusive,
+            "sweep": self.sweep,
         }
         if self.checkpoints is not None:
             c = self.checkpoints
@@ -146,6 +148,7 @@ class JobSpec:
             preemptible=d.get("preemptible", False),
             resume=d.get("resume"),
             vram_exclusive=d.get("vram_exclusive", False),
+            sweep=d.get("sweep", ""),
         )
 
 
@@ -178,6 +181,13 @@ class Job:
     metrics: dict[str, Any] = field(default_factory=dict)
     pid_boot: str | None = None  # the boot `pid` was recorded in
     notes: tuple[str, ...] = ()  # what the scheduler had to tell (a disabled pattern ...)
+    # What the current attempt asks per GPU when not the declared `vram`: `vram_why` is
+    # "learned" (from its sweep's finished siblings) or "raised" (after CUDA out of memory),
+    # and `vram_ask` the MiB (None: whole GPUs). "" : as declared.
+    vram_ask: int | None = None
+    vram_why: str = ""
+    restarts: int = 0  # times it was preempted and put back (they use up no retry)
+    gpu_share: float | None = None  # GPU-equivalents its attempt holds (fair-share usage)
 
     # Shorthands the policy code reads a lot.
     @property
@@ -194,7 +204,8 @@ class Job:
 
     @property
     def vram_mib(self) -> int | None:
-        return self.spec.vram_mib
+        """What the current attempt asks per GPU: learned or raised, else as declared."""
+        return self.vram_ask if self.vram_why else self.spec.vram_mib
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tmuxtrain import patterns
 from tmuxtrain.core import reconcile as rec
@@ -178,7 +179,7 @@ class Reaper:
         )  # fmt: skip
         ended_at = e.ended_at if e.ended_at is not None else now
         ended_at = max(ended_at, job.started_at or ended_at)
-        fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
+        fields: dict[str, Any] = {"exit_code": code, "reason": out.reason}
         if out.state is JobState.PENDING:
             fields.update(rec.attempt_fields(job.attempt + 1, not_before=out.not_before))
             fields["reason"] = out.reason

@@ -22,7 +22,7 @@ JOB_COLUMNS = (
     "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
     "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
-    "notes"
+    "notes, vram_ask, vram_why, restarts, gpu_share"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
@@ -30,6 +30,7 @@ WRITABLE = frozenset(
         "held", "attempt", "gpus", "exit_code", "reason", "log_path", "tmux_window", "tmux_pane",
         "pid", "pid_start", "pid_boot", "master_port", "started_at", "finished_at", "not_before",
         "cancel_requested_at", "cancel_reason", "metrics", "log_offset", "priority",
+        "vram_ask", "vram_why", "restarts", "gpu_share",
     }
 )  # fmt: skip
 _STATES = {s.value: s for s in JobState}
@@ -80,7 +81,18 @@ JOB_FIELDS: tuple[Field, ...] = (
     Field("cwd", _spec("cwd"), lambda j, now: j.spec.cwd),
     Field("env", f"json({_spec('env', repr('{}'))})", lambda j, now: dict(j.spec.env)),
     Field("gpus_requested", _spec("gpus", "1"), lambda j, now: j.spec.gpus),
-    Field("vram_mib", _spec("vram_mib"), lambda j, now: j.spec.vram_mib),
+    # What the current attempt asks (learned or raised), with what the job file declared.
+    Field(
+        "vram_mib",
+        f"iif(vram_why != '', vram_ask, {_spec('vram_mib')})",
+        lambda j, now: j.vram_mib,
+    ),
+    Field("vram_declared_mib", _spec("vram_mib"), lambda j, now: j.spec.vram_mib),
+    Field(
+        "vram_source",
+        "iif(vram_why != '', vram_why, 'declared')",
+        lambda j, now: j.vram_why or "declared",
+    ),
     Field("gpus", "json(gpus)", lambda j, now: list(j.gpus)),
     Field("priority", _spec("priority", "0"), lambda j, now: j.spec.priority),
     Field(
@@ -92,6 +104,7 @@ JOB_FIELDS: tuple[Field, ...] = (
     Field("held", "json(iif(held, 'true', 'false'))", lambda j, now: j.held),
     Field("attempt", "attempt", lambda j, now: j.attempt),
     Field("max_retries", _spec("retries", "0"), lambda j, now: j.spec.retries),
+    Field("restarts", "restarts", lambda j, now: j.restarts),
     Field("exit_code", "exit_code", lambda j, now: j.exit_code),
     Field("log_path", "log_path", lambda j, now: j.log_path),
     Field("tmux_window", "tmux_window", lambda j, now: j.tmux_window),
@@ -156,6 +169,10 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         metrics={} if row[23] == "{}" else json.loads(row[23]),
         pid_boot=row[24],
         notes=() if row[25] == "[]" else tuple(json.loads(row[25])),
+        vram_ask=row[26],
+        vram_why=row[27],
+        restarts=row[28],
+        gpu_share=row[29],
     )
 
 

@@ -109,6 +109,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE attempts ADD COLUMN detail TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    (
+        # Scheduling by what jobs use (issue 15): what an attempt asks per GPU when it is not
+        # the declared vram (learned from its sweep, raised after CUDA out of memory), how
+        # often a job was preempted, the GPU-equivalents an attempt holds (fair-share
+        # usage) and its peak GPU memory (learned VRAM).
+        "0005_vram_asks_restarts_and_usage",
+        """
+        ALTER TABLE jobs ADD COLUMN vram_ask INTEGER;
+        ALTER TABLE jobs ADD COLUMN vram_why TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN gpu_share REAL;
+        ALTER TABLE attempts ADD COLUMN vram_mib INTEGER;
+        ALTER TABLE attempts ADD COLUMN gpu_share REAL;
+        ALTER TABLE attempts ADD COLUMN peak_mib INTEGER;
+        CREATE INDEX attempts_finished ON attempts(finished_at);
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 
