@@ -191,6 +191,19 @@ def test_dependency_failed_or_cancelled_cancels() -> None:
     assert 2 not in d.reasons and 4 not in d.reasons
 
 
+def test_a_chain_of_dependents_is_cancelled_in_one_decision() -> None:
+    """Nothing may come to wake the scheduler for the next link (found by the simulation:
+    a CPU job waited forever on a dependency cancelled in the decision before)."""
+    deps = {1: (JobState.FAILED, "base")}
+    jobs = [job(4, after_ids=(3,)), job(2, after_ids=(1,)), job(3, after_ids=(2,))]
+    d = decide(jobs, gpus(1), CFG, NOW, deps)
+    assert d.cancels == [
+        (2, "dependency 1 (base) failed"),
+        (3, "dependency 2 (job2) cancelled"),
+        (4, "dependency 3 (job3) cancelled"),
+    ]
+
+
 def test_failed_dependency_wins_over_a_waiting_one() -> None:
     deps = {1: (JobState.RUNNING, "a"), 2: (JobState.FAILED, "b")}
     d = decide([job(3, after_ids=(1, 2))], gpus(1), CFG, NOW, deps)

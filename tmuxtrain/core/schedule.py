@@ -115,6 +115,25 @@ def start_order(pending: Sequence[Job], running: Sequence[Job], config: Config) 
     return [j.id for j in order] + sorted(j.id for j in pending if j.held)
 
 
+def _doom_dependents(pending: Sequence[Job], known: dict[int, tuple[JobState, str]]) -> None:
+    """Mark in `known` as cancelled the pending jobs a failed or cancelled dependency dooms,
+    transitively: a chain is cancelled in one decision, not one link per decision (nothing
+    else may come to wake the scheduler for the next link)."""
+    bad = (JobState.FAILED, JobState.CANCELLED)
+    waiting = [j for j in pending if j.after_ids]
+    changed = True
+    while changed:
+        changed = False
+        rest = []
+        for j in waiting:
+            if any(known.get(d, (JobState.CANCELLED, "?"))[0] in bad for d in j.after_ids):
+                known[j.id] = (JobState.CANCELLED, j.spec.name)
+                changed = True
+            else:
+                rest.append(j)
+        waiting = rest
+
+
 def decide(
     jobs: Sequence[Job],
     gpus: Sequence[GpuInfo],
@@ -140,6 +159,7 @@ def decide(
     if any(j.after_ids for j in pending):
         needed = {d for j in pending for d in j.after_ids}
         known.update((j.id, (j.state, j.spec.name)) for j in jobs if j.id in needed)
+        _doom_dependents(pending, known)
     holdings = holdings_of(running)
     loads = gpu_loads(gpus, holdings, config.headroom_mib)
     # Why a shape (gpus, then vram) found no room: holdings only grow within a step, so a
