@@ -318,6 +318,10 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     print(f"scheduler: {'running (pid ' + str(sch['pid']) + ')' if sch['running'] else 'down'}")
     print("jobs:      " + "  ".join(f"{k} {v}" for k, v in st["counts"].items()))
     print(f"home:      {st['home']}")
+    if st["projects"]:
+        from tmuxtrain.cli_fairshare import fair_share_table
+
+        print(fair_share_table(st["projects"]))
     return 0
 
 

@@ -112,12 +112,17 @@ def test_fair_share_priority_within_a_project() -> None:
     assert [j.id for j in order] == [2, 3, 1]
 
 
-def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -> list[Job]:
+def _fair_share_by_definition(
+    pending: list[Job], run: list[Job], cfg: Config, usage: dict[str, float]
+) -> list[Job]:
     """The plain reading of the rule: take, one at a time, the best job of the project whose
-    use / share is lowest (ties: the better job), counting each taken job as running."""
-    use = {p: 0.0 for p in {j.spec.project for j in pending}}
+    standing, (decayed GPU-seconds + a minute per day of half-life for each GPU held) /
+    share, is lowest (ties: the better job), counting each taken job's GPUs as held."""
+    charge = cfg.fair_share_half_life_s / 1440
+    use = {p: usage.get(p, 0.0) for p in {j.spec.project for j in pending}}
     for j in run:
-        use[j.spec.project] = use.get(j.spec.project, 0.0) + max(1, len(j.gpus))
+        use[j.spec.project] = use.get(j.spec.project, usage.get(j.spec.project, 0.0))
+        use[j.spec.project] += len(j.gpus) * charge
     left = sorted(pending, key=lambda j: (-j.spec.priority, j.id))
     out = []
     while left:
@@ -133,7 +138,7 @@ def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -
         )
         p = j.spec.project
         left.remove(j)
-        use[p] += max(1, j.spec.gpus)
+        use[p] += j.spec.gpus * charge  # a CPU-only job holds no GPU
         out.append(j)
     return out
 
@@ -143,17 +148,34 @@ def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -
     st.lists(st.tuples(st.sampled_from("abc"), st.integers(-1, 2), st.integers(0, 4)), max_size=30),
     st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3)), max_size=5),
     st.dictionaries(st.sampled_from("abc"), st.sampled_from([0.5, 1.0, 2.0, 3.0])),
+    st.dictionaries(st.sampled_from("abcd"), st.sampled_from([0.0, 60.0, 90.0, 3600.0])),
 )
 def test_fair_share_order_matches_its_definition(
-    pend: list[tuple[str, int, int]], run: list[tuple[str, int]], shares: dict[str, float]
+    pend: list[tuple[str, int, int]],
+    run: list[tuple[str, int]],
+    shares: dict[str, float],
+    usage: dict[str, float],
 ) -> None:
     pending = [
         job(100 - i, project=p, priority=prio, gpus=g) for i, (p, prio, g) in enumerate(pend)
     ]
     running_ = [running(200 + i, tuple(range(g)), project=p) for i, (p, g) in enumerate(run)]
     cfg = Config(policy="fair-share", shares=shares)
-    got = [j.id for j in policy_order(pending, running_, cfg)]
-    assert got == [j.id for j in _fair_share_by_definition(pending, running_, cfg)]
+    got = [j.id for j in policy_order(pending, running_, cfg, usage)]
+    assert got == [j.id for j in _fair_share_by_definition(pending, running_, cfg, usage)]
+
+
+def test_fair_share_goes_by_recent_usage_not_by_gpus_in_use() -> None:
+    """The issue's queue: with one GPU, the GPU that just freed leaves both projects with
+    none in use; what tells them apart is what each used lately. beta, which has used
+    less, goes next, and a share of 2 makes alpha's use count half."""
+    pending = [job(i, project="alpha") for i in (2, 3, 4)] + [job(7, project="beta")]
+    usage = {"alpha": 600.0, "beta": 300.0}
+    d = decide(pending, gpus(1), replace(CFG, policy="fair-share"), NOW, usage=usage)
+    assert launched(d) == [7]
+    cfg = replace(CFG, policy="fair-share", shares={"alpha": 2.0})
+    d = decide(pending, gpus(1), cfg, NOW, usage={"alpha": 500.0, "beta": 300.0})
+    assert launched(d) == [2]
 
 
 # ---- held, dependencies, backoff -----------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
+from tmuxtrain.core.fairshare import FairOrder, gpu_share, standings, totals_of
 from tmuxtrain.core.model import Allocation, Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.units import format_duration
 
@@ -45,35 +46,49 @@ def _by_priority(jobs: Iterable[Job]) -> list[Job]:
     return order
 
 
-def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[Job]:
+def policy_order(
+    pending: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None = None,
+    gpus: Sequence[GpuInfo] = (),
+) -> list[Job]:
     """The order pending jobs are considered in.
 
     fifo: by id (submission order). priority: higher first, FIFO among equals.
-    fair-share: repeatedly the best job (priority, then id) of the project whose GPU use
-    divided by its share is lowest, counting each job taken as if it ran (so two projects
-    with equal shares alternate); equally served projects: the better job first. Projects
-    without a share weigh 1.
+    fair-share: repeatedly the best job (priority, then id) of the project with the lowest
+    standing (`core.fairshare`: its decayed GPU-seconds in `usage` plus a charge for what
+    it holds, over its share), counting each job taken as if it started; equally placed
+    projects: the better job first. Projects without a share weigh 1. (`decide` charges
+    only the jobs that do start.)
     """
     if config.policy == "fifo":
         return sorted(pending, key=_ID)
     order = _by_priority(pending)
     if config.policy != "fair-share":
         return order
-    used: dict[str, float] = {}
-    for j in running:
-        used[j.spec.project] = used.get(j.spec.project, 0.0) + max(1, len(j.gpus))
-    # A project's use only grows as its jobs are taken, so taking repeatedly from the least
-    # served project is one stable sort of the priority order by each job's project's use
-    # before it (divided by the share). Floats and indices only: no tuple per job.
-    shares = config.shares
-    keys: list[float] = []
-    for j in order:
-        spec = j.spec
-        p = spec.project
-        u = used.get(p, 0.0)
-        keys.append(u / shares.get(p, 1.0))
-        used[p] = u + (spec.gpus or 1)
-    return [order[i] for i in sorted(range(len(order)), key=keys.__getitem__)]
+    fair = _fair_order(order, running, config, usage)
+    biggest = max((g.memory_total_mib or 0 for g in gpus), default=0)
+    out = []
+    for job in fair:
+        vram = job.vram_mib
+        share = float(job.spec.gpus)
+        if vram is not None and biggest:
+            share *= min(1.0, vram / biggest)
+        fair.took(job, share)
+        out.append(job)
+    return out
+
+
+def _fair_order(
+    order: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None,
+) -> FairOrder:
+    half_life = config.fair_share_half_life_s
+    start = standings(usage or {}, running, config.shares, half_life)
+    return FairOrder(order, start, config.shares, half_life)
 
 
 class Limits:
@@ -107,11 +122,16 @@ class Limits:
         self.projects[job.spec.project] = self.projects.get(job.spec.project, 0) + 1
 
 
-def start_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[int]:
+def start_order(
+    pending: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None = None,
+) -> list[int]:
     """The pending jobs' ids in the order the scheduler considers them (`policy_order`),
     held jobs last (nothing considers them until released): what the dashboard shows as
     "the order they will start"."""
-    order = policy_order([j for j in pending if not j.held], running, config)
+    order = policy_order([j for j in pending if not j.held], running, config, usage)
     return [j.id for j in order] + sorted(j.id for j in pending if j.held)
 
 
@@ -140,6 +160,7 @@ def decide(
     config: Config,
     now: float,
     dep_states: Mapping[int, tuple[JobState, str]] | None = None,
+    usage: Mapping[str, float] | None = None,
 ) -> Decisions:
     """Decide one scheduling step.
 
@@ -150,7 +171,8 @@ def decide(
     `backfill` off, the first job that cannot be placed blocks all later GPU jobs (strict
     order); with it on, that job (the head) reserves the GPUs it is first in line for, and
     later jobs may start only on the other GPUs, so they never delay it. CPU-only jobs
-    compete for no GPU and always start.
+    compete for no GPU and always start. `usage`: each project's decayed GPU-seconds
+    (fair-share, see `core.fairshare`), none when not given.
     Precondition: running jobs carry the GPUs they hold.
     """
     running = [j for j in jobs if j.state is JobState.RUNNING]
@@ -174,7 +196,20 @@ def decide(
     limits = Limits(config, running)
     reserved_for = ""
 
-    for job in policy_order(pending, running, config):
+    order: Iterable[Job]
+    fair: FairOrder | None = None
+    totals: dict[int, int | None] = {}
+    if config.policy == "fair-share":  # decided as jobs start: only those that do count
+        for j in pending:
+            if j.held:
+                reasons[j.id] = held_reason
+        unheld = [j for j in _by_priority(pending) if not j.held]
+        order = fair = _fair_order(unheld, running, config, usage)
+        totals = totals_of(gpus)
+    else:
+        order = policy_order(pending, running, config)
+
+    for job in order:
         if job.held:
             reasons[job.id] = held_reason
             continue
@@ -206,13 +241,14 @@ def decide(
         if blocked_by is not None and spec.gpus > 0:
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
+        vram = job.vram_mib  # learned or raised, else as declared
         of_gpus = failed.get(spec.gpus)
-        known_fail = of_gpus.get(spec.vram_mib) if of_gpus is not None else None
+        known_fail = of_gpus.get(vram) if of_gpus is not None else None
         if known_fail is None:
             alloc = allocate(
                 gpus,
                 holdings,
-                Request(spec.gpus, spec.vram_mib),
+                Request(spec.gpus, vram),
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
@@ -224,18 +260,20 @@ def decide(
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))
                 limits.take(job)
+                if fair is not None:
+                    fair.took(job, gpu_share(alloc.gpus, vram, totals))
                 if alloc.gpus:
-                    holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
+                    holdings.append(Holding(job.id, alloc.gpus, vram))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            known_fail = failed.setdefault(spec.gpus, {})[spec.vram_mib] = alloc
+            known_fail = failed.setdefault(spec.gpus, {})[vram] = alloc
         reasons[job.id] = known_fail.reason
         if known_fail.never:
             continue  # it waits for nothing that can come: it holds up no one
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
-            reserved = reserve(loads, Request(spec.gpus, spec.vram_mib), config.headroom_mib)
+            reserved = reserve(loads, Request(spec.gpus, vram), config.headroom_mib)
             out.reservation = (job.id, reserved, len(out.launches))
             reserved_for = f"job {job.id} ({job.name}) at the head of the queue"
     return out

@@ -12,9 +12,11 @@ import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 
+from tmuxtrain.core.fairshare import gpu_share, totals_of
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
 from tmuxtrain.core.schedule import Decisions, decide
+from tmuxtrain.daemon.usage import UsageTracker
 from tmuxtrain.jobenv import job_environment
 from tmuxtrain.procs import free_port
 from tmuxtrain.runners.base import Runner, Started, StartRequest, run_token
@@ -36,6 +38,7 @@ class Launcher:
         self.claimed: dict[int, Job] = {}  # started, answer not recorded yet
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
+        self.usage = UsageTracker(store, config.fair_share_half_life_s)
 
     def launch(
         self,
@@ -46,11 +49,16 @@ class Launcher:
         draining: Collection[int] = (),
     ) -> bool:
         """One decision over the queue, carried out; True when something was claimed."""
+        ids = {j.id for j in pending}
+        # A job the reaper put back this tick (its start was never made) is pending now.
+        running = [j for j in running if j.id not in ids]
         active = [*pending, *running]
-        ids = {j.id for j in active}
+        ids.update(j.id for j in running)
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
-        decisions = decide(active, gpus, self.config, now, dep_states)
+        fair = self.config.policy == "fair-share"
+        usage = self.usage.of(running, now) if fair else None
+        decisions = decide(active, gpus, self.config, now, dep_states, usage)
         self.last = decisions
         for job_id, why in decisions.cancels:
             if self.store.cancel_pending(job_id, why, now):
@@ -79,6 +87,7 @@ class Launcher:
         infos: Sequence[GpuInfo],
     ) -> bool:
         port = free_port(ports)
+        share = gpu_share(gpus, job.vram_mib, totals_of(infos))
         ok = self.store.transition(
             job.id,
             JobState.RUNNING,
@@ -97,6 +106,7 @@ class Launcher:
             pid=None,
             pid_start=None,
             pid_boot=None,
+            gpu_share=share,
         )
         if not ok:  # cancelled or changed by another process meanwhile
             return False
@@ -104,8 +114,9 @@ class Launcher:
         token = run_token(self.settings.home, job.id, job.attempt)
         env = job_environment(job, self.store.env_of(job.id), gpus, infos, port, token)
         claimed = dataclasses.replace(
-            job, state=JobState.RUNNING, gpus=gpus, started_at=now, master_port=port
-        )
+            job, state=JobState.RUNNING, gpus=gpus, started_at=now, master_port=port,
+            gpu_share=share,
+        )  # fmt: skip
         self.claimed[job.id] = claimed
         on = ",".join(map(str, gpus)) or "no GPU"
         log.info("starting job %s (%s) attempt %s on GPU %s", job.id, job.name, job.attempt, on)

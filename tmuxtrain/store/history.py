@@ -130,6 +130,25 @@ class History:
             out.append(d)
         return out
 
+    def finished_usage(
+        self, after_rowid: int, since: float
+    ) -> list[tuple[int, str, float, float, float]]:
+        """(row, project, started_at, finished_at, GPU-equivalents) of the attempt records
+        after row `after_rowid` that finished at `since` or later: what fair-share counts
+        (`core.fairshare`). Records from before GPU-equivalents were kept count their GPUs."""
+        rows = self.db.execute(
+            "SELECT a.rowid, coalesce(nullif(json_extract(j.spec, '$.project'), ''), 'default'),"
+            " a.started_at, a.finished_at, coalesce(a.gpu_share, json_array_length(a.gpus))"
+            " FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " WHERE a.rowid > ? AND a.finished_at >= ? AND a.started_at IS NOT NULL"
+            " ORDER BY a.rowid",
+            (after_rowid, since),
+        )
+        return [(r, p, s, f, float(g)) for r, p, s, f, g in rows]
+
+    def last_attempt_row(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0])
+
     def metric_history(self, job_id: int) -> dict[str, list[list[float | None]]]:
         out: dict[str, list[list[float | None]]] = {}
         rows = self.db.execute(

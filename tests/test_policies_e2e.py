@@ -1,0 +1,49 @@
+"""The scheduling policies of issue 15 end to end: the real CLI, tmux, scheduler process and
+job processes, on simulated GPUs (each policy was proven first in
+tests/test_simulation_policies.py)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Env
+from tests.test_daily import config
+from tests.test_scheduler import add, wait_state
+
+
+def test_fair_share_alternates_by_recent_usage_and_status_shows_it(tt: Env) -> None:
+    """The issue's queue on one GPU: alpha's six jobs, then beta's three once alpha's first
+    runs. Beta's first job comes right after alpha's first, and they alternate while both
+    have work. (Each job lasts at least the half-life, so the last job's project has used
+    more than all earlier jobs together, jitter or not.)"""
+    config(tt, "policy: fair-share\nfair_share_half_life: 1s\n")
+    tt.set("TMUXTRAIN_GPUS", "fake:1x24GiB")
+    order, gate = tt.root / "order", tt.root / "gate"
+    first = f"echo alpha >> {order}; until [ -e {gate} ]; do sleep 0.05; done; sleep 1"
+    alpha = add(tt, "--project", "alpha", "--no-start", "--", first)
+    for _ in range(5):
+        alpha += add(
+            tt, "--project", "alpha", "--no-start", "--", f"echo alpha >> {order}; sleep 1"
+        )
+    tt.client().up()
+    wait_state(tt, alpha[0], "running")
+    beta = [
+        i
+        for _ in range(3)
+        for i in add(tt, "--project", "beta", "--", f"echo beta >> {order}; sleep 1")
+    ]
+    gate.touch()
+    assert tt.client().wait(alpha + beta, timeout=90)
+    assert order.read_text().split() == ["alpha", "beta"] * 3 + ["alpha"] * 3
+
+    st = json.loads(tt.cli("status", "--json", check=True).stdout)
+    projects = {p["project"]: p for p in st["projects"]}
+    assert set(projects) == {"alpha", "beta"}
+    assert projects["alpha"]["share"] == projects["beta"]["share"] == 1
+    assert projects["alpha"]["usage_pct"] > 0 and projects["beta"]["usage_pct"] > 0
+    assert abs(projects["alpha"]["usage_pct"] + projects["beta"]["usage_pct"] - 100) < 0.5
+    text = tt.cli("status", check=True).stdout
+    assert "fair-share" in text
+    lines = [line.split() for line in text.splitlines()]
+    assert any(words[:2] == ["alpha", "1"] for words in lines), text
+    assert any(words[:2] == ["beta", "1"] for words in lines), text

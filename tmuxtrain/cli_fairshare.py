@@ -1,0 +1,29 @@
+"""`tmuxtrain status`'s fair-share table (printing only; the numbers come from the API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tmuxtrain.core.units import printable
+
+
+def fair_share_table(projects: list[dict[str, Any]]) -> str:
+    """`status`'s fair-share lines: usage (decayed GPU-hours) against share, next first."""
+    head = ("project", "share", "GPU-h", "of use", "of shares", "running", "pending")
+    rows = [head] + [
+        (
+            printable(p["project"], 30), f"{p['share']:g}", f"{p['usage_gpu_s'] / 3600:.2f}",
+            f"{p['usage_pct']:.0f}%", f"{p['share_pct']:.0f}%", str(p["running"]),
+            str(p["pending"]),
+        )
+        for p in projects
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    return "fair-share (lowest use for its share goes next):\n" + "\n".join(lines)
