@@ -52,3 +52,19 @@ def job_environment(
         TMUXTRAIN_RUN=run_token,
     )
     return env
+
+
+def remote_environment(job: Job, base: Mapping[str, str] | None, run_token: str) -> dict[str, str]:
+    """The environment of an attempt that runs on a cluster: the submitter's overlaid by
+    the job's `env`, and tmuxtrain's variables; GPUs, MASTER_ADDR and MASTER_PORT come from
+    the cluster's allocation there (see runners/slurm_runner.py)."""
+    env = dict(base) if base is not None else submit_environment(job.spec.inherit_env)
+    env.update(job.spec.env)
+    env.update(
+        CUDA_DEVICE_ORDER="PCI_BUS_ID",
+        TMUXTRAIN_JOB_ID=str(job.id),
+        TMUXTRAIN_JOB_NAME=job.name,
+        TMUXTRAIN_ATTEMPT=str(job.attempt),
+        TMUXTRAIN_RUN=run_token,
+    )
+    return env

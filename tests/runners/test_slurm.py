@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Env
+from tests.conftest import Env, wait_until
 from tmuxtrain.core.model import JobSpec
 from tmuxtrain.runners.slurm import SlurmOptions, render, slurm_time
 
@@ -91,16 +91,24 @@ def test_sbatch_rejects_unknown_dependencies(tt: Env) -> None:
     assert proc.returncode == 2 and "'elsewhere' is not in these files" in proc.stderr
 
 
-def test_runner_slurm_in_the_config_sends_add_to_slurm(tt: Env) -> None:
+def test_runner_slurm_in_the_config_queues_in_tmuxtrain_and_submits_to_slurm(tt: Env) -> None:
+    """The job keeps its tmuxtrain id and shows in `ls`, with the Slurm id beside it (the
+    real cluster's tests are in tests/slurm; here stand-ins record what was asked)."""
     bindir = tt.root / "bin"
     bindir.mkdir()
-    fake = bindir / "sbatch"
-    fake.write_text('#!/bin/sh\necho "77;cluster"\n')
-    fake.chmod(0o755)
+    for name, body in {
+        "sbatch": f'echo "$@" >> {tt.root}/sbatch.args; echo "77;cluster"',
+        "squeue": "echo '77|77|77|N/A|PENDING|Priority|N/A|N/A|0|x|'",
+        "sacct": ":",
+        "scancel": ":",
+    }.items():
+        (bindir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bindir / name).chmod(0o755)
     (tt.root / "config.yaml").write_text("runner: slurm\nslurm: {partition: big}\n")
     tt.set("PATH", f"{bindir}:{os.environ['PATH']}")
     tt.write("one.yaml", "name: one\ncommand: python train.py\n")
-    out = tt.cli("add", "one.yaml", check=True).stdout
-    assert out.split() == ["77", "one"]
-    assert tt.client().list() == []  # nothing queued locally
-    assert "#SBATCH --partition=big" in (tt.root / "sbatch" / "0001-one.sbatch").read_text()
+    [a] = [int(x) for x in tt.cli("add", "one.yaml", check=True).stdout.split()]
+    j = wait_until(lambda: (j := tt.client().show(a))["reason"] == "in Slurm: Priority" and j)
+    assert (j["state"], j["runner"], j["external_id"]) == ("pending", "slurm", "77")
+    args = (tt.root / "sbatch.args").read_text()
+    assert "--partition=big" in args and f"--output={j['log_path']}" in args

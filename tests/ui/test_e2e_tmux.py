@@ -77,6 +77,8 @@ def test_tmuxtrain_ui_in_a_real_pane(tt: Env, ui_server: list[str]) -> None:
         lambda: shows("step 30/1000 loss=0.0667") and not shows("scheduler running"),
         "the job's window in the pane",
     )
+    # ... whose status line says, this first time, how to come back ...
+    wait_screen(lambda: shows("detach with C-b d to come back"), "the way back")
     # ... and comes back when the user detaches.
     subprocess.run(["tmux", "-L", tt.settings.socket or "", "detach-client", "-s", "tmuxtrain"])
     wait_screen(lambda: shows("scheduler running", "trainer"), "the dashboard again")

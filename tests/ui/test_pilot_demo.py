@@ -175,7 +175,9 @@ def test_actions_that_do_not_apply_say_why(demo_app: MakeApp) -> None:
         await pilot.press("a")
         assert any("has not started yet" in m for _, m in app.notes)
         await pilot.press("r")
-        await until(pilot, lambda: any("only failed or cancelled" in m for _, m in app.notes))
+        await until(
+            pilot, lambda: any("only finished jobs can be retried" in m for _, m in app.notes)
+        )
         app.table.move_cursor(row=app.table.get_row_index("1"))  # succeeded
         await settle(pilot)
         await pilot.press("c")
@@ -199,8 +201,10 @@ def test_add_dialog_completes_paths_and_reports_bad_files(
         await pilot.press("j", "tab", "b", "tab")
         assert app.screen.query_one("#path").value == "jobs/bad.yaml"  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await until(pilot, lambda: any(s == "error" and "gpu" in m for s, m in app.notes))
-        assert not isinstance(app.screen, AddJobScreen)
+        # refused: the dialog comes back with the path and why, to fix it
+        await until(pilot, lambda: isinstance(app.screen, AddJobScreen) and app.screen.error)
+        assert "gpu" in app.screen.error  # type: ignore[attr-defined]
+        assert app.screen.query_one("#path").value == "jobs/bad.yaml"  # type: ignore[attr-defined]
 
     run(app, body)
 

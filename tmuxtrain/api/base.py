@@ -42,6 +42,17 @@ class ClientBase:
     def job(self, ref: str | int) -> Job:
         return self.store.get(self.store.resolve(ref))
 
+    def dependency_id(self, ref: str) -> int:
+        """The job an `after` reference names: an id, or the newest job of that name (so a
+        chain submitted again follows the new one), as `add` resolves them."""
+        text = ref.strip()
+        if text.isdigit():
+            return self.store.resolve(text)
+        ids = self.store.ids_named(text)
+        if not ids:
+            raise TmuxtrainError(f"no job named '{text}' to run after")
+        return ids[-1]
+
     def _states(self, state: str | None) -> builtins.list[JobState] | None:
         if not state:
             return None

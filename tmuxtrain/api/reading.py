@@ -15,6 +15,45 @@ from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import GpuInfo, Job, JobState
 from tmuxtrain.store import job_json
 
+# Every kind of event, named as hooks name them (`started`, not `running`).
+EVENT_KINDS = (
+    "submitted",  # queued (`add`, or a checkpoint's evaluation)
+    "started",  # an attempt started
+    "succeeded",
+    "failed",
+    "cancelled",
+    "retrying",  # an attempt failed and another follows
+    "requeued",  # claimed but never started: back to pending, same attempt
+    "resubmitted",  # `retry`: queued again as the next attempt
+    "held",
+    "released",
+    "edited",
+    "note",  # something the scheduler had to say about a job
+    "metric",  # new metric values
+    "checkpoint",  # a checkpoint seen, its evaluation queued
+)
+# Kinds an older tmuxtrain wrote for the same events: read as today's names.
+LEGACY_KINDS = {"running": "started", "pending": "retrying"}
+
+
+def check_kinds(kinds: Sequence[str]) -> list[str]:
+    """Event kinds as given (comma-separated allowed), each a known one, or a
+    TmuxtrainError saying which kinds exist."""
+    import difflib
+
+    out = []
+    for item in kinds:
+        for kind in filter(None, (k.strip() for k in item.split(","))):
+            kind = LEGACY_KINDS.get(kind, kind)
+            if kind not in EVENT_KINDS:
+                near = difflib.get_close_matches(kind, EVENT_KINDS, 1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise TmuxtrainError(
+                    f"--kind: unknown kind '{kind}'{hint}; kinds: {', '.join(EVENT_KINDS)}"
+                )
+            out.append(kind)
+    return out
+
 
 class Reading(ClientBase):
     # ---- reading ----------------------------------------------------------------------
@@ -51,19 +90,32 @@ class Reading(ClientBase):
         return self.store.history.metric_history(self.store.resolve(ref))
 
     def events(
-        self, after_id: int = 0, *, follow: bool = False, poll_s: float = 0.2
+        self,
+        after_id: int | None = 0,
+        *,
+        follow: bool = False,
+        job: str | int | None = None,
+        kinds: Sequence[str] = (),
+        poll_s: float = 0.2,
     ) -> Iterator[dict[str, Any]]:
-        """Events after `after_id`, oldest first; with `follow`, wait for new ones forever."""
-        last = after_id
+        """Events after `after_id`, oldest first; only of `job`, or of these `kinds` (see
+        EVENT_KINDS). With `follow`, wait for new ones forever; `after_id=None` starts at
+        the end then (only what happens from now on, as `tail -f`), at the start otherwise."""
+        job_id = None if job is None else self.store.resolve(job)
+        wanted = check_kinds(kinds)
+        asked = [*wanted, *(old for old, new in LEGACY_KINDS.items() if new in wanted)]
+        history = self.store.history
+        last = (history.last_event_id() if follow else 0) if after_id is None else after_id
         while True:
-            batch = self.store.history.events(last)
+            batch = history.events(last, job_id=job_id, kinds=asked)
             for ev in batch:
                 last = ev["id"]
+                ev["kind"] = LEGACY_KINDS.get(ev["kind"], ev["kind"])
                 yield ev
-            if not follow:
-                if len(batch) < 1000:
-                    return
+            if len(batch) == 1000:  # a full page: there is more at once
                 continue
+            if not follow:
+                return
             if not batch:
                 time.sleep(poll_s)
 

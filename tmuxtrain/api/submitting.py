@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import shlex
 import time
@@ -130,6 +131,8 @@ class Submitting(ClientBase):
         from tmuxtrain.jobfile import load_config
 
         config = load_config(self.settings.config_path)
+        # Where each job runs is decided now: its own `runner:`, else the config's.
+        specs = [s if s.runner else dataclasses.replace(s, runner=config.runner) for s in specs]
         _check_patterns(specs)
         if not force:
             self._refuse_what_cannot_run(specs, config)

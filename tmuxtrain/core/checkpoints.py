@@ -66,6 +66,7 @@ def eval_spec(parent: JobSpec, path: str) -> JobSpec:
         metrics=dict(parent.metrics),
         hooks={},
         source=f"checkpoint {rel}",
+        runner=parent.runner,  # evaluated where the training ran (Slurm too)
     )
 
 

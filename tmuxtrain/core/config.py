@@ -42,7 +42,7 @@ CONFIG_KEYS = (
     "fair_share_half_life",
     "preempt_after",
 )
-SLURM_KEYS = ("partition", "account", "extra", "log_dir")
+SLURM_KEYS = ("partition", "account", "extra", "log_dir", "array_limit", "requeue")
 POLICIES = ("fifo", "priority", "fair-share")
 PLACEMENTS = ("spread", "pack")
 RUNNERS = ("tmux", "slurm")

@@ -28,9 +28,19 @@ class JobState(str, Enum):
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 # The only allowed moves; the store refuses anything else so a race cannot, say, revive a
-# cancelled job. running -> pending is a retry; finished -> pending is `tmuxtrain retry`.
+# cancelled job. running -> pending is a retry; finished -> pending is `tmuxtrain retry`;
+# pending -> pending or succeeded is the end of an attempt that ended while still queued in
+# Slurm as far as tmuxtrain had seen (a short job between two looks).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.PENDING: frozenset(
+        {
+            JobState.PENDING,
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+            JobState.CANCELLED,
+            JobState.FAILED,
+        }
+    ),
     JobState.RUNNING: frozenset(
         {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING}
     ),
@@ -181,6 +191,8 @@ class Job:
     metrics: dict[str, Any] = field(default_factory=dict)
     pid_boot: str | None = None  # the boot `pid` was recorded in
     notes: tuple[str, ...] = ()  # what the scheduler had to tell (a disabled pattern ...)
+    queued: bool = False  # pending, but handed to a runner with its own queue (Slurm)
+    external_id: str | None = None  # its id in that runner (a Slurm job id)
     # What the current attempt asks per GPU when not the declared `vram`: `vram_why` is
     # "learned" (from its sweep's finished siblings) or "raised" (after CUDA out of memory),
     # and `vram_ask` the MiB (None: whole GPUs). "" : as declared.

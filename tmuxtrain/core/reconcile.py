@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tmuxtrain.core.model import Job, JobState
 
@@ -138,7 +139,7 @@ def _search_any(patterns: Sequence[str], text: str) -> bool:
 
 def attempt_fields(
     attempt: int, *, not_before: float | None = None, reason: str = ""
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The columns a job gets when it goes back to pending for `attempt` (the next one, or
     the same one when it never ran): everything an attempt set is cleared. Its last window
     stays recorded until the next attempt starts, for reading."""
@@ -155,6 +156,8 @@ def attempt_fields(
         "pid_start": None,
         "pid_boot": None,
         "master_port": None,
+        "queued": False,
+        "external_id": None,
     }
 
 

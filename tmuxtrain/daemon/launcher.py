@@ -16,12 +16,20 @@ from tmuxtrain.core.fairshare import gpu_share, totals_of
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
 from tmuxtrain.core.schedule import Decisions, decide
+from tmuxtrain.core.units import format_duration
 from tmuxtrain.daemon.usage import UsageTracker
-from tmuxtrain.jobenv import job_environment
+from tmuxtrain.jobenv import job_environment, remote_environment
 from tmuxtrain.procs import free_port
 from tmuxtrain.runners.base import Runner, Started, StartRequest, run_token
 from tmuxtrain.settings import Settings
 from tmuxtrain.store import Store
+from tmuxtrain.store.queueing import (
+    claim_queued,
+    dependencies,
+    fail_queued,
+    record_external,
+    unqueue,
+)
 
 log = logging.getLogger("tmuxtrain.daemon")
 START_AGAIN_S = 2.0  # a start that failed because tmux was gone is tried again this much later
@@ -36,6 +44,8 @@ class Launcher:
         self.config = config
         self.settings = settings
         self.claimed: dict[int, Job] = {}  # started, answer not recorded yet
+        self.submitted: dict[int, Job] = {}  # handed to a queueing runner, id not recorded
+        self.queue_moved = False  # a queueing runner took a job: decide again
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
         self.usage = UsageTracker(store, config.fair_share_half_life_s)
@@ -48,7 +58,14 @@ class Launcher:
         now: float,
         draining: Collection[int] = (),
     ) -> bool:
-        """One decision over the queue, carried out; True when something was claimed."""
+        """One decision over the queue, carried out; True when something was claimed. Jobs
+        of a runner with a queue of its own (Slurm) are handed to it (`_submit`); the others
+        are placed on this machine's GPUs by the queue policy."""
+        places = self.runner.capabilities_of
+        remote = [j for j in pending if not places(j).places_gpus and not j.queued]
+        pending = [j for j in pending if places(j).places_gpus]
+        running = [j for j in running if places(j).places_gpus]
+        submitted = self._submit(remote, now) if remote else False
         ids = {j.id for j in pending}
         # A job the reaper put back this tick (its start was never made) is pending now.
         running = [j for j in running if j.id not in ids]
@@ -76,7 +93,57 @@ class Launcher:
                 self.held_back = True
                 continue
             claimed |= self._start(job, launch.gpus, now, ports, gpus)
-        return claimed
+        return claimed or submitted
+
+    def _submit(self, jobs: Sequence[Job], now: float) -> bool:
+        """Hand pending jobs to their queueing runner as soon as nothing holds them here:
+        not held, no retry backoff left, and every dependency either succeeded or already
+        in that runner (then waited for there, `afterok`). A failed dependency cancels."""
+        deps = dependencies(self.store, {d for j in jobs for d in j.after_ids})
+        reasons: dict[int, str] = {}
+        handed = False
+        for job in jobs:
+            why, after = self._holds(job, deps, now)
+            if why is not None:
+                if why.startswith("dependency ") and self.store.cancel_pending(job.id, why, now):
+                    log.info("job %s cancelled: %s", job.id, why)
+                elif job.reason != why:
+                    reasons[job.id] = why
+                continue
+            if not claim_queued(self.store, job, "submitting"):
+                continue
+            queued = dataclasses.replace(job, queued=True)
+            token = run_token(self.settings.home, job.id, job.attempt)
+            env = remote_environment(job, self.store.env_of(job.id), token)
+            self.submitted[job.id] = queued
+            log.info("submitting job %s (%s) attempt %s to %s", job.id, job.name, job.attempt,
+                     job.spec.runner)  # fmt: skip
+            self.runner.start(StartRequest(queued, (), env, after))
+            handed = True
+        self.store.set_reasons(reasons)
+        return handed
+
+    @staticmethod
+    def _holds(
+        job: Job, deps: dict[int, tuple[JobState, str, str | None]], now: float
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """Why `job` cannot be submitted yet (None: it can), and the runner's ids it must
+        run after."""
+        if job.held:
+            return "held (tmuxtrain release to let it start)", ()
+        if job.not_before is not None and job.not_before > now:
+            return f"retry {job.attempt} in {format_duration(job.not_before - now)}", ()
+        after = []
+        for dep in job.after_ids:
+            state, name, external = deps.get(dep, (JobState.CANCELLED, "?", None))
+            if state in (JobState.FAILED, JobState.CANCELLED):
+                return f"dependency {dep} ({name}) {state.value}", ()
+            if state is JobState.SUCCEEDED:
+                continue
+            if external is None:
+                return f"waiting for job {dep} ({name}) to succeed", ()
+            after.append(external)
+        return None, tuple(after)
 
     def _start(
         self,
@@ -127,6 +194,10 @@ class Launcher:
         """Record the answers that came (all of them with `wait`); the jobs now running."""
         started = []
         for answer in self.runner.started(wait):
+            queued = self.submitted.pop(answer.job_id, None)
+            if queued is not None:
+                self._queued(queued, answer, now)
+                continue
             job = self.claimed.pop(answer.job_id, None)
             if job is None or job.attempt != answer.attempt:
                 continue
@@ -136,6 +207,24 @@ class Launcher:
             else:
                 self.could_not_start(job, answer, now)
         return started
+
+    def _queued(self, job: Job, answer: Started, now: float) -> None:
+        """The answer to a submission: the runner's id, or why not (tried again later when
+        the runner itself was unreachable)."""
+        if job.attempt != answer.attempt:
+            return
+        if answer.handle is not None and answer.handle.external_id:
+            ext = answer.handle.external_id
+            self.queue_moved = True  # jobs that wait for this one may be submitted now
+            if record_external(self.store, job, ext, f"in {job.spec.runner}: submitted", now):
+                log.info("job %s attempt %s is %s job %s", job.id, job.attempt,
+                         job.spec.runner, ext)  # fmt: skip
+        elif answer.retryable:
+            unqueue(self.store, job, f"could not submit ({answer.error}); will try again",
+                    now + START_AGAIN_S)  # fmt: skip
+        else:
+            log.error("could not submit job %s: %s", job.id, answer.error)
+            fail_queued(self.store, job, f"could not submit: {answer.error}", now)
 
     def could_not_start(self, job: Job, answer: Started, now: float) -> None:
         """A start that failed. When the runner was gone the job never ran: back to pending

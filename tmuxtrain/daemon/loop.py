@@ -110,20 +110,25 @@ class Scheduler:
     def _tick(self, now: float, dirty: bool) -> None:
         self._started(self.launcher.settle(now))
         running = self.store.jobs([JobState.RUNNING])
-        if running or self.first:
+        queued = [j for j in self.store.pending() if j.queued]  # held by Slurm's queue
+        if running or queued or self.first:
+            active = [*running, *queued]
+            flying = {*self.launcher.claimed, *self.launcher.submitted}
             exits = self.reaper.collect(
-                running, now, nudged=dirty, full=self.first, in_flight=self.launcher.claimed
+                active, now, nudged=dirty, full=self.first, in_flight=flying
             )
             self.first = False
             self._started(self.launcher.settle(now))  # answers that came with the exits
-            for job in running:
+            for job in active:
                 if job.id in exits:
                     self.tailer.read(job, now)  # its output so far, before its end is recorded
-            finished = self.reaper.end(exits, running, now)
+            finished = self.reaper.end(exits, active, now)
             if finished:
                 self._finished(finished, now)
+            if (queued and self.reaper.progress(queued, running, now)) or finished:
                 running = self.store.jobs([JobState.RUNNING])
-            self.reaper.escalate(running, now)
+                queued = [j for j in self.store.pending() if j.queued]
+            self.reaper.escalate([*running, *queued], now)
         self.gpus = self._probe(running)
         key = (self.store.data_version(), tuple(self.gpus))
         if dirty or self.dirty or key != self.last_key or now >= self.next_due:
@@ -148,6 +153,9 @@ class Scheduler:
     def _started(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             self.hooks.fire(job, "started", None)
+        if self.launcher.queue_moved:
+            self.launcher.queue_moved = False
+            self.dirty = True
 
     def _finished(self, finished: Sequence[Finished], now: float) -> None:
         for f in finished:

@@ -12,7 +12,9 @@ import os
 import sys
 
 from tmuxtrain.core.errors import TmuxtrainError
+from tmuxtrain.daemon.loop import Scheduler
 from tmuxtrain.daemonctl import AlreadyRunning
+from tmuxtrain.runners.base import Runner
 from tmuxtrain.settings import Settings, from_env
 
 LOG_BYTES = 2**20
@@ -40,17 +42,25 @@ def setup_logging(settings: Settings) -> None:
     root.setLevel(logging.INFO)
 
 
-def build(settings: Settings):  # type: ignore[no-untyped-def]
+def build(settings: Settings) -> Scheduler:
     """The scheduler for `settings`, with its config, store, runner and GPU probe."""
-    from tmuxtrain.daemon.loop import Scheduler
     from tmuxtrain.gpus import open_probe
     from tmuxtrain.jobfile import load_config
+    from tmuxtrain.runners.multi import MultiRunner
+    from tmuxtrain.runners.slurm_runner import SlurmOptions, SlurmRunner
     from tmuxtrain.runners.tmux_runner import TmuxRunner
     from tmuxtrain.store import Store
 
     config = load_config(settings.config_path)
     probe = open_probe(settings.gpus, base_dir=settings.home)
-    return Scheduler(settings, config, Store(settings.db_path), TmuxRunner(settings), probe)
+
+    def make(name: str) -> Runner:
+        if name == "slurm":
+            return SlurmRunner(settings, SlurmOptions.from_config(config.slurm))
+        raise TmuxtrainError(f"no runner named {name!r}")
+
+    runner = MultiRunner(TmuxRunner(settings), make)
+    return Scheduler(settings, config, Store(settings.db_path), runner, probe)
 
 
 def main() -> int:

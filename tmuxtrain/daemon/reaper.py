@@ -11,6 +11,7 @@ gone) first ends what the attempt left running: its GPUs stay taken until nothin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from tmuxtrain.core.model import Config, Job, JobState
 from tmuxtrain.core.units import format_duration
 from tmuxtrain.runners.base import Exit, Handle, Runner, Step
 from tmuxtrain.store import Store
+from tmuxtrain.store.queueing import requeued, start_queued, unqueue
 
 log = logging.getLogger("tmuxtrain.daemon")
 OUTPUT_WAIT_S = 2.0  # how long an ended job's last output may take to reach its log
@@ -73,7 +75,11 @@ class Reaper:
         exits = {e.job_id: e for e in self.runner.exits(running, now, full=full, nudged=nudged)}
         by_id = {j.id: j for j in running}
         known = {*in_flight, *exits}
-        orphans = [j for j in running if j.tmux_window is None and j.id not in known]
+        orphans = [
+            j
+            for j in running
+            if j.tmux_window is None and j.external_id is None and j.id not in known
+        ]
         for orphan in orphans:
             if (gone := self._orphan(orphan, now)) is not None:
                 exits[orphan.id] = gone
@@ -115,12 +121,14 @@ class Reaper:
         found = self.runner.find(job)
         if isinstance(found, Handle):
             if self.store.record_handle(job.id, job.attempt, found.fields()):
-                log.info(
-                    "job %s attempt %s adopted: it runs in %s", job.id, job.attempt, found.window
-                )
+                where = found.window or found.external_id
+                log.info("job %s attempt %s adopted: it runs in %s", job.id, job.attempt, where)
             return None
         if isinstance(found, Exit):
             return found
+        if job.queued:  # claimed for its runner's queue, never submitted there
+            unqueue(self.store, job, "the scheduler stopped before submitting it", None)
+            return None
         reason = "requeued: the scheduler stopped before starting it"
         if self.store.transition(
             job.id, JobState.PENDING, now, expect=[JobState.RUNNING], at_attempt=job.attempt,
@@ -162,8 +170,32 @@ class Reaper:
             return True
         return False
 
+    def progress(self, queued: Sequence[Job], running: Sequence[Job], now: float) -> bool:
+        """What a queueing runner (Slurm) says of the jobs it holds: which started (now
+        running here), which it put back in its queue (requeued), and why the others
+        wait. True when a job's state changed."""
+        jobs = {j.id: j for j in [*queued, *running]}
+        changed = False
+        reasons: dict[int, str] = {}
+        for p in self.runner.progress([*queued, *running], now):
+            job = jobs.get(p.job_id)
+            if job is None or job.attempt != p.attempt:
+                continue
+            if job.state is JobState.PENDING and p.started_at is not None:
+                changed |= start_queued(self.store, job, p.started_at, now)
+            elif job.state is JobState.RUNNING and p.started_at is None:
+                changed |= requeued(self.store, job, p.reason, now)
+            elif job.state is JobState.PENDING and p.reason and p.reason != job.reason:
+                reasons[job.id] = p.reason
+        self.store.set_reasons(reasons)
+        return changed
+
     def finish(self, job: Job, e: Exit, now: float) -> Finished | None:
         """Record the end of `job`'s attempt; None when another process got there first."""
+        if e.cancelled and job.cancel_requested_at is None:  # the runner cancelled it
+            job = dataclasses.replace(job, cancel_requested_at=now, cancel_reason=e.note)
+        if job.started_at is None and e.started_at is not None:  # ended before we saw it run
+            job = dataclasses.replace(job, started_at=e.started_at)
         code, note = e.exit_code, e.note
         if code is None and job.id in self.killed:  # tmux lost it, but we know
             code, note = 137, "killed with SIGKILL after the grace period"
@@ -185,6 +217,7 @@ class Reaper:
             fields["reason"] = out.reason
         else:
             fields["finished_at"] = ended_at
+            fields["started_at"] = job.started_at
         event = {"name": job.name, "exit_code": code, "attempt": job.attempt, "reason": out.reason}
         ok = self.store.finish_attempt(
             job, out.state, now, ended_at=ended_at, event=event, detail=detail, **fields
@@ -206,7 +239,7 @@ class Reaper:
         period, then SIGKILL after all of it (each step sent once, SIGKILL repeated)."""
         grace = self.config.cancel_grace_s
         for job in running:
-            if job.id in self.ending or job.tmux_window is None:
+            if job.id in self.ending or (job.tmux_window is None and job.external_id is None):
                 continue  # ending its leftovers already, or not started yet
             key = (job.id, job.attempt)
             if rec.timed_out(job, now):

@@ -41,23 +41,28 @@ class Handle:
     pid: int | None = None
     pid_start: float | None = None
     pid_boot: str | None = None
+    external_id: str | None = None  # a queueing runner's id (a Slurm job id)
 
     def apply(self, job: Job) -> Job:
         """`job` as running here."""
         return dataclasses.replace(
             job, tmux_window=self.window, tmux_pane=self.pane, pid=self.pid,
             pid_start=self.pid_start, pid_boot=self.pid_boot,
+            external_id=self.external_id or job.external_id,
         )  # fmt: skip
 
     def fields(self) -> dict[str, object]:
         """The job columns this handle fills."""
-        return {
+        out: dict[str, object] = {
             "tmux_window": self.window,
             "tmux_pane": self.pane,
             "pid": self.pid,
             "pid_start": self.pid_start,
             "pid_boot": self.pid_boot,
         }
+        if self.external_id is not None:
+            out["external_id"] = self.external_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class StartRequest:
     job: Job
     gpus: tuple[int, ...]
     env: dict[str, str]
+    after: tuple[str, ...] = ()  # a queueing runner's ids it must run after (afterok)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class Exit:
     clean: bool = True
     ended_at: float | None = None
     handle: Handle | None = None
+    cancelled: bool = False  # the runner cancelled it (Slurm: scancel, a failed dependency)
+    started_at: float | None = None  # when it started, if the runner knows (Slurm)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,18 @@ class Capabilities:
 
     places_gpus: bool = True
     windows: bool = True
+    queues: bool = False  # it has a queue of its own: a started job may wait there
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a queueing runner says of a job it holds queued: it started (`started_at`), or
+    why it still waits there (`reason`, e.g. Slurm's `Resources`)."""
+
+    job_id: int
+    attempt: int
+    started_at: float | None = None
+    reason: str = ""
 
 
 def run_token(home: str, job_id: int, attempt: int) -> str:
@@ -141,8 +161,13 @@ class Runner(Protocol):
         """Starts sent whose answer has not been handed out yet."""
 
     def exits(self, running: Sequence[Job], now: float, *, full: bool, nudged: bool) -> list[Exit]:
-        """Which of these running attempts ended. `full`: look at everything (else only what
-        the attempts recorded themselves); `nudged`: something woke the scheduler."""
+        """Which of these running (or queued) attempts ended. `full`: look at everything
+        (else only what the attempts recorded themselves); `nudged`: something woke the
+        scheduler."""
+
+    def progress(self, queued: Sequence[Job], now: float) -> list[Progress]:
+        """For a queueing runner: which of these queued jobs started, and why the others
+        wait ([] for a runner without a queue)."""
 
     def find(self, job: Job) -> Handle | Exit | None:
         """A claimed attempt with no handle recorded (the scheduler died in between): its
@@ -169,3 +194,6 @@ class Runner(Protocol):
 
     def next_event(self) -> float:
         """When the runner knows something will happen without being told (inf: never)."""
+
+    def capabilities_of(self, job: Job) -> Capabilities:
+        """What the runner that runs `job` can do (several runners: see runners/multi.py)."""

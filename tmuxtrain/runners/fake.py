@@ -25,6 +25,7 @@ from tmuxtrain.runners.base import (
     Capabilities,
     Exit,
     Handle,
+    Progress,
     Started,
     StartRequest,
     Step,
@@ -202,6 +203,9 @@ class FakeRunner:
                     out.append(e)
         return out
 
+    def progress(self, queued: Sequence[Job], now: float) -> list[Progress]:
+        return []  # no queue of its own: a started job runs at once
+
     def find(self, job: Job) -> Handle | Exit | None:
         p = self._proc(job)
         if p is None:
@@ -254,3 +258,6 @@ class FakeRunner:
         times = [p.ends for p in live if p.wrapper_alive(now)]
         times += [p.leftover_until for p in live if p.leftover_until]
         return min((t for t in times if t > now), default=float("inf"))
+
+    def capabilities_of(self, job: Job) -> Capabilities:
+        return self.capabilities

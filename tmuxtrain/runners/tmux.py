@@ -185,7 +185,12 @@ class Tmux:
         """
         if self.has_session():
             return False
-        args = ["new-session", "-d", "-s", self.session, "-n", first_name, "-x", "200", "-y", "50"]
+        # The size windows get while no client is attached (tmux makes it the session's
+        # `default-size`): a job reads its terminal's width when it starts (tqdm does), so
+        # a wide default made every progress bar wrap in a narrower terminal attached
+        # later. 80x24 fits any terminal; an attached client resizes the window to its
+        # own size (`window-size latest`, set on each job window in `_launch_argv`).
+        args = ["new-session", "-d", "-s", self.session, "-n", first_name, "-x", "80", "-y", "24"]
         if first_argv:
             args += ["--", *first_argv]
         try:
@@ -327,6 +332,8 @@ class Tmux:
         argv += ["-P", "-F", "#{window_id}\t#{pane_id}\t#{pane_pid}", "--"]
         argv += ["/bin/sh", s.script_path]
         argv += [";", "set-option", "-w", "-t", target, "remain-on-exit", "on"]
+        # The terminal that attaches sets the size, whatever the user's tmux.conf says.
+        argv += [";", "set-option", "-w", "-t", target, "window-size", "latest"]
         if s.tag:
             argv += [";", "set-option", "-w", "-t", target, TAG_OPTION, s.tag]
         argv += [";", "pipe-pane", "-t", target, "-o"]

@@ -28,6 +28,7 @@ from tmuxtrain.runners.base import (
     Capabilities,
     Exit,
     Handle,
+    Progress,
     Started,
     StartRequest,
     Step,
@@ -260,6 +261,9 @@ class TmuxRunner:
             )
         return out
 
+    def progress(self, queued: Sequence[Job], now: float) -> list[Progress]:
+        return []  # no queue of its own: a started job runs at once
+
     def find(self, job: Job) -> Handle | Exit | None:
         token = run_token(self.settings.home, job.id, job.attempt)
         launched = self.tmux.find_tagged(token)
@@ -322,3 +326,6 @@ class TmuxRunner:
 
     def next_event(self) -> float:
         return float("inf")
+
+    def capabilities_of(self, job: Job) -> Capabilities:
+        return self.capabilities

@@ -22,15 +22,15 @@ JOB_COLUMNS = (
     "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
     "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
-    "notes, vram_ask, vram_why, restarts, gpu_share"
+    "notes, queued, external_id, vram_ask, vram_why, restarts, gpu_share"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
     {
         "held", "attempt", "gpus", "exit_code", "reason", "log_path", "tmux_window", "tmux_pane",
         "pid", "pid_start", "pid_boot", "master_port", "started_at", "finished_at", "not_before",
-        "cancel_requested_at", "cancel_reason", "metrics", "log_offset", "priority",
-        "vram_ask", "vram_why", "restarts", "gpu_share",
+        "cancel_requested_at", "cancel_reason", "metrics", "log_offset", "priority", "queued",
+        "external_id", "vram_ask", "vram_why", "restarts", "gpu_share",
     }
 )  # fmt: skip
 _STATES = {s.value: s for s in JobState}
@@ -122,6 +122,8 @@ JOB_FIELDS: tuple[Field, ...] = (
     Field("metrics", "json(metrics)", lambda j, now: dict(j.metrics)),
     Field("reason", "reason", lambda j, now: j.reason),
     Field("notes", "json(notes)", lambda j, now: list(j.notes)),
+    Field("runner", f"coalesce({_spec('runner')}, 'tmux')", lambda j, now: j.spec.runner or "tmux"),
+    Field("external_id", "external_id", lambda j, now: j.external_id),
 )
 JOB_JSON_SQL = "json_object(" + ", ".join(f"'{f.key}', {f.sql}" for f in JOB_FIELDS) + ")"
 
@@ -169,10 +171,12 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         metrics={} if row[23] == "{}" else json.loads(row[23]),
         pid_boot=row[24],
         notes=() if row[25] == "[]" else tuple(json.loads(row[25])),
-        vram_ask=row[26],
-        vram_why=row[27],
-        restarts=row[28],
-        gpu_share=row[29],
+        queued=bool(row[26]),
+        external_id=row[27],
+        vram_ask=row[28],
+        vram_why=row[29],
+        restarts=row[30],
+        gpu_share=row[31],
     )
 
 
@@ -189,7 +193,7 @@ def encode(field: str, value: Any) -> Any:
         return json.dumps(list(value))
     if field == "metrics":
         return json.dumps(value, separators=(",", ":"))
-    if field == "held":
+    if field in ("held", "queued"):
         return int(bool(value))
     return value
 

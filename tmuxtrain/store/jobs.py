@@ -94,7 +94,7 @@ class Store:
         self.db.execute("COMMIT")
         if self._joining:
             joining, self._joining = self._joining, []
-            self._cache_pending(joining)
+            self.refresh_pending(joining)
 
     # ---- adding -----------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class Store:
         """
         with self.tx() as db:
             ids = insert_jobs(db, items, now, logs_dir, parent_id)
-        self._cache_pending(ids)
+        self.refresh_pending(ids)
         return ids
 
     def add_checkpoint_eval(
@@ -138,7 +138,7 @@ class Store:
                 (eval_id, job_id, path),
             )
             add_event(db, now, job_id, "checkpoint", {"path": path, "eval_job_id": eval_id})
-        self._cache_pending([eval_id])
+        self.refresh_pending([eval_id])
         return eval_id
 
     # ---- reading ----------------------------------------------------------------------
@@ -187,9 +187,9 @@ class Store:
             self._specs.clear()
         return [row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
 
-    def _cache_pending(self, ids: Sequence[int]) -> None:
-        """Jobs this connection just made pending join the cache (read back, so the cache
-        holds them exactly as stored) instead of making it read the whole queue again."""
+    def refresh_pending(self, ids: Sequence[int]) -> None:
+        """Jobs this connection just changed are read back into the pending cache (or
+        leave it), instead of making it read the whole queue again."""
         if self._pending is not None and ids:
             for job in self.jobs(ids=ids):
                 if job.state is JobState.PENDING:
@@ -280,13 +280,14 @@ class Store:
         at_attempt: int | None = None,
         kind: str | None = None,
         event: dict[str, Any] | None = None,
+        where_queued: bool | None = None,
         **fields: Any,
     ) -> bool:
         """Move a job to `to` only if it is in one of `expect` (and the move is allowed),
         and at attempt `at_attempt` when given; records the event `kind` (by default the
         hook name of the move). False when another process got there first."""
         with self.tx() as db:
-            ok = self._transition(db, job_id, to, expect, at_attempt, fields)
+            ok = self._transition(db, job_id, to, expect, at_attempt, fields, where_queued)
             if ok:
                 add_event(db, now, job_id, kind or EVENT_KINDS.get(to, to.value), event or {})
         return ok
@@ -310,6 +311,10 @@ class Store:
         attempt ends exactly once, or not at all."""
         with self.tx() as db:
             ok = self._transition(db, job.id, to, [JobState.RUNNING], job.attempt, fields)
+            if not ok and job.queued:  # it ended still queued in its runner (Slurm)
+                ok = self._transition(
+                    db, job.id, to, [JobState.PENDING], job.attempt, fields, where_queued=True
+                )
             if ok:
                 add_event(db, now, job.id, kind or EVENT_KINDS.get(to, to.value), event)
                 code, reason = fields.get("exit_code"), fields.get("reason", "")
@@ -324,6 +329,7 @@ class Store:
         expect: Iterable[JobState],
         attempt: int | None,
         fields: dict[str, Any],
+        where_queued: bool | None = None,
     ) -> bool:
         states = [s.value for s in expect if can_move(s, to)]
         if not states:
@@ -336,6 +342,9 @@ class Store:
         if attempt is not None:
             where += " AND attempt = ?"
             args.append(attempt)
+        if where_queued is not None:
+            where += " AND queued = ?"
+            args.append(int(where_queued))
         ok = db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", args).rowcount == 1
         if ok and self._pending is not None:
             self._pending.pop(job_id, None)
@@ -345,10 +354,14 @@ class Store:
 
     def cancel_pending(self, job_id: int, reason: str, now: float) -> bool:
         """Drop a job that has not started (False if it started or ended meanwhile)."""
-        return self.transition(
-            job_id, JobState.CANCELLED, now, expect=[JobState.PENDING],
-            event={"reason": reason}, reason=reason, finished_at=now,
-        )  # fmt: skip
+        with self.tx() as db:  # not one a runner holds queued: that one is cancelled there
+            ok = self._transition(
+                db, job_id, JobState.CANCELLED, [JobState.PENDING], None,
+                {"reason": reason, "finished_at": now}, where_queued=False,
+            )  # fmt: skip
+            if ok:
+                add_event(db, now, job_id, "cancelled", {"reason": reason})
+        return ok
 
     def record_handle(self, job_id: int, attempt: int, fields: dict[str, Any]) -> bool:
         """Where a running attempt runs (window, pane, pid); False when that attempt is no
@@ -357,9 +370,12 @@ class Store:
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.tx() as db:
             cur = db.execute(
-                f"UPDATE jobs SET {sets} WHERE id = ? AND attempt = ? AND state = 'running'",
+                f"UPDATE jobs SET {sets} WHERE id = ? AND attempt = ?"
+                " AND (state = 'running' OR (state = 'pending' AND queued = 1))",
                 [*(encode(k, v) for k, v in fields.items()), job_id, attempt],
             )
+        if cur.rowcount == 1 and self._pending is not None and job_id in self._pending:
+            self.refresh_pending([job_id])
         return cur.rowcount == 1
 
     def update(self, job_id: int, **fields: Any) -> None:
@@ -373,7 +389,7 @@ class Store:
                 [*(encode(k, v) for k, v in fields.items()), job_id],
             )
         if self._pending is not None and job_id in self._pending:
-            self._cache_pending([job_id])
+            self.refresh_pending([job_id])
 
     def set_spec(self, job_id: int, spec: dict[str, Any]) -> None:
         with self.tx() as db:
@@ -381,7 +397,7 @@ class Store:
                 "UPDATE jobs SET spec = ?, priority = ? WHERE id = ?",
                 (json.dumps(spec, separators=(",", ":")), spec.get("priority", 0), job_id),
             )
-        self._cache_pending([job_id])
+        self.refresh_pending([job_id])
 
     def set_reasons(self, reasons: dict[int, str]) -> None:
         """Store why pending jobs wait; only rows whose reason changed are written."""

@@ -110,11 +110,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # A runner with a queue of its own (Slurm) holds a pending job once submitted:
+        # `queued` says so, `external_id` is its id there (`123`, `123_4` in an array).
+        "0005_external_runners",
+        """
+        ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN external_id TEXT;
+        CREATE INDEX jobs_queued ON jobs(queued) WHERE queued = 1;
+        """,
+    ),
+    (
         # Scheduling by what jobs use (issue 15): what an attempt asks per GPU when it is not
         # the declared vram (learned from its sweep, raised after CUDA out of memory), how
         # often a job was preempted, the GPU-equivalents an attempt holds (fair-share
         # usage) and its peak GPU memory (learned VRAM).
-        "0005_vram_asks_restarts_and_usage",
+        "0006_vram_asks_restarts_and_usage",
         """
         ALTER TABLE jobs ADD COLUMN vram_ask INTEGER;
         ALTER TABLE jobs ADD COLUMN vram_why TEXT NOT NULL DEFAULT '';

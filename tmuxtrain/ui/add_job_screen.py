@@ -69,23 +69,32 @@ class AddJobScreen(ModalScreen[str | None]):
         Binding("tab", "complete", "complete", priority=True),
     ]
 
-    def __init__(self, base: str | None = None) -> None:
+    def __init__(self, base: str | None = None, value: str = "", error: str = "") -> None:
+        """`value` and `error`: a path that was refused, shown again with why, to fix."""
         super().__init__()
         self.base = base or os.getcwd()
+        self.value = value
+        self.error = error
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Queue jobs from a file (Tab completes, Enter adds, Esc cancels)")
             yield Input(
+                value=self.value,
                 placeholder="path/to/jobs.yaml",
                 suggester=PathSuggester(self.base),
                 id="path",
             )
-            yield Static("", id="matches")
+            error = Static(self.error, id="add-error", markup=False)
+            error.display = bool(self.error)
+            yield error
+            yield Static("", id="matches", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
-        self._show_matches("")
+        box = self.query_one(Input)
+        box.focus()
+        box.cursor_position = len(box.value)
+        self._show_matches(box.value)
 
     def _show_matches(self, value: str) -> None:
         cands = path_candidates(value, self.base)

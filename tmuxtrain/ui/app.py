@@ -9,7 +9,6 @@ attach command) so tests, the screenshot script and the benchmark build it the s
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -18,61 +17,31 @@ from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer
 
 from tmuxtrain.api import Client
 from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.add_job_screen import AddJobScreen
-from tmuxtrain.ui.confirm_screen import ConfirmScreen
+from tmuxtrain.ui.confirm_screen import ConfirmScreen, cancel_question
 from tmuxtrain.ui.filter_bar import FilterBar
 from tmuxtrain.ui.gpu_panel import GpuPanel
+from tmuxtrain.ui.help_screen import HelpScreen
 from tmuxtrain.ui.job_info import JobInfo
 from tmuxtrain.ui.job_table import JobTable
 from tmuxtrain.ui.log_screen import LogScreen
 from tmuxtrain.ui.log_tail import LogTail
+from tmuxtrain.ui.messages import Done, Fetched
 from tmuxtrain.ui.metric_plot import MetricPlot
 from tmuxtrain.ui.palette import Palette
 from tmuxtrain.ui.source import DataSource, Snapshot
 from tmuxtrain.ui.status_bar import StatusBar
+from tmuxtrain.ui.window_jump import Runner, run_command, run_quiet, with_hint
 
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[Any]"]
 REFRESH_S = 0.75  # about 1.3 refreshes a second
 SELECT_DEBOUNCE_S = 0.12  # arrow keys held down: fetch the detail once they stop
-
-
-def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[Any]:
-    """Run the attach command on the user's terminal (the app is suspended meanwhile)."""
-    return subprocess.run(list(argv), check=False)
-
-
-def run_quiet(argv: Sequence[str]) -> subprocess.CompletedProcess[Any]:
-    """Run a tmux command that must not touch the terminal (switch-client)."""
-    return subprocess.run(list(argv), check=False, capture_output=True, text=True)
-
-
-class Fetched(Message):
-    """A refresh's snapshot, from the worker thread; `selected` is what it read detail for."""
-
-    def __init__(self, snap: Snapshot | None, selected: int | None, error: str = "") -> None:
-        super().__init__()
-        self.snap = snap
-        self.selected = selected
-        self.error = error
-
-
-class Done(Message):
-    """An action finished: a note for the user, and whether it failed."""
-
-    def __init__(self, text: str, error: bool = False, attach: list[str] | None = None) -> None:
-        super().__init__()
-        self.text = text
-        self.error = error
-        self.attach = attach
 
 
 class TmuxtrainApp(App[int]):
@@ -81,6 +50,7 @@ class TmuxtrainApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tmuxtrain"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual's
+    SCREENS = {"help": HelpScreen}  # noqa: RUF012 - Textual's
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "attach", "attach", key_display="⏎"),
         Binding("c", "cancel", "cancel"),
@@ -95,7 +65,10 @@ class TmuxtrainApp(App[int]):
         Binding("m", "metric", "metric", show=False),
         Binding("x", "axis", "x axis", show=False),
         Binding("t", "toggle_theme", "light/dark", show=False),
+        Binding("question_mark", "push_screen('help')", "keys", key_display="?"),
         Binding("q", "quit", "quit"),
+        # Ctrl-C quits, as in any terminal program (Textual's default only shows a toast).
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -125,6 +98,7 @@ class TmuxtrainApp(App[int]):
         self._fresh_detail = True  # the next fetch re-reads the selected job's history and log
         self._shown_detail: int | None = None  # the job whose plot and log are on screen
         self._select_timer: Any = None
+        self._hinted = False  # the way back from a job window was shown
         self.table = JobTable(id="jobs")  # replaced by compose; here so it always exists
 
     # ---- building ---------------------------------------------------------------------
@@ -242,8 +216,7 @@ class TmuxtrainApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """As App.notify, but plain text by default (job names and paths may hold '[') and
-        remembered in `notes` (the last 50), which tests read."""
+        """App.notify, in plain text (names may hold '['), kept in `notes` (the last 50)."""
         self.notes.append((severity, message))
         del self.notes[:-50]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
@@ -306,6 +279,9 @@ class TmuxtrainApp(App[int]):
         if message.attach is not None:
             self._go_to_window(message.attach)
             return
+        if message.refused is not None:  # the add dialog again, with the path and why
+            self.push_screen(AddJobScreen(value=message.refused, error=message.text), self._added)
+            return
         if message.text:
             self.notify(message.text, severity="error" if message.error else "information")
         self.refresh_now()
@@ -336,7 +312,10 @@ class TmuxtrainApp(App[int]):
     def _go_to_window(self, argv: list[str]) -> None:
         """Inside tmux on the jobs' server: switch this client to the job's window (the
         dashboard keeps running; the usual tmux keys come back). Elsewhere: give the terminal
-        to `tmux attach` until the user detaches, then come back."""
+        to `tmux attach` until the user detaches, then come back (said once, by tmux)."""
+        if not self._hinted:
+            self._hinted = True
+            argv = with_hint(argv)
         if "switch-client" in argv:
             self._switch(argv)
             return
@@ -362,12 +341,6 @@ class TmuxtrainApp(App[int]):
             self.notify(f"job {job.id} already {job.state.value}", severity="warning")
             return
         what = "stop" if job.state is JobState.RUNNING else "drop"
-        question = f"Cancel job {job.id} ({printable(job.spec.name)})?\n" + (
-            f"It is running on GPU {','.join(map(str, job.gpus)) or '-'}: it gets Ctrl-C, "
-            "then SIGTERM, then SIGKILL."
-            if job.state is JobState.RUNNING
-            else "It is pending: it will not start."
-        )
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -375,7 +348,7 @@ class TmuxtrainApp(App[int]):
                     "cancel", lambda c: c.cancel([job.id]), lambda _: f"{what}ping job {job.id}"
                 )
 
-        self.push_screen(ConfirmScreen(question, yes="Cancel job"), answer)
+        self.push_screen(ConfirmScreen(cancel_question(job), yes="Cancel job"), answer)
 
     def action_retry(self) -> None:
         job = self.selected_job()
@@ -412,17 +385,24 @@ class TmuxtrainApp(App[int]):
             self.push_screen(screen)
 
     def action_add(self) -> None:
-        def added(path: str | None) -> None:
-            if path:
-                self._act(
-                    "add",
-                    lambda c: c.add_files([path]),
-                    lambda ids: (
-                        f"queued job{'s' if len(ids) > 1 else ''} " + ", ".join(map(str, ids))
-                    ),
-                )
+        self.push_screen(AddJobScreen(), self._added)
 
-        self.push_screen(AddJobScreen(), added)
+    def _added(self, path: str | None) -> None:
+        if path:
+            self._add_file(path)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _add_file(self, path: str) -> None:
+        """Queue a file's jobs; a refused file comes back to the dialog with the typed path."""
+        try:
+            ids = self.source.act(lambda c: c.add_files([path]))
+        except Exception as e:
+            why = str(e) if isinstance(e, TmuxtrainError) else f"{type(e).__name__}: {e}"
+            self.post_message(Done(why, error=True, refused=path))
+            return
+        self.post_message(
+            Done(f"queued job{'s' if len(ids) > 1 else ''} " + ", ".join(map(str, ids)))
+        )
 
     def action_up(self) -> None:
         self._act(

@@ -10,6 +10,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from tmuxtrain.core.model import Job, JobState
+from tmuxtrain.core.units import printable
+
+
+def cancel_question(job: Job) -> str:
+    """What the dashboard asks before it cancels `job` (what the job would lose)."""
+    return f"Cancel job {job.id} ({printable(job.spec.name)})?\n" + (
+        f"It is running on GPU {','.join(map(str, job.gpus)) or '-'}: it gets Ctrl-C, "
+        "then SIGTERM, then SIGKILL."
+        if job.state is JobState.RUNNING
+        else "It is pending: it will not start."
+    )
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True for y / the Yes button, False for n, Esc or No."""

@@ -64,6 +64,10 @@ class JobTable(DataTable[Text]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "attach", "attach", show=False),
+        # The selection, not the view, goes to the ends (DataTable's Home/End scroll
+        # sideways); g/G as in less and vim.
+        Binding("home,g", "first_row", "first", show=False),
+        Binding("end,G", "last_row", "last", show=False),
     ]
 
     class AttachRequested(Message):
@@ -118,6 +122,14 @@ class JobTable(DataTable[Text]):
         self._order = []
         if self._jobs:
             self.sync(self._jobs, self._now)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     @property
     def narrow(self) -> bool:
