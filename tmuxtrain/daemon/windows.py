@@ -9,6 +9,7 @@ from collections.abc import Collection
 from tmuxtrain.core.model import Config
 from tmuxtrain.runners.base import Runner
 from tmuxtrain.store import Store
+from tmuxtrain.store.windows import finished_windows, forget_windows
 
 
 class WindowKeeper:
@@ -22,11 +23,11 @@ class WindowKeeper:
         """Close finished windows beyond the newest `keep_finished_windows`; those of jobs
         still draining stay, and `due` says to come back once they are drained."""
         self.due = False
-        done = self.store.finished_windows()
+        done = finished_windows(self.store)
         excess = done[: max(0, len(done) - self.config.keep_finished_windows)]
         if any(job_id in draining for job_id, _ in excess):
             excess = [(job_id, w) for job_id, w in excess if job_id not in draining]
             self.due = True
         if excess:
             self.runner.close_windows([w for _, w in excess])
-            self.store.forget_windows([job_id for job_id, _ in excess])
+            forget_windows(self.store, [job_id for job_id, _ in excess])

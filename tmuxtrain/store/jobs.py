@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tmuxtrain.core.errors import NotFound
-from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState, can_move
+from tmuxtrain.core.model import Job, JobSpec, JobState, can_move
 from tmuxtrain.store import history, schema
 from tmuxtrain.store.codec import (
     JOB_COLUMNS,
@@ -246,18 +246,6 @@ class Store:
             )
         return ids[0]
 
-    def finished_windows(self) -> list[tuple[int, str]]:
-        """(job id, window id) of finished jobs whose window is still open, oldest finish
-        first: what trimming needs, without building whole jobs after every finish."""
-        return list(
-            self.db.execute(
-                # `+state`: walk the small index of open windows, not every finished job
-                "SELECT id, tmux_window FROM jobs WHERE tmux_window IS NOT NULL"
-                " AND +state IN (?, ?, ?) ORDER BY finished_at, id",
-                [s.value for s in FINISHED],
-            )
-        )
-
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in JobState}
         for state, n in self.db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
@@ -412,14 +400,6 @@ class Store:
         for i, r in reasons.items():
             if i in cached:
                 cached[i].reason = r
-
-    def forget_windows(self, ids: Sequence[int]) -> None:
-        """The windows of these jobs were closed."""
-        with self.tx() as db:
-            db.executemany(
-                "UPDATE jobs SET tmux_window = NULL, tmux_pane = NULL WHERE id = ?",
-                [(i,) for i in ids],
-            )
 
     def add_event(self, now: float, job_id: int | None, kind: str, data: dict[str, Any]) -> None:
         with self.tx() as db:
