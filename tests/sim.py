@@ -80,6 +80,8 @@ class Sim:
     gpu_mib: int = 80 * 1024
     config: Config = field(default_factory=Config)
     seed: int = 0
+    checked: bool = True  # False: the plain scheduler, no per-tick checks (benchmarks)
+    idle_tick_s: float = 5.0  # the loop's longest sleep when nothing is due
 
     def __post_init__(self) -> None:
         home = self.root / "home"
@@ -88,27 +90,41 @@ class Sim:
         self.clock = SimClock()
         self.runner = FakeRunner(self.clock.time, home=self.settings.home)
         self.rng = random.Random(self.seed)
-        self.sched: Checked | None = None
+        self.sched: Scheduler | None = None
         self.seen_launches = 0
         self.restarts = 0
         self.ticks = 0
         self.specs: dict[int, JobSpec] = {}
         self.deps: dict[int, tuple[int, ...]] = {}
         self.fair = FairShareCheck(self)
+        self.reservations: list[tuple[int, float | None, float]] = []  # (head, start, now)
 
     # ---- driving ----------------------------------------------------------------------
 
-    def scheduler(self) -> Checked:
+    def scheduler(self) -> Scheduler:
         """The running scheduler, or a new one over the same state (a restart)."""
         if self.sched is None:
             store = Store(self.settings.db_path)
             probe = FakeProbe(self.settings.gpus or "")
-            s = Checked(
-                self.settings, self.config, store, self.runner, probe, self.clock, idle_tick_s=5.0
+            kind = Checked if self.checked else Scheduler
+            s = kind(
+                self.settings,
+                self.config,
+                store,
+                self.runner,
+                probe,
+                self.clock,
+                idle_tick_s=self.idle_tick_s,
             )
-            s.sim = self
+            if isinstance(s, Checked):
+                s.sim = self
             self.sched = s
         return self.sched
+
+    def close(self) -> None:
+        if self.sched is not None:
+            self.sched.store.close()
+            self.sched = None
 
     def crash(self) -> None:
         """The scheduler dies (kill -9): its memory and its connection are gone."""
@@ -164,7 +180,7 @@ class Sim:
         self._new_launches_had_their_dependencies(store)
         decision = sched.launcher.last
         if decision is not None:
-            self._backfill_kept_the_reservation(decision, store)
+            self._backfill_kept_the_reservation(decision, now)
             if sched.config.policy == "fair-share" and decision.launches:
                 self.fair.check(decision, store, sched.config, now)
             sched.launcher.last = None
@@ -197,14 +213,24 @@ class Sim:
                 states = {j.id: j.state for j in store.jobs(ids=deps)}
                 assert all(states[d] is JobState.SUCCEEDED for d in deps), (job_id, states)
 
-    def _backfill_kept_the_reservation(self, decision: object, store: Store) -> None:
-        reservation = getattr(decision, "reservation", None)
+    def _backfill_kept_the_reservation(self, decision: Decisions, now: float) -> None:
+        """No job after the head takes its reserved GPUs unless its time limit ends by
+        the time they free; and that time is what the running jobs' limits say."""
+        reservation = decision.reservation
         if reservation is None:
             return
         head, reserved, before = reservation
-        for launch in getattr(decision, "launches", [])[before:]:
+        start = decision.reserved_start
+        self.reservations.append((head, start, now))
+        if start is not None:
+            assert start >= now - 1e-6, (head, start, now)
+        for launch in decision.launches[before:]:
             taken = reserved & set(launch.gpus)
-            assert not taken, f"job {launch.job_id} took GPUs {taken} reserved for {head}"
+            limit = self.specs[launch.job_id].timeout_s
+            ends_in_time = start is not None and limit is not None and now + limit <= start
+            assert not taken or ends_in_time, (
+                f"job {launch.job_id} took GPUs {taken} reserved for {head} until {start}"
+            )
 
     def finish(self) -> dict[str, int]:
         """The end-of-run checks; a few counts of what happened."""

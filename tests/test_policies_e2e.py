@@ -47,3 +47,30 @@ def test_fair_share_alternates_by_recent_usage_and_status_shows_it(tt: Env) -> N
     lines = [line.split() for line in text.splitlines()]
     assert any(words[:2] == ["alpha", "1"] for words in lines), text
     assert any(words[:2] == ["beta", "1"] for words in lines), text
+
+
+def test_backfill_by_time_limits(tt: Env) -> None:
+    """The issue's queue on 2 simulated GPUs: A (1 GPU, 60 s limit) runs; B (2 GPUs) waits
+    at the head, its reason saying when A's limit frees its GPUs; C (1 GPU, 5 s limit)
+    starts beside A at once, since it ends before that; D (no limit) would delay B, so it
+    waits for B."""
+    config(tt, "policy: priority\nbackfill: true\n")
+    tt.set("TMUXTRAIN_GPUS", "fake:2x24GiB")
+    gate = tt.root / "gate"
+    hold = f"until [ -e {gate} ]; do sleep 0.05; done"
+    [a] = add(tt, "--timeout", "60s", "--no-start", "--", hold)
+    [b] = add(tt, "--gpus", "2", "--no-start", "--", "sleep 0.5")
+    [c] = add(tt, "--timeout", "5s", "--no-start", "--", "sleep 0.5")
+    [d] = add(tt, "--no-start", "--", "sleep 0.5")
+    tt.client().up()
+    wait_state(tt, c, "succeeded", timeout=30)
+    assert wait_state(tt, a, "running")
+    shown = {j["id"]: j for j in json.loads(tt.cli("ls", "--json", check=True).stdout)}
+    assert shown[b]["state"] == shown[d]["state"] == "pending"
+    assert "expected to start by " in shown[b]["reason"], shown[b]["reason"]
+    assert shown[d]["reason"] == f"GPU 0,1 reserved for job {b} (sleep) at the head of the queue"
+    gate.touch()
+    assert tt.client().wait([a, b, c, d], timeout=60)
+    jobs = {j["id"]: j for j in json.loads(tt.cli("ls", "--json", check=True).stdout)}
+    assert jobs[c]["started_at"] < jobs[a]["finished_at"] <= jobs[b]["started_at"]
+    assert jobs[b]["finished_at"] <= jobs[d]["started_at"]

@@ -441,3 +441,59 @@ def test_the_backfill_reason_names_the_job_it_serves() -> None:
     d = decide(jobs, gpus(2), CFG, NOW)
     assert launched(d) == []
     assert d.reasons[3] == "GPU 0,1 reserved for job 2 (job2) at the head of the queue"
+
+
+# ---- backfill by time limits (issue 15, point 2) ---------------------------------------
+
+
+def limited(id: int, timeout: float | None, **kw: Any) -> Job:
+    j = job(id, **kw)
+    return replace(j, spec=replace(j.spec, timeout_s=timeout))
+
+
+def test_backfill_by_time_limits_the_issues_queue() -> None:
+    """2 GPUs: A (1 GPU, 8 s limit) runs, B (2 GPUs) waits at the head. C (2 s) would be
+    done before A's limit frees B's GPUs, so it starts on the free GPU; D (no limit) and E
+    (20 s) would delay B, so they wait."""
+    a = replace(limited(1, 8.0, state=JobState.RUNNING, on=(0,)), started_at=NOW - 1)
+    jobs = [a, job(2, gpus=2), limited(3, 2.0), job(4), limited(5, 20.0)]
+    d = decide(jobs, gpus(2), CFG, NOW)
+    assert d.launches == [Launch(3, (1,))]
+    assert d.reservation == (2, frozenset({0, 1}), 0)
+    assert d.reserved_start == NOW + 7
+    assert d.reasons[4] == d.reasons[5] == "waiting for 1 free GPU"  # C took the other
+    d = decide([a, job(2, gpus=2), job(4), limited(5, 20.0)], gpus(2), CFG, NOW)
+    assert d.launches == []
+    assert d.reasons[4] == "GPU 0,1 reserved for job 2 (job2) at the head of the queue"
+    # Without a limit on A, nothing is known: no later job touches B's GPUs.
+    d = decide([replace(a, spec=replace(a.spec, timeout_s=None)), *jobs[1:]], gpus(2), CFG, NOW)
+    assert d.launches == [] and d.reserved_start is None
+
+
+def test_the_head_reserves_the_gpus_that_free_first() -> None:
+    """3 GPUs, all busy: GPU 0 until its job's limit in 100 s, GPU 1 for ever, GPU 2 in
+    10 s. A 1-GPU head reserves GPU 2, so a 50 s job may take GPU... none is free; and a
+    shared job that fits beside the one on GPU 0 may start there."""
+    run = [
+        replace(limited(1, 100.0, state=JobState.RUNNING, on=(0,), vram=4 * GIB), started_at=NOW),
+        running(2, (1,)),
+        replace(limited(3, 10.0, state=JobState.RUNNING, on=(2,)), started_at=NOW),
+    ]
+    d = decide([*run, job(4), limited(5, 50.0, vram=4 * GIB)], gpus(3), CFG, NOW)
+    assert d.reservation is not None and d.reservation[1] == frozenset({2})
+    assert d.reserved_start == NOW + 10
+    assert d.launches == [Launch(5, (0,))]
+
+
+def test_a_shared_head_waits_for_memory_as_the_limits_free_it() -> None:
+    """One 24 GiB GPU holding two 10 GiB jobs ending in 5 s and 30 s: a 12 GiB head can
+    start once the first ends (5 s); a 4 s job may use the GPU until then, a 6 s one not."""
+    run = [
+        replace(limited(1, 5.0, state=JobState.RUNNING, on=(0,), vram=10 * GIB), started_at=NOW),
+        replace(limited(2, 30.0, state=JobState.RUNNING, on=(0,), vram=10 * GIB), started_at=NOW),
+    ]
+    head = job(3, vram=12 * GIB)
+    d = decide([*run, head, limited(4, 6.0, vram=2 * GIB)], gpus(1), CFG, NOW)
+    assert d.reserved_start == NOW + 5 and d.launches == []
+    d = decide([*run, head, limited(4, 4.0, vram=2 * GIB)], gpus(1), CFG, NOW)
+    assert d.launches == [Launch(4, (0,))]

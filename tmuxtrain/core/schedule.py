@@ -4,11 +4,13 @@ the others wait. Pure: the daemon carries the decisions out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
+from tmuxtrain.core.allocate import allocate, candidates, gpu_loads
+from tmuxtrain.core.backfill import ends_by, fits_before, shadow
 from tmuxtrain.core.fairshare import FairOrder, gpu_share, standings, totals_of
 from tmuxtrain.core.model import Allocation, Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.units import format_duration
@@ -28,6 +30,9 @@ class Decisions:
     # Backfill: the job at the head of the queue that could not start, the GPUs it is
     # first in line for, and how many launches came before it (none after it use them).
     reservation: tuple[int, frozenset[int], int] | None = None
+    # When the head's reserved GPUs free by the running jobs' time limits (None: unknown):
+    # a later job may use them only if its own limit ends by then (`core.backfill`).
+    reserved_start: float | None = None
 
 
 def holdings_of(running: Iterable[Job]) -> list[Holding]:
@@ -169,14 +174,17 @@ def decide(
     skip it if held, cancel it if a dependency failed or was cancelled, wait if a dependency
     has not succeeded or its retry backoff has not passed, else place it on GPUs. With
     `backfill` off, the first job that cannot be placed blocks all later GPU jobs (strict
-    order); with it on, that job (the head) reserves the GPUs it is first in line for, and
-    later jobs may start only on the other GPUs, so they never delay it. CPU-only jobs
+    order); with it on, that job (the head) reserves the GPUs that free earliest by the
+    running jobs' time limits (`core.backfill`), and a later job may start on them only if
+    its own `timeout` ends by then, on the other GPUs freely: it never delays the head.
+    CPU-only jobs
     compete for no GPU and always start. `usage`: each project's decayed GPU-seconds
     (fair-share, see `core.fairshare`), none when not given.
     Precondition: running jobs carry the GPUs they hold.
     """
     running = [j for j in jobs if j.state is JobState.RUNNING]
     pending = [j for j in jobs if j.state is JobState.PENDING]
+    by_id = {j.id: j for j in pending}
     known: dict[int, tuple[JobState, str]] = dict(dep_states or {})
     if any(j.after_ids for j in pending):
         needed = {d for j in pending for d in j.after_ids}
@@ -188,10 +196,12 @@ def decide(
     # later job of that shape finds none either. Nested, not keyed by a tuple: a tuple per
     # job would wake the garbage collector over the whole queue.
     failed: dict[int, dict[int | None, Allocation]] = {}
+    failed_outside: dict[int, dict[int | None, Allocation]] = {}  # kept off reserved GPUs
     out = Decisions()
     reasons = out.reasons  # the hot loop below runs once per pending job: keep it lean
     blocked_by: Job | None = None
     reserved: frozenset[int] | None = None  # backfill: the head's GPUs
+    start: float | None = None  # ... free by then (time limits); None: unknown
     held_reason = "held (tmuxtrain release to let it start)"
     limits = Limits(config, running)
     reserved_for = ""
@@ -242,7 +252,10 @@ def decide(
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
         vram = job.vram_mib  # learned or raised, else as declared
-        of_gpus = failed.get(spec.gpus)
+        # After the head, a job keeps off its GPUs unless its time limit ends before they free.
+        outside = reserved is not None and not fits_before(job, start, now)
+        cache = failed_outside if outside else failed
+        of_gpus = cache.get(spec.gpus)
         known_fail = of_gpus.get(vram) if of_gpus is not None else None
         if known_fail is None:
             alloc = allocate(
@@ -252,7 +265,7 @@ def decide(
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
-                exclude=reserved or frozenset(),
+                exclude=(reserved or frozenset()) if outside else frozenset(),
                 pack=config.placement == "pack",
                 keep_free=config.keep_free,
                 reserved_for=reserved_for,
@@ -266,14 +279,24 @@ def decide(
                     holdings.append(Holding(job.id, alloc.gpus, vram))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            known_fail = failed.setdefault(spec.gpus, {})[vram] = alloc
+            known_fail = cache.setdefault(spec.gpus, {})[vram] = alloc
         reasons[job.id] = known_fail.reason
         if known_fail.never:
             continue  # it waits for nothing that can come: it holds up no one
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
-            reserved = reserve(loads, Request(spec.gpus, vram), config.headroom_mib)
+            request = Request(spec.gpus, vram)
+            ranked = candidates(loads, request, config.headroom_mib)
+            ends = {j.id: ends_by(j, now) for j in running}
+            for launch in out.launches:
+                limit = by_id[launch.job_id].spec.timeout_s
+                ends[launch.job_id] = math.inf if limit is None else now + limit
+            reserved, start = shadow(
+                ranked, loads, gpus, holdings, ends, request, config.headroom_mib,
+                config.max_jobs_per_gpu, now,
+            )  # fmt: skip
             out.reservation = (job.id, reserved, len(out.launches))
+            out.reserved_start = start
             reserved_for = f"job {job.id} ({job.name}) at the head of the queue"
     return out

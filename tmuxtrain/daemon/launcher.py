@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Collection, Sequence
 
 from tmuxtrain.core.fairshare import gpu_share, totals_of
@@ -77,6 +78,10 @@ class Launcher:
         usage = self.usage.of(running, now) if fair else None
         decisions = decide(active, gpus, self.config, now, dep_states, usage)
         self.last = decisions
+        if decisions.reservation is not None and decisions.reserved_start is not None:
+            head = decisions.reservation[0]
+            when = expected_start(decisions.reserved_start, now)
+            decisions.reasons[head] = f"{decisions.reasons[head]}; expected to start {when}"
         for job_id, why in decisions.cancels:
             if self.store.cancel_pending(job_id, why, now):
                 log.info("job %s cancelled: %s", job_id, why)
@@ -245,3 +250,12 @@ class Launcher:
             event={"reason": answer.error}, reason=f"could not start: {answer.error}",
             finished_at=now,
         )  # fmt: skip
+
+
+def expected_start(at: float, now: float) -> str:
+    """'by 14:03:12' (local time; with the day when it is not within a day), or 'now'
+    when the time limits that bound it have all passed (the jobs are being stopped)."""
+    if at <= now:
+        return "as the jobs past their time limit stop"
+    fmt = "%H:%M:%S" if at - now < 86400 else "%a %d %b %H:%M"
+    return "by " + time.strftime(fmt, time.localtime(at))
