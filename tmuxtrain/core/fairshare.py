@@ -164,6 +164,9 @@ class FairOrder:
             lst = lists[p]
             per = self.charge / self.shares.get(p, 1.0)
             i, n = pos[p], len(lst)
+            # Below the next project and nothing taken: stay, with no comparison (most jobs
+            # of a full queue wait, and the loop runs once per pending job).
+            tied = bool(heap) and key >= heap[0][0]
             while i < n:
                 job = lst[i]
                 i += 1
@@ -172,9 +175,12 @@ class FairOrder:
                 if self._taken:
                     key += self._taken * per
                     standing[p] = key
+                elif not tied:
+                    continue
                 if i == n or not heap:
                     continue
                 top = heap[0]
+                tied = key >= top[0]
                 if key > top[0] or (
                     key == top[0] and (-lst[i].spec.priority, lst[i].id) > (top[1], top[2])
                 ):
