@@ -74,3 +74,49 @@ def test_backfill_by_time_limits(tt: Env) -> None:
     jobs = {j["id"]: j for j in json.loads(tt.cli("ls", "--json", check=True).stdout)}
     assert jobs[c]["started_at"] < jobs[a]["finished_at"] <= jobs[b]["started_at"]
     assert jobs[b]["finished_at"] <= jobs[d]["started_at"]
+
+
+def test_a_lab_morning_in_miniature(tt: Env) -> None:
+    """The simulated day's mix in small, for real: a sweep of shared 1-GPU jobs, a 2-GPU
+    training of another project and short debug runs of a third, all with time limits, on
+    2 simulated GPUs under fair-share with backfill. Everything ends; the 2-GPU job is not
+    left until the sweep is done; status shows each project's use of the GPUs."""
+    config(tt, "policy: fair-share\nbackfill: true\nfair_share_half_life: 1h\n")
+    tt.set("TMUXTRAIN_GPUS", "fake:2x24GiB")
+    order = tt.root / "order"
+    sweep = [
+        i
+        for k in range(6)
+        for i in add(
+            tt, "--project", "sweep", "--vram", "8GiB", "--timeout", "20s", "--no-start",
+            "--name", f"sweep{k}", "--", f"echo sweep >> {order}; sleep 0.3",
+        )
+    ]  # fmt: skip
+    [big] = add(
+        tt, "--project", "big", "--gpus", "2", "--timeout", "20s", "--no-start", "--",
+        f"echo big >> {order}; sleep 0.5",
+    )  # fmt: skip
+    debug = [
+        i
+        for _ in range(2)
+        for i in add(
+            tt,
+            "--project",
+            "debug",
+            "--timeout",
+            "5s",
+            "--no-start",
+            "--",
+            f"echo debug >> {order}; sleep 0.2",
+        )
+    ]
+    tt.client().up()
+    assert tt.client().wait([*sweep, big, *debug], timeout=90)
+    started = order.read_text().split()
+    assert sorted(started) == sorted(["sweep"] * 6 + ["big"] + ["debug"] * 2)
+    assert started.index("big") < len(started) - 1 - started[::-1].index("sweep"), started
+    st = json.loads(tt.cli("status", "--json", check=True).stdout)
+    projects = {p["project"]: p for p in st["projects"]}
+    assert set(projects) == {"sweep", "big", "debug"}
+    assert all(p["usage_gpu_s"] > 0 and p["pending"] == 0 for p in projects.values())
+    assert abs(sum(p["usage_pct"] for p in projects.values()) - 100) < 0.5

@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from tests.labday import POLICIES, run_day, workload
 from tests.sim import START, Sim
 from tmuxtrain.core.model import Config, JobSpec, JobState
 
@@ -188,3 +189,33 @@ def test_backfill_never_starts_the_head_later_than_its_reservation(tmp_path: Pat
     heads = {h for h, _, _ in sim.reservations}
     backfilled = [i for i, t in started.items() if any(h < i for h in heads) and t is not None]
     assert backfilled
+
+
+# ---- 8. a day of a lab --------------------------------------------------------------------
+
+
+def test_a_small_day_of_a_lab_under_each_policy(tmp_path: Path) -> None:
+    """A tenth of the lab's day (tests/labday.py; the whole day is in scripts/bench.py)
+    under each policy, with and without backfill, with every per-tick check: every job
+    runs; backfill never costs utilisation; fair-share serves the lighter projects before
+    the heaviest."""
+    subs = workload(scale=0.1)
+    results = {
+        (policy, backfill): run_day(tmp_path / f"{policy}-{backfill}", policy, backfill, subs, True)
+        for policy in POLICIES
+        for backfill in (True, False)
+    }
+    n = sum(len(s.jobs) for s in subs)
+    for (policy, _), r in results.items():
+        assert r.jobs == n > 150
+        assert 0.5 < r.utilisation <= 1.0, (policy, r)
+        assert r.longest_multi_gpu_wait_min < r.makespan_h * 60
+    for policy in POLICIES:
+        on, off = results[policy, True], results[policy, False]
+        assert on.utilisation >= off.utilisation - 0.005, (policy, on, off)
+
+    # Fair-share: the heaviest user (vision's sweeps) waits longest, the others less than
+    # under FIFO, where whoever queued first is served first.
+    fair, fifo = results["fair-share", True].mean_wait_min, results["fifo", True].mean_wait_min
+    assert max(fair, key=fair.__getitem__) == "vision", fair
+    assert fair["llm"] < fifo["llm"] and fair["speech"] < fifo["speech"], (fair, fifo)
