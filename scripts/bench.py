@@ -889,12 +889,12 @@ def bench_decide(quick: bool) -> list[Row]:
 def bench_labday(quick: bool) -> list[Row]:
     """A day of a lab (tests/labday.py) on 8 simulated GPUs, replayed through the real
     scheduler parts under each policy, with and without backfill: GPU utilisation, mean
-    wait per project, the longest wait of a multi-GPU job. Quick: a fifth of the day."""
+    wait per project, the longest wait of a multi-GPU job. Quick: a tenth of the day."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     from tests.labday import POLICIES, run_day, workload
 
-    subs = workload(scale=0.2 if quick else 1.0)
+    subs = workload(scale=0.1 if quick else 1.0)
     rows = []
     for policy in POLICIES:
         for backfill in (True, False):
