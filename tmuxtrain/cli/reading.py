@@ -205,7 +205,7 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     last = logfile.tail_lines(sch["log"], 1).decode(errors="replace").strip()
     if not sch["running"] and last:
         print(f"last line: {printable(last, 200)}")
-    if st["projects"]:
+    if len(st["projects"]) > 1:  # one project: nothing to share
         from tmuxtrain.cli.fairshare import fair_share_table
 
         print(fair_share_table(st["projects"]))
