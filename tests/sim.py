@@ -11,12 +11,16 @@ every tick (`check`), and at the end (`finish`):
 - each attempt that ran ends exactly once (one end event), and every job ends;
 - a job starts only once every job it depends on has succeeded;
 - backfill: no later job starts on the GPUs reserved for the head of the queue;
-- fair-share: a job of a project starts ahead of a same-shaped waiting job of another
-  project only while its project's use, divided by its share, is not above the other's.
+- fair-share, per decision: a job of a project starts while a same-shaped job of another
+  project waits for GPUs only if its project's standing is not above the other's. The
+  standing is recomputed here from the attempt records by its definition
+  (`core.fairshare`: decayed GPU-seconds plus a charge per GPU held, over the share), and
+  at the end the records are checked against what the runner really ran.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmuxtrain.core.model import FINISHED, Config, JobSpec, JobState
+from tmuxtrain.core.schedule import Decisions
 from tmuxtrain.daemon.loop import Scheduler
 from tmuxtrain.gpus.fake import FakeProbe
 from tmuxtrain.runners.fake import FakeRunner, SimCrash
@@ -59,6 +64,7 @@ class Checked(Scheduler):
     sim: Sim
 
     def tick(self, now: float) -> None:
+        self.launcher.last = None  # check this tick's decision only (a failed tick's: none)
         super().tick(now)
         try:
             self.sim.check(self)
@@ -73,6 +79,8 @@ class Sim:
     gpu_mib: int = 80 * 1024
     config: Config = field(default_factory=Config)
     seed: int = 0
+    checked: bool = True  # False: the plain scheduler, no per-tick checks (benchmarks)
+    idle_tick_s: float = 5.0  # the loop's longest sleep when nothing is due
 
     def __post_init__(self) -> None:
         home = self.root / "home"
@@ -81,26 +89,43 @@ class Sim:
         self.clock = SimClock()
         self.runner = FakeRunner(self.clock.time, home=self.settings.home)
         self.rng = random.Random(self.seed)
-        self.sched: Checked | None = None
+        self.sched: Scheduler | None = None
         self.seen_launches = 0
         self.restarts = 0
         self.ticks = 0
         self.specs: dict[int, JobSpec] = {}
         self.deps: dict[int, tuple[int, ...]] = {}
+        from tests.sim_fairshare import FairShareCheck  # it imports this module
+
+        self.fair = FairShareCheck(self)
+        self.reservations: list[tuple[int, float | None, float]] = []  # (head, start, now)
 
     # ---- driving ----------------------------------------------------------------------
 
-    def scheduler(self) -> Checked:
+    def scheduler(self) -> Scheduler:
         """The running scheduler, or a new one over the same state (a restart)."""
         if self.sched is None:
             store = Store(self.settings.db_path)
             probe = FakeProbe(self.settings.gpus or "")
-            s = Checked(
-                self.settings, self.config, store, self.runner, probe, self.clock, idle_tick_s=5.0
+            kind = Checked if self.checked else Scheduler
+            s = kind(
+                self.settings,
+                self.config,
+                store,
+                self.runner,
+                probe,
+                self.clock,
+                idle_tick_s=self.idle_tick_s,
             )
-            s.sim = self
+            if isinstance(s, Checked):
+                s.sim = self
             self.sched = s
         return self.sched
+
+    def close(self) -> None:
+        if self.sched is not None:
+            self.sched.store.close()
+            self.sched = None
 
     def crash(self) -> None:
         """The scheduler dies (kill -9): its memory and its connection are gone."""
@@ -156,7 +181,9 @@ class Sim:
         self._new_launches_had_their_dependencies(store)
         decision = sched.launcher.last
         if decision is not None:
-            self._backfill_kept_the_reservation(decision, store)
+            self._backfill_kept_the_reservation(decision, now)
+            if sched.config.policy == "fair-share" and decision.launches:
+                self.fair.check(decision, store, sched.config, now)
             sched.launcher.last = None
 
     def _gpus_never_overcommitted(self, now: float) -> None:
@@ -187,14 +214,24 @@ class Sim:
                 states = {j.id: j.state for j in store.jobs(ids=deps)}
                 assert all(states[d] is JobState.SUCCEEDED for d in deps), (job_id, states)
 
-    def _backfill_kept_the_reservation(self, decision: object, store: Store) -> None:
-        reservation = getattr(decision, "reservation", None)
+    def _backfill_kept_the_reservation(self, decision: Decisions, now: float) -> None:
+        """No job after the head takes its reserved GPUs unless its time limit ends by
+        the time they free; and that time is what the running jobs' limits say."""
+        reservation = decision.reservation
         if reservation is None:
             return
         head, reserved, before = reservation
-        for launch in getattr(decision, "launches", [])[before:]:
+        start = decision.reserved_start
+        self.reservations.append((head, start, now))
+        if start is not None:
+            assert start >= now - 1e-6, (head, start, now)
+        for launch in decision.launches[before:]:
             taken = reserved & set(launch.gpus)
-            assert not taken, f"job {launch.job_id} took GPUs {taken} reserved for {head}"
+            limit = self.specs[launch.job_id].timeout_s
+            ends_in_time = start is not None and limit is not None and now + limit <= start
+            assert not taken or ends_in_time, (
+                f"job {launch.job_id} took GPUs {taken} reserved for {head} until {start}"
+            )
 
     def finish(self) -> dict[str, int]:
         """The end-of-run checks; a few counts of what happened."""
@@ -210,6 +247,7 @@ class Sim:
         ran = {(j, a) for j, a, _ in self.runner.launches}
         assert all(n == 1 for n in ends.values()), [k for k, n in ends.items() if n > 1]
         assert ran <= set(ends), sorted(ran - set(ends))[:10]
+        self._attempt_records_are_what_ran(store)
         states = Counter(j.state.value for j in jobs)
         return {
             "jobs": len(jobs),
@@ -218,6 +256,25 @@ class Sim:
             "ticks": self.ticks,
             **states,
         }
+
+    def _attempt_records_are_what_ran(self, store: Store) -> None:
+        """What fair-share counts (the attempt records) is what the runner ran: each
+        attempt started when it was launched, on its GPUs, and ended no earlier than its
+        process did (a clean end at the very time; an unclean one when it was noticed)."""
+        procs = {(p.job_id, p.attempt): p for p in self.runner.procs.values()}
+        rows = store.db.execute(
+            "SELECT job_id, attempt, started_at, finished_at, gpus, vram_mib FROM attempts"
+        )
+        for job_id, attempt, started, finished, gpus, vram in rows:
+            p = procs.get((job_id, attempt))
+            if p is None:
+                continue  # never ran (its start failed)
+            assert (started, tuple(json.loads(gpus)), vram) == (p.started, p.gpus, p.vram_mib)
+            if p.killed_at is None and p.ends <= finished:
+                assert finished == p.ends, (job_id, attempt, finished, p.ends)
+            else:
+                end = p.killed_at if p.killed_at is not None else p.ends
+                assert finished >= end - 1e-6, (job_id, attempt, finished, end)
 
 
 def random_jobs(

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from tmuxtrain.core.errors import NotFound
 from tmuxtrain.core.model import TRANSITIONS, JobSpec, JobState
 from tmuxtrain.settings import Settings
 from tmuxtrain.store import MIGRATIONS, Store
+from tmuxtrain.store.schema import APPLICATION_ID
 
 NOW = 1_700_000_000.0
 LOGS = "/state/logs"
@@ -278,6 +281,8 @@ def test_attempts(store: Store) -> None:
             "tmux_window": "@1",
             "reason": "exit code 1",
             "detail": [],
+            "vram_mib": None,
+            "peak_mib": None,
         },
         {
             "attempt": 2,
@@ -288,6 +293,8 @@ def test_attempts(store: Store) -> None:
             "tmux_window": "@2",
             "reason": "",
             "detail": [],
+            "vram_mib": None,
+            "peak_mib": None,
         },
     ]
     assert store.history.attempts(999) == []
@@ -573,3 +580,29 @@ def test_an_edit_with_a_new_vram_ends_a_request_raised_after_an_oom(store: Store
     store.set_spec(a, {**spec.to_dict(), "vram_mib": 8192})
     j = store.get(a)
     assert (j.vram_mib, j.vram_source) == (8192, "declared")
+
+
+@pytest.mark.parametrize("applied", range(1, len(MIGRATIONS)))
+def test_every_earlier_schema_upgrades(tmp_path: Path, applied: int) -> None:
+    """A database left by any earlier tmuxtrain (the first `applied` migrations, as that
+    version numbered them) opens, gains the rest in order, and keeps its jobs."""
+    path = str(tmp_path / "tmuxtrain.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name, sql in MIGRATIONS[:applied]:
+        db.executescript(sql)
+        db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version = {applied}")
+    db.execute(
+        "INSERT INTO jobs (name, state, spec, submitted_at) VALUES ('old', 'pending', ?, 0)",
+        (json.dumps(JobSpec(name="old", command="true", cwd="/").to_dict()),),
+    )
+    db.close()
+    s = Store(path)
+    rows = s.db.execute("SELECT name FROM migrations ORDER BY name").fetchall()
+    assert rows == [(name,) for name, _ in MIGRATIONS]
+    assert [j.name for j in s.jobs()] == ["old"]
+    assert json.loads(s.jobs_json(None, 0.0))[0]["name"] == "old"
+    assert add(s, "new")[0] > s.jobs()[0].id
+    s.close()

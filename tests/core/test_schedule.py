@@ -112,12 +112,17 @@ def test_fair_share_priority_within_a_project() -> None:
     assert [j.id for j in order] == [2, 3, 1]
 
 
-def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -> list[Job]:
+def _fair_share_by_definition(
+    pending: list[Job], run: list[Job], cfg: Config, usage: dict[str, float]
+) -> list[Job]:
     """The plain reading of the rule: take, one at a time, the best job of the project whose
-    use / share is lowest (ties: the better job), counting each taken job as running."""
-    use = {p: 0.0 for p in {j.spec.project for j in pending}}
+    standing, (decayed GPU-seconds + a minute per day of half-life for each GPU held) /
+    share, is lowest (ties: the better job), counting each taken job's GPUs as held."""
+    charge = cfg.fair_share_half_life_s / 1440
+    use = {p: usage.get(p, 0.0) for p in {j.spec.project for j in pending}}
     for j in run:
-        use[j.spec.project] = use.get(j.spec.project, 0.0) + max(1, len(j.gpus))
+        use[j.spec.project] = use.get(j.spec.project, usage.get(j.spec.project, 0.0))
+        use[j.spec.project] += len(j.gpus) * charge
     left = sorted(pending, key=lambda j: (-j.spec.priority, j.id))
     out = []
     while left:
@@ -133,7 +138,7 @@ def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -
         )
         p = j.spec.project
         left.remove(j)
-        use[p] += max(1, j.spec.gpus)
+        use[p] += j.spec.gpus * charge  # a CPU-only job holds no GPU
         out.append(j)
     return out
 
@@ -143,17 +148,34 @@ def _fair_share_by_definition(pending: list[Job], run: list[Job], cfg: Config) -
     st.lists(st.tuples(st.sampled_from("abc"), st.integers(-1, 2), st.integers(0, 4)), max_size=30),
     st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3)), max_size=5),
     st.dictionaries(st.sampled_from("abc"), st.sampled_from([0.5, 1.0, 2.0, 3.0])),
+    st.dictionaries(st.sampled_from("abcd"), st.sampled_from([0.0, 60.0, 90.0, 3600.0])),
 )
 def test_fair_share_order_matches_its_definition(
-    pend: list[tuple[str, int, int]], run: list[tuple[str, int]], shares: dict[str, float]
+    pend: list[tuple[str, int, int]],
+    run: list[tuple[str, int]],
+    shares: dict[str, float],
+    usage: dict[str, float],
 ) -> None:
     pending = [
         job(100 - i, project=p, priority=prio, gpus=g) for i, (p, prio, g) in enumerate(pend)
     ]
     running_ = [running(200 + i, tuple(range(g)), project=p) for i, (p, g) in enumerate(run)]
     cfg = Config(policy="fair-share", shares=shares)
-    got = [j.id for j in policy_order(pending, running_, cfg)]
-    assert got == [j.id for j in _fair_share_by_definition(pending, running_, cfg)]
+    got = [j.id for j in policy_order(pending, running_, cfg, usage)]
+    assert got == [j.id for j in _fair_share_by_definition(pending, running_, cfg, usage)]
+
+
+def test_fair_share_goes_by_recent_usage_not_by_gpus_in_use() -> None:
+    """The issue's queue: with one GPU, the GPU that just freed leaves both projects with
+    none in use; what tells them apart is what each used lately. beta, which has used
+    less, goes next, and a share of 2 makes alpha's use count half."""
+    pending = [job(i, project="alpha") for i in (2, 3, 4)] + [job(7, project="beta")]
+    usage = {"alpha": 600.0, "beta": 300.0}
+    d = decide(pending, gpus(1), replace(CFG, policy="fair-share"), NOW, usage=usage)
+    assert launched(d) == [7]
+    cfg = replace(CFG, policy="fair-share", shares={"alpha": 2.0})
+    d = decide(pending, gpus(1), cfg, NOW, usage={"alpha": 500.0, "beta": 300.0})
+    assert launched(d) == [2]
 
 
 # ---- held, dependencies, backoff -----------------------------------------------------------
@@ -189,6 +211,19 @@ def test_dependency_failed_or_cancelled_cancels() -> None:
     assert d.launches == []
     assert d.cancels == [(2, "dependency 1 (base) failed"), (4, "dependency 3 (prep) cancelled")]
     assert 2 not in d.reasons and 4 not in d.reasons
+
+
+def test_a_chain_of_dependents_is_cancelled_in_one_decision() -> None:
+    """Nothing may come to wake the scheduler for the next link (found by the simulation:
+    a CPU job waited forever on a dependency cancelled in the decision before)."""
+    deps = {1: (JobState.FAILED, "base")}
+    jobs = [job(4, after_ids=(3,)), job(2, after_ids=(1,)), job(3, after_ids=(2,))]
+    d = decide(jobs, gpus(1), CFG, NOW, deps)
+    assert d.cancels == [
+        (2, "dependency 1 (base) failed"),
+        (3, "dependency 2 (job2) cancelled"),
+        (4, "dependency 3 (job3) cancelled"),
+    ]
 
 
 def test_failed_dependency_wins_over_a_waiting_one() -> None:
@@ -421,3 +456,59 @@ def test_the_backfill_reason_names_the_job_it_serves() -> None:
     d = decide(jobs, gpus(2), CFG, NOW)
     assert launched(d) == []
     assert d.reasons[3] == "GPU 0,1 reserved for job 2 (job2) at the head of the queue"
+
+
+# ---- backfill by time limits (issue 15, point 2) ---------------------------------------
+
+
+def limited(id: int, timeout: float | None, **kw: Any) -> Job:
+    j = job(id, **kw)
+    return replace(j, spec=replace(j.spec, timeout_s=timeout))
+
+
+def test_backfill_by_time_limits_the_issues_queue() -> None:
+    """2 GPUs: A (1 GPU, 8 s limit) runs, B (2 GPUs) waits at the head. C (2 s) would be
+    done before A's limit frees B's GPUs, so it starts on the free GPU; D (no limit) and E
+    (20 s) would delay B, so they wait."""
+    a = replace(limited(1, 8.0, state=JobState.RUNNING, on=(0,)), started_at=NOW - 1)
+    jobs = [a, job(2, gpus=2), limited(3, 2.0), job(4), limited(5, 20.0)]
+    d = decide(jobs, gpus(2), CFG, NOW)
+    assert d.launches == [Launch(3, (1,))]
+    assert d.reservation == (2, frozenset({0, 1}), 0)
+    assert d.reserved_start == NOW + 7
+    assert d.reasons[4] == d.reasons[5] == "waiting for 1 free GPU"  # C took the other
+    d = decide([a, job(2, gpus=2), job(4), limited(5, 20.0)], gpus(2), CFG, NOW)
+    assert d.launches == []
+    assert d.reasons[4] == "GPU 0,1 reserved for job 2 (job2) at the head of the queue"
+    # Without a limit on A, nothing is known: no later job touches B's GPUs.
+    d = decide([replace(a, spec=replace(a.spec, timeout_s=None)), *jobs[1:]], gpus(2), CFG, NOW)
+    assert d.launches == [] and d.reserved_start is None
+
+
+def test_the_head_reserves_the_gpus_that_free_first() -> None:
+    """3 GPUs, all busy: GPU 0 until its job's limit in 100 s, GPU 1 for ever, GPU 2 in
+    10 s. A 1-GPU head reserves GPU 2, so a 50 s job may take GPU... none is free; and a
+    shared job that fits beside the one on GPU 0 may start there."""
+    run = [
+        replace(limited(1, 100.0, state=JobState.RUNNING, on=(0,), vram=4 * GIB), started_at=NOW),
+        running(2, (1,)),
+        replace(limited(3, 10.0, state=JobState.RUNNING, on=(2,)), started_at=NOW),
+    ]
+    d = decide([*run, job(4), limited(5, 50.0, vram=4 * GIB)], gpus(3), CFG, NOW)
+    assert d.reservation is not None and d.reservation[1] == frozenset({2})
+    assert d.reserved_start == NOW + 10
+    assert d.launches == [Launch(5, (0,))]
+
+
+def test_a_shared_head_waits_for_memory_as_the_limits_free_it() -> None:
+    """One 24 GiB GPU holding two 10 GiB jobs ending in 5 s and 30 s: a 12 GiB head can
+    start once the first ends (5 s); a 4 s job may use the GPU until then, a 6 s one not."""
+    run = [
+        replace(limited(1, 5.0, state=JobState.RUNNING, on=(0,), vram=10 * GIB), started_at=NOW),
+        replace(limited(2, 30.0, state=JobState.RUNNING, on=(0,), vram=10 * GIB), started_at=NOW),
+    ]
+    head = job(3, vram=12 * GIB)
+    d = decide([*run, head, limited(4, 6.0, vram=2 * GIB)], gpus(1), CFG, NOW)
+    assert d.reserved_start == NOW + 5 and d.launches == []
+    d = decide([*run, head, limited(4, 4.0, vram=2 * GIB)], gpus(1), CFG, NOW)
+    assert d.launches == [Launch(4, (0,))]

@@ -121,9 +121,10 @@ class Reading(ClientBase):
             if not batch:
                 time.sleep(poll_s)
 
-    def status(self, cluster: bool = False) -> dict[str, Any]:
-        """The scheduler, job counts, where state lives; with `cluster`, also the Slurm
-        cluster's partitions (`cluster()`: one `sinfo`, so not on every dashboard refresh)."""
+    def status(self, full: bool = False) -> dict[str, Any]:
+        """The scheduler, job counts, where state lives; with `full`, also the Slurm
+        cluster's partitions (`cluster()`: one `sinfo`) and each project's fair-share
+        standing (`projects()`: the history read), which no dashboard refresh needs."""
         from tmuxtrain.daemonctl import scheduler_info, scheduler_pid
 
         pid = scheduler_pid(self.settings.lock_path)
@@ -141,7 +142,8 @@ class Reading(ClientBase):
             "home": self.settings.home,
             "session": self.settings.session,
             "socket": self.settings.socket,
-            "cluster": self.cluster() if cluster else None,
+            "cluster": self.cluster() if full else None,
+            "projects": self.projects() if full else [],
         }
 
     def cluster(self) -> dict[str, Any] | None:
@@ -161,6 +163,27 @@ class Reading(ClientBase):
             return {"partitions": [asdict(p) for p in cluster()], "error": None}
         except TmuxtrainError as e:
             return {"partitions": [], "error": str(e)}
+
+    def projects(self, now: float | None = None) -> builtins.list[dict[str, Any]]:
+        """Fair-share per project (`core.fairshare.report`): usage, share, standing, jobs;
+        empty when the config cannot be read."""
+        from tmuxtrain.core.fairshare import Usage, report
+        from tmuxtrain.jobfile import load_config
+
+        try:
+            config = load_config(self.settings.config_path)
+        except TmuxtrainError:
+            return []
+        t = time.time() if now is None else now
+        half_life = config.fair_share_half_life_s
+        usage = Usage(half_life)
+        for _, project, started, finished, share in self.store.history.finished_usage(
+            0, t - 40 * half_life
+        ):
+            usage.add(project, share, started, finished, t)
+        running = self.store.jobs([JobState.RUNNING])
+        pending = self.store.pending()
+        return report(usage.of(running, t), running, pending, config.shares, half_life)
 
     def gpus(self) -> builtins.list[dict[str, Any]]:
         """GPUs as `gpus --json`: memory, utilisation, temperature and the jobs on each."""
@@ -295,7 +318,16 @@ class Reading(ClientBase):
             config = load_config(self.settings.config_path)
         except TmuxtrainError:
             return sorted(j.id for j in pending)
-        return start_order(pending, running, config)
+        usage = None
+        if config.policy == "fair-share":  # usage moves slowly: read it every 10 s at most
+            now = time.time()
+            t, usage = self._usage_read
+            if usage is None or now - t > 10:
+                usage = {p["project"]: p["usage_gpu_s"] for p in self.projects(now)}
+                self._usage_read = (now, usage)
+        return start_order(pending, running, config, usage)
+
+    _usage_read: tuple[float, dict[str, float] | None] = (0.0, None)
 
 
 def _others_mib(g: GpuInfo) -> int | None:

@@ -214,7 +214,7 @@ def cmd_down(c: Client, a: argparse.Namespace) -> int:
 def cmd_status(c: Client, a: argparse.Namespace) -> int:
     from tmuxtrain import logfile
 
-    st = c.status(cluster=True)
+    st = c.status(full=True)
     if a.json:
         print(json.dumps(st))
         return 0
@@ -235,6 +235,10 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     last = logfile.tail_lines(sch["log"], 1).decode(errors="replace").strip()
     if not sch["running"] and last:
         print(f"last line: {printable(last, 200)}")
+    if len(st["projects"]) > 1:  # one project: nothing to share
+        from tmuxtrain.cli.fairshare import fair_share_table
+
+        print(fair_share_table(st["projects"]))
     return 0
 
 

@@ -187,11 +187,16 @@ def _others(loads: Sequence[GpuLoad], headroom_mib: int) -> str:
 
 def reserve(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> frozenset[int]:
     """The GPUs a job that cannot start now is first in line for (for backfill: later jobs
-    must not take them, or the head would wait for those too). Exclusive requests reserve
-    the GPUs with the fewest jobs, shared ones those with the most free memory; a request
-    that can never fit reserves nothing."""
+    must not take them, or the head would wait for those too): the first of `candidates`."""
+    return frozenset(candidates(loads, request, headroom_mib)[: request.gpus])
+
+
+def candidates(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> list[int]:
+    """The GPUs a job that cannot start now could be given, best first: for exclusive
+    requests those with the fewest jobs, for shared ones those with the most free memory;
+    none for a request that can never fit."""
     if request.gpus == 0 or request.gpus > len(loads):
-        return frozenset()
+        return []
     if request.vram_mib is not None:
         need = request.vram_mib
         able = [x for x in loads if (x.total_mib or 0) - headroom_mib >= need]
@@ -199,8 +204,8 @@ def reserve(loads: Sequence[GpuLoad], request: Request, headroom_mib: int) -> fr
     else:
         ranked = sorted(loads, key=lambda x: (x.external_mib is None, x.jobs, x.index))
     if len(ranked) < request.gpus:
-        return frozenset()
-    return frozenset(x.index for x in ranked[: request.gpus])
+        return []
+    return [x.index for x in ranked]
 
 
 def cuda_visible_devices(gpus: Sequence[GpuInfo], indices: Iterable[int]) -> str:

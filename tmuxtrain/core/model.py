@@ -91,6 +91,7 @@ class JobSpec:
     preemptible: bool = False  # may be stopped for a higher-priority job, then rerun
     resume: str | None = None  # the command for a rerun after preemption
     vram_exclusive: bool = False  # `vram: exclusive`: whole GPUs, never a learned size
+    sweep: str = ""  # file:line and command template it came from ("" ad hoc): learned VRAM
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -116,6 +117,7 @@ class JobSpec:
             "preemptible": self.preemptible,
             "resume": self.resume,
             "vram_exclusive": self.vram_exclusive,
+            "sweep": self.sweep,
         }
         if self.checkpoints is not None:
             c = self.checkpoints
@@ -156,6 +158,7 @@ class JobSpec:
             preemptible=d.get("preemptible", False),
             resume=d.get("resume"),
             vram_exclusive=d.get("vram_exclusive", False),
+            sweep=d.get("sweep", ""),
         )
 
 
@@ -197,6 +200,7 @@ class Job:
     vram_request_mib: int | None = None
     vram_peak_mib: int | None = None  # the most GPU memory the latest attempt was seen using
     restarts: int = 0  # attempts stopped by preemption (they use up no retry)
+    gpu_share: float | None = None  # GPU-equivalents its attempt holds (fair-share usage)
 
     # Shorthands the policy code reads a lot.
     @property

@@ -4,11 +4,14 @@ the others wait. Pure: the daemon carries the decisions out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from tmuxtrain.core.allocate import allocate, gpu_loads, reserve
+from tmuxtrain.core.allocate import allocate, candidates, gpu_loads
+from tmuxtrain.core.backfill import ends_by, fits_before, shadow
+from tmuxtrain.core.fairshare import FairOrder, gpu_share, standings, totals_of
 from tmuxtrain.core.model import Allocation, Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.units import format_duration
 
@@ -27,6 +30,9 @@ class Decisions:
     # Backfill: the job at the head of the queue that could not start, the GPUs it is
     # first in line for, and how many launches came before it (none after it use them).
     reservation: tuple[int, frozenset[int], int] | None = None
+    # When the head's reserved GPUs free by the running jobs' time limits (None: unknown):
+    # a later job may use them only if its own limit ends by then (`core.backfill`).
+    reserved_start: float | None = None
 
 
 def holdings_of(running: Iterable[Job]) -> list[Holding]:
@@ -45,35 +51,49 @@ def _by_priority(jobs: Iterable[Job]) -> list[Job]:
     return order
 
 
-def policy_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[Job]:
+def policy_order(
+    pending: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None = None,
+    gpus: Sequence[GpuInfo] = (),
+) -> list[Job]:
     """The order pending jobs are considered in.
 
     fifo: by id (submission order). priority: higher first, FIFO among equals.
-    fair-share: repeatedly the best job (priority, then id) of the project whose GPU use
-    divided by its share is lowest, counting each job taken as if it ran (so two projects
-    with equal shares alternate); equally served projects: the better job first. Projects
-    without a share weigh 1.
+    fair-share: repeatedly the best job (priority, then id) of the project with the lowest
+    standing (`core.fairshare`: its decayed GPU-seconds in `usage` plus a charge for what
+    it holds, over its share), counting each job taken as if it started; equally placed
+    projects: the better job first. Projects without a share weigh 1. (`decide` charges
+    only the jobs that do start.)
     """
     if config.policy == "fifo":
         return sorted(pending, key=_ID)
     order = _by_priority(pending)
     if config.policy != "fair-share":
         return order
-    used: dict[str, float] = {}
-    for j in running:
-        used[j.spec.project] = used.get(j.spec.project, 0.0) + max(1, len(j.gpus))
-    # A project's use only grows as its jobs are taken, so taking repeatedly from the least
-    # served project is one stable sort of the priority order by each job's project's use
-    # before it (divided by the share). Floats and indices only: no tuple per job.
-    shares = config.shares
-    keys: list[float] = []
-    for j in order:
-        spec = j.spec
-        p = spec.project
-        u = used.get(p, 0.0)
-        keys.append(u / shares.get(p, 1.0))
-        used[p] = u + (spec.gpus or 1)
-    return [order[i] for i in sorted(range(len(order)), key=keys.__getitem__)]
+    fair = _fair_order(order, running, config, usage)
+    biggest = max((g.memory_total_mib or 0 for g in gpus), default=0)
+    out = []
+    for job in fair:
+        vram = job.vram_mib
+        share = float(job.spec.gpus)
+        if vram is not None and biggest:
+            share *= min(1.0, vram / biggest)
+        fair.took(job, share)
+        out.append(job)
+    return out
+
+
+def _fair_order(
+    order: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None,
+) -> FairOrder:
+    half_life = config.fair_share_half_life_s
+    start = standings(usage or {}, running, config.shares, half_life)
+    return FairOrder(order, start, config.shares, half_life)
 
 
 class Limits:
@@ -107,12 +127,36 @@ class Limits:
         self.projects[job.spec.project] = self.projects.get(job.spec.project, 0) + 1
 
 
-def start_order(pending: Sequence[Job], running: Sequence[Job], config: Config) -> list[int]:
+def start_order(
+    pending: Sequence[Job],
+    running: Sequence[Job],
+    config: Config,
+    usage: Mapping[str, float] | None = None,
+) -> list[int]:
     """The pending jobs' ids in the order the scheduler considers them (`policy_order`),
     held jobs last (nothing considers them until released): what the dashboard shows as
     "the order they will start"."""
-    order = policy_order([j for j in pending if not j.held], running, config)
+    order = policy_order([j for j in pending if not j.held], running, config, usage)
     return [j.id for j in order] + sorted(j.id for j in pending if j.held)
+
+
+def _doom_dependents(pending: Sequence[Job], known: dict[int, tuple[JobState, str]]) -> None:
+    """Mark in `known` as cancelled the pending jobs a failed or cancelled dependency dooms,
+    transitively: a chain is cancelled in one decision, not one link per decision (nothing
+    else may come to wake the scheduler for the next link)."""
+    bad = (JobState.FAILED, JobState.CANCELLED)
+    waiting = [j for j in pending if j.after_ids]
+    changed = True
+    while changed:
+        changed = False
+        rest = []
+        for j in waiting:
+            if any(known.get(d, (JobState.CANCELLED, "?"))[0] in bad for d in j.after_ids):
+                known[j.id] = (JobState.CANCELLED, j.spec.name)
+                changed = True
+            else:
+                rest.append(j)
+        waiting = rest
 
 
 def decide(
@@ -122,6 +166,7 @@ def decide(
     now: float,
     dep_states: Mapping[int, tuple[JobState, str]] | None = None,
     evals_open: Mapping[int, int] | None = None,
+    usage: Mapping[str, float] | None = None,
 ) -> Decisions:
     """Decide one scheduling step.
 
@@ -132,32 +177,52 @@ def decide(
     cancelled, wait if a dependency has not succeeded, or has evaluations open that the job
     waits for, or its retry backoff has not passed, else place it on GPUs. With
     `backfill` off, the first job that cannot be placed blocks all later GPU jobs (strict
-    order); with it on, that job (the head) reserves the GPUs it is first in line for, and
-    later jobs may start only on the other GPUs, so they never delay it. CPU-only jobs
-    compete for no GPU and always start.
+    order); with it on, that job (the head) reserves the GPUs that free earliest by the
+    running jobs' time limits (`core.backfill`), and a later job may start on them only if
+    its own `timeout` ends by then, on the other GPUs freely: it never delays the head.
+    CPU-only jobs
+    compete for no GPU and always start. `usage`: each project's decayed GPU-seconds
+    (fair-share, see `core.fairshare`), none when not given.
     Precondition: running jobs carry the GPUs they hold.
     """
     running = [j for j in jobs if j.state is JobState.RUNNING]
     pending = [j for j in jobs if j.state is JobState.PENDING]
+    by_id = {j.id: j for j in pending}
     known: dict[int, tuple[JobState, str]] = dict(dep_states or {})
     if any(j.after_ids for j in pending):
         needed = {d for j in pending for d in j.after_ids}
         known.update((j.id, (j.state, j.spec.name)) for j in jobs if j.id in needed)
+        _doom_dependents(pending, known)
     holdings = holdings_of(running)
     loads = gpu_loads(gpus, holdings, config.headroom_mib)
     # Why a shape (gpus, then vram) found no room: holdings only grow within a step, so a
     # later job of that shape finds none either. Nested, not keyed by a tuple: a tuple per
     # job would wake the garbage collector over the whole queue.
     failed: dict[int, dict[int | None, Allocation]] = {}
+    failed_outside: dict[int, dict[int | None, Allocation]] = {}  # kept off reserved GPUs
     out = Decisions()
     reasons = out.reasons  # the hot loop below runs once per pending job: keep it lean
     blocked_by: Job | None = None
     reserved: frozenset[int] | None = None  # backfill: the head's GPUs
+    start: float | None = None  # ... free by then (time limits); None: unknown
     held_reason = "held (tmuxtrain release to let it start)"
     limits = Limits(config, running)
     reserved_for = ""
 
-    for job in policy_order(pending, running, config):
+    order: Iterable[Job]
+    fair: FairOrder | None = None
+    totals: dict[int, int | None] = {}
+    if config.policy == "fair-share":  # decided as jobs start: only those that do count
+        for j in pending:
+            if j.held:
+                reasons[j.id] = held_reason
+        unheld = [j for j in _by_priority(pending) if not j.held]
+        order = fair = _fair_order(unheld, running, config, usage)
+        totals = totals_of(gpus)
+    else:
+        order = policy_order(pending, running, config)
+
+    for job in order:
         if job.held:
             reasons[job.id] = held_reason
             continue
@@ -195,8 +260,11 @@ def decide(
         if blocked_by is not None and spec.gpus > 0:
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
-        of_gpus = failed.get(spec.gpus)
-        vram = job.vram_mib  # what this attempt asks for: declared, or raised after an OOM
+        vram = job.vram_mib  # learned or raised, else as declared
+        # After the head, a job keeps off its GPUs unless its time limit ends before they free.
+        outside = reserved is not None and not fits_before(job, start, now)
+        cache = failed_outside if outside else failed
+        of_gpus = cache.get(spec.gpus)
         known_fail = of_gpus.get(vram) if of_gpus is not None else None
         if known_fail is None:
             alloc = allocate(
@@ -206,7 +274,7 @@ def decide(
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
-                exclude=reserved or frozenset(),
+                exclude=(reserved or frozenset()) if outside else frozenset(),
                 pack=config.placement == "pack",
                 keep_free=config.keep_free,
                 reserved_for=reserved_for,
@@ -214,18 +282,30 @@ def decide(
             if alloc.ok:
                 out.launches.append(Launch(job.id, alloc.gpus))
                 limits.take(job)
+                if fair is not None:
+                    fair.took(job, gpu_share(alloc.gpus, vram, totals))
                 if alloc.gpus:
                     holdings.append(Holding(job.id, alloc.gpus, vram))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            known_fail = failed.setdefault(spec.gpus, {})[vram] = alloc
+            known_fail = cache.setdefault(spec.gpus, {})[vram] = alloc
         reasons[job.id] = known_fail.reason
         if known_fail.never:
             continue  # it waits for nothing that can come: it holds up no one
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
-            reserved = reserve(loads, Request(spec.gpus, vram), config.headroom_mib)
+            request = Request(spec.gpus, vram)
+            ranked = candidates(loads, request, config.headroom_mib)
+            ends = {j.id: ends_by(j, now) for j in running}
+            for launch in out.launches:
+                limit = by_id[launch.job_id].spec.timeout_s
+                ends[launch.job_id] = math.inf if limit is None else now + limit
+            reserved, start = shadow(
+                ranked, loads, gpus, holdings, ends, request, config.headroom_mib,
+                config.max_jobs_per_gpu, now,
+            )  # fmt: skip
             out.reservation = (job.id, reserved, len(out.launches))
+            out.reserved_start = start
             reserved_for = f"job {job.id} ({job.name}) at the head of the queue"
     return out

@@ -274,6 +274,13 @@ def _parse_job(
                 raise ctx.fail(ck_doc.line, f"{field}checkpoints.{key}", "missing")
 
     cwd_t = str_field(ctx, job, "cwd", field + "cwd") if "cwd" in job else None
+    # A sweep is one entry of one file with one command shape (a matrix, or the same file
+    # queued again): its jobs learn their VRAM from each other. Ad-hoc commands are none.
+    sweep = (
+        ""
+        if ctx.path.startswith("<")
+        else f"{posixpath.join(base_dir, posixpath.basename(ctx.path))}:{job.line or 0} {command}"
+    )
     specs = []
     for combo in combos:
         values = dict(combo)
@@ -348,6 +355,7 @@ def _parse_job(
                 preemptible=bool(flags.get("preemptible", False)),
                 resume=resume,
                 vram_exclusive=exclusive,
+                sweep=sweep,
             )
         )
     return specs

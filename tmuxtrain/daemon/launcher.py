@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from tmuxtrain.core import oom, preempt
+from tmuxtrain.core.fairshare import gpu_share, totals_of
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.core.reconcile import attempt_fields
 from tmuxtrain.core.schedule import Decisions, decide, policy_order
 from tmuxtrain.core.units import format_duration
+from tmuxtrain.daemon.usage import UsageTracker
 from tmuxtrain.jobenv import job_environment, remote_environment
 from tmuxtrain.procs import free_port
 from tmuxtrain.runners.base import Runner, Started, StartRequest, run_token
@@ -53,6 +56,7 @@ class Launcher:
         # What `after: [train.evals]` waits for: the checkpoint watcher knows.
         self.evaluations_open: Callable[[Iterable[int], float], dict[int, int]] | None = None
         self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
+        self.usage = UsageTracker(store, config.fair_share_half_life_s)
 
     def launch(
         self,
@@ -71,13 +75,24 @@ class Launcher:
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
         submitted = self._submit(remote, now) if remote else False
+        ids = {j.id for j in pending}
+        # A job the reaper put back this tick (its start was never made) is pending now.
+        running = [j for j in running if j.id not in ids]
         active = [*pending, *running]
-        ids = {j.id for j in active}
+        ids.update(j.id for j in running)
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
         evals = self._evals_open(pending, now)
-        decisions = decide(active, gpus, self.config, now, dep_states, evals)
+        fair = self.config.policy == "fair-share"
+        usage = self.usage.of(running, now) if fair else None
+        decisions = decide(
+            active, gpus, self.config, now, dep_states, evals_open=evals, usage=usage
+        )
         self.last = decisions
+        if decisions.reservation is not None and decisions.reserved_start is not None:
+            head = decisions.reservation[0]
+            when = expected_start(decisions.reserved_start, now)
+            decisions.reasons[head] = f"{decisions.reasons[head]}; expected to start {when}"
         for job_id, why in decisions.cancels:
             if self.store.cancel_pending(job_id, why, now):
                 log.info("job %s cancelled: %s", job_id, why)
@@ -205,6 +220,7 @@ class Launcher:
         infos: Sequence[GpuInfo],
     ) -> bool:
         port = free_port(ports)
+        share = gpu_share(gpus, job.vram_mib, totals_of(infos))
         ok = self.store.transition(
             job.id,
             JobState.RUNNING,
@@ -224,6 +240,7 @@ class Launcher:
             pid_start=None,
             pid_boot=None,
             vram_peak_mib=None,
+            gpu_share=share,
         )
         if not ok:  # cancelled or changed by another process meanwhile
             return False
@@ -231,8 +248,9 @@ class Launcher:
         token = run_token(self.settings.home, job.id, job.attempt)
         env = job_environment(job, self.store.env_of(job.id), gpus, infos, port, token)
         claimed = dataclasses.replace(
-            job, state=JobState.RUNNING, gpus=gpus, started_at=now, master_port=port
-        )
+            job, state=JobState.RUNNING, gpus=gpus, started_at=now, master_port=port,
+            gpu_share=share,
+        )  # fmt: skip
         self.claimed[job.id] = claimed
         on = ",".join(map(str, gpus)) or "no GPU"
         log.info("starting job %s (%s) attempt %s on GPU %s", job.id, job.name, job.attempt, on)
@@ -294,3 +312,12 @@ class Launcher:
             event={"reason": answer.error}, reason=f"could not start: {answer.error}",
             finished_at=now,
         )  # fmt: skip
+
+
+def expected_start(at: float, now: float) -> str:
+    """'by 14:03:12' (local time; with the day when it is not within a day), or 'now'
+    when the time limits that bound it have all passed (the jobs are being stopped)."""
+    if at <= now:
+        return "as the jobs past their time limit stop"
+    fmt = "%H:%M:%S" if at - now < 86400 else "%a %d %b %H:%M"
+    return "by " + time.strftime(fmt, time.localtime(at))

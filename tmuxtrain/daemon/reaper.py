@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tmuxtrain import patterns
 from tmuxtrain.core import oom
@@ -221,7 +222,7 @@ class Reaper:
         )  # fmt: skip
         ended_at = e.ended_at if e.ended_at is not None else now
         ended_at = max(ended_at, job.started_at or ended_at)
-        fields: dict[str, object] = {"exit_code": code, "reason": out.reason}
+        fields: dict[str, Any] = {"exit_code": code, "reason": out.reason}
         preempted = out.state is JobState.PENDING and job.cancel_reason.startswith(PREEMPTED)
         if out.state is JobState.PENDING:
             fields.update(rec.attempt_fields(job.attempt + 1, not_before=out.not_before))

@@ -23,7 +23,7 @@ JOB_COLUMNS = (
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
     "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
     "notes, queued, external_id, vram_source, vram_request_mib, vram_peak_mib, restarts, "
-    "after_evals"
+    "after_evals, gpu_share"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
@@ -32,6 +32,7 @@ WRITABLE = frozenset(
         "pid", "pid_start", "pid_boot", "master_port", "started_at", "finished_at", "not_before",
         "cancel_requested_at", "cancel_reason", "metrics", "log_offset", "priority", "queued",
         "external_id", "vram_source", "vram_request_mib", "vram_peak_mib", "restarts",
+        "gpu_share",
     }
 )  # fmt: skip
 _STATES = {s.value: s for s in JobState}
@@ -181,6 +182,7 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         vram_peak_mib=row[30],
         restarts=row[31],
         after_evals=_ints(row[32]),
+        gpu_share=row[33],
     )
 
 

@@ -32,10 +32,14 @@ def record_attempt(
     exit_code: int | None,
     reason: str,
     detail: Sequence[str] = (),
+    peak_mib: int | None = None,
 ) -> None:
+    """The record of `job`'s current attempt: what it asked (vram per GPU) and held
+    (GPU-equivalents, for fair-share), and its peak GPU memory per GPU where measured."""
     db.execute(
         "INSERT OR REPLACE INTO attempts (job_id, attempt, started_at, finished_at, exit_code,"
-        " gpus, tmux_window, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " gpus, tmux_window, reason, detail, vram_mib, gpu_share, peak_mib)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             job.id,
             job.attempt,
@@ -46,6 +50,9 @@ def record_attempt(
             job.tmux_window,
             reason,
             json.dumps(list(detail)),
+            job.vram_mib,
+            job.gpu_share,
+            peak_mib,
         ),
     )
 
@@ -109,17 +116,38 @@ class History:
     def attempts(self, job_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT attempt, started_at, finished_at, exit_code, gpus, tmux_window, reason, "
-            "detail FROM attempts WHERE job_id = ? ORDER BY attempt",
+            "detail, vram_mib, peak_mib FROM attempts WHERE job_id = ? ORDER BY attempt",
             (job_id,),
         )
         keys = ("attempt", "started_at", "finished_at", "exit_code", "gpus", "tmux_window")
         out = []
         for r in rows:
-            d: dict[str, Any] = dict(zip((*keys, "reason", "detail"), r, strict=True))
+            d: dict[str, Any] = dict(
+                zip((*keys, "reason", "detail", "vram_mib", "peak_mib"), r, strict=True)
+            )
             d["gpus"] = json.loads(d["gpus"])
             d["detail"] = json.loads(d["detail"])
             out.append(d)
         return out
+
+    def finished_usage(
+        self, after_rowid: int, since: float
+    ) -> list[tuple[int, str, float, float, float]]:
+        """(row, project, started_at, finished_at, GPU-equivalents) of the attempt records
+        after row `after_rowid` that finished at `since` or later: what fair-share counts
+        (`core.fairshare`). Records from before GPU-equivalents were kept count their GPUs."""
+        rows = self.db.execute(
+            "SELECT a.rowid, coalesce(nullif(json_extract(j.spec, '$.project'), ''), 'default'),"
+            " a.started_at, a.finished_at, coalesce(a.gpu_share, json_array_length(a.gpus))"
+            " FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " WHERE a.rowid > ? AND a.finished_at >= ? AND a.started_at IS NOT NULL"
+            " ORDER BY a.rowid",
+            (after_rowid, since),
+        )
+        return [(r, p, s, f, float(g)) for r, p, s, f, g in rows]
+
+    def last_attempt_row(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0])
 
     def metric_history(self, job_id: int) -> dict[str, list[list[float | None]]]:
         out: dict[str, list[list[float | None]]] = {}

@@ -270,12 +270,14 @@ class Store:
         ended_at: float,
         event: dict[str, Any],
         detail: Sequence[str] = (),
+        peak_mib: int | None = None,
         kind: str | None = None,
         **fields: Any,
     ) -> bool:
         """End `job`'s current attempt (running -> `to`, setting `fields`, `exit_code` and
-        `reason` among them), with its attempt record and its event (`kind`, default: the
-        move's hook name) in one transaction: an attempt ends once, or not at all."""
+        `reason` among them), with its attempt record (and its measured `peak_mib`) and its
+        event (`kind`, by default the hook name of the move), in one transaction: an
+        attempt ends exactly once, or not at all."""
         with self.tx() as db:
             ok = self._transition(db, job.id, to, [JobState.RUNNING], job.attempt, fields)
             if not ok and job.queued:  # it ended still queued in its runner (Slurm)
@@ -285,7 +287,8 @@ class Store:
             if ok:
                 add_event(db, now, job.id, kind or EVENT_KINDS.get(to, to.value), event)
                 code, reason = fields.get("exit_code"), fields.get("reason", "")
-                record_attempt(db, job, ended_at, code, reason, detail)
+                peak = peak_mib if peak_mib is not None else job.vram_peak_mib
+                record_attempt(db, job, ended_at, code, reason, detail, peak)
         return ok
 
     def _transition(

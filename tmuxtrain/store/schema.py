@@ -155,6 +155,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # Fair-share by recent usage: the GPU-equivalents an attempt holds (a shared job
+        # counts its part of the GPU's memory), and per attempt what it asked and its peak.
+        "0008_usage",
+        """
+        ALTER TABLE jobs ADD COLUMN gpu_share REAL;
+        ALTER TABLE attempts ADD COLUMN vram_mib INTEGER;
+        ALTER TABLE attempts ADD COLUMN gpu_share REAL;
+        ALTER TABLE attempts ADD COLUMN peak_mib INTEGER;
+        CREATE INDEX attempts_finished ON attempts(finished_at);
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 
