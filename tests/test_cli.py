@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -226,6 +228,15 @@ def test_hold_release_priority_and_state_errors(tt: Env) -> None:
     assert tt.cli("cancel", str(b)).returncode == 0  # already finished: a note, not an error
 
 
+def open_files(pid: int) -> set[str]:
+    """The files a process has open now (fds that close meanwhile are skipped)."""
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            out.add(os.readlink(fd))
+    return out
+
+
 def test_log_metrics_events_and_wait(tt: Env) -> None:
     cmd = 'for i in 1 2 3; do echo "epoch $i/3 loss 0.$((9 - i))"; sleep 0.2; done'
     [a] = [int(x) for x in tt.cli("add", "--gpus", "0", "--", cmd, check=True).stdout.split()]
@@ -248,14 +259,25 @@ def test_log_metrics_events_and_wait(tt: Env) -> None:
         for x in tt.cli("events", "--since", str(events[1]["id"]), check=True).stdout.splitlines()
     ]
     assert resumed == events[2:]
+    # b ends only once `wait` is looking (it holds the database open): on a loaded machine
+    # `wait` could otherwise start after b ended, and rightly wait for nothing.
+    go = tt.root / "go"
     [b] = [
         int(x)
-        for x in tt.cli("add", "--gpus", "0", "--name", "will-fail", "--", "sleep 0.5; exit 3",
+        for x in tt.cli("add", "--gpus", "0", "--name", "will-fail", "--",
+                        f'until [ -e "{go}" ]; do sleep 0.05; done; exit 3',
                         check=True).stdout.split()
     ]  # fmt: skip
-    proc = tt.cli("wait", "--timeout", "20s")  # the jobs pending or running now: b
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == f"job {b} (will-fail) failed: exit code 3"
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "tmuxtrain.cli", "wait", "--timeout", "30s"],
+        env=tt.environ, cwd=tt.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    db = str(Path(tt.settings.db_path).resolve())
+    wait_until(lambda: db in open_files(waiter.pid), what="wait to open the database")
+    go.write_text("")
+    _, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 1
+    assert err.strip() == f"job {b} (will-fail) failed: exit code 3"
     assert tt.client().show(b)["exit_code"] == 3
     # Nothing pending or running any more: an old failure does not make every wait fail.
     assert tt.cli("wait").returncode == 0
