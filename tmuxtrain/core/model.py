@@ -232,6 +232,12 @@ class GpuInfo:
     # Processes outside tmuxtrain holding memory here: (pid, user, MiB), as far as known.
     others: tuple[tuple[int, str, int], ...] = ()
     nvlink: tuple[int, ...] = ()  # GPUs this one is linked to by NVLink
+    # How this GPU is linked to others: (peer index, tier of core.topology: 0 NVLink,
+    # 1 one PCIe switch, 2 one CPU socket, 3 across sockets); () when not known.
+    links: tuple[tuple[int, int], ...] = ()
+    # Jobs whose `job_used_mib` here is what they hold by declaration, not a measurement
+    # (simulated GPUs without a process of theirs listed): never taken as a measured peak.
+    unmeasured: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
