@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmuxtrain.core.model import FINISHED, Config, JobSpec, JobState
 from tmuxtrain.daemon.loop import Scheduler
+from tmuxtrain.gpus import GpuProbe
 from tmuxtrain.gpus.fake import FakeProbe
 from tmuxtrain.runners.fake import FakeRunner, SimCrash
 from tmuxtrain.settings import Settings
@@ -73,6 +74,8 @@ class Sim:
     gpu_mib: int = 80 * 1024
     config: Config = field(default_factory=Config)
     seed: int = 0
+    # The GPU probe of each (re)started scheduler; default: the plain simulated GPUs.
+    probe: Callable[[Sim], GpuProbe] | None = None
 
     def __post_init__(self) -> None:
         home = self.root / "home"
@@ -94,7 +97,7 @@ class Sim:
         """The running scheduler, or a new one over the same state (a restart)."""
         if self.sched is None:
             store = Store(self.settings.db_path)
-            probe = FakeProbe(self.settings.gpus or "")
+            probe = self.probe(self) if self.probe else FakeProbe(self.settings.gpus or "")
             s = Checked(
                 self.settings, self.config, store, self.runner, probe, self.clock, idle_tick_s=5.0
             )

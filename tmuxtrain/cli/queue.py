@@ -105,6 +105,10 @@ def cmd_show(c: Client, a: argparse.Namespace) -> int:
         v = j[k]
         if k == "vram_mib":
             v = "exclusive" if v is None else fmt_mib(v)
+            if j["vram_source"] != "declared":  # learned from its sweep, or raised
+                v += f" ({j['vram_source']})"
+            if j["vram_peak_mib"] is not None:
+                v += f", peak {fmt_mib(j['vram_peak_mib'])} measured"
         print(f"{k.ljust(width)}  {printable(str(v), 200) if v not in (None, '') else '-'}")
     if j["env"]:
         print("env".ljust(width), " ".join(f"{k}={printable(v, 40)}" for k, v in j["env"].items()))

@@ -91,6 +91,7 @@ class JobSpec:
     preemptible: bool = False  # may be stopped for a higher-priority job, then rerun
     resume: str | None = None  # the command for a rerun after preemption
     vram_exclusive: bool = False  # `vram: exclusive`: whole GPUs, never a learned size
+    sweep: str | None = None  # same job file and command shape: learned VRAM is shared
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -116,6 +117,7 @@ class JobSpec:
             "preemptible": self.preemptible,
             "resume": self.resume,
             "vram_exclusive": self.vram_exclusive,
+            "sweep": self.sweep,
         }
         if self.checkpoints is not None:
             c = self.checkpoints
@@ -156,6 +158,7 @@ class JobSpec:
             preemptible=d.get("preemptible", False),
             resume=d.get("resume"),
             vram_exclusive=d.get("vram_exclusive", False),
+            sweep=d.get("sweep"),
         )
 
 
@@ -190,6 +193,11 @@ class Job:
     notes: tuple[str, ...] = ()  # what the scheduler had to tell (a disabled pattern ...)
     queued: bool = False  # pending, but handed to a runner with its own queue (Slurm)
     external_id: str | None = None  # its id in that runner (a Slurm job id)
+    # What the job asks for per GPU when it is not its declaration: `vram_source` says
+    # why ("learned" from its sweep, "raised" after an out-of-memory); "declared": spec's.
+    vram_ask_mib: int | None = None
+    vram_source: str = "declared"
+    vram_peak_mib: int | None = None  # measured peak per GPU of its latest attempt
 
     # Shorthands the policy code reads a lot.
     @property
@@ -206,7 +214,8 @@ class Job:
 
     @property
     def vram_mib(self) -> int | None:
-        return self.spec.vram_mib
+        """What the current (or next) attempt asks for per GPU; None: whole GPUs."""
+        return self.spec.vram_mib if self.vram_source == "declared" else self.vram_ask_mib
 
 
 @dataclass(frozen=True)

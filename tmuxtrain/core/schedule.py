@@ -186,13 +186,14 @@ def decide(
         if blocked_by is not None and spec.gpus > 0:
             reasons[job.id] = f"queued behind job {blocked_by.id} ({blocked_by.name})"
             continue
+        vram = job.vram_mib  # declared, or learned or raised for this attempt
         of_gpus = failed.get(spec.gpus)
-        known_fail = of_gpus.get(spec.vram_mib) if of_gpus is not None else None
+        known_fail = of_gpus.get(vram) if of_gpus is not None else None
         if known_fail is None:
             alloc = allocate(
                 gpus,
                 holdings,
-                Request(spec.gpus, spec.vram_mib),
+                Request(spec.gpus, vram),
                 headroom_mib=config.headroom_mib,
                 max_jobs_per_gpu=config.max_jobs_per_gpu,
                 loads=loads,
@@ -205,17 +206,17 @@ def decide(
                 out.launches.append(Launch(job.id, alloc.gpus))
                 limits.take(job)
                 if alloc.gpus:
-                    holdings.append(Holding(job.id, alloc.gpus, spec.vram_mib))
+                    holdings.append(Holding(job.id, alloc.gpus, vram))
                     loads = gpu_loads(gpus, holdings, config.headroom_mib)
                 continue
-            known_fail = failed.setdefault(spec.gpus, {})[spec.vram_mib] = alloc
+            known_fail = failed.setdefault(spec.gpus, {})[vram] = alloc
         reasons[job.id] = known_fail.reason
         if known_fail.never:
             continue  # it waits for nothing that can come: it holds up no one
         if not config.backfill:
             blocked_by = job
         elif reserved is None:
-            reserved = reserve(loads, Request(spec.gpus, spec.vram_mib), config.headroom_mib)
+            reserved = reserve(loads, Request(spec.gpus, vram), config.headroom_mib)
             out.reservation = (job.id, reserved, len(out.launches))
             reserved_for = f"job {job.id} ({job.name}) at the head of the queue"
     return out

@@ -7,6 +7,7 @@ validates, so it stays pure and testable without files.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import posixpath
 import re
@@ -274,6 +275,9 @@ def _parse_job(
                 raise ctx.fail(ck_doc.line, f"{field}checkpoints.{key}", "missing")
 
     cwd_t = str_field(ctx, job, "cwd", field + "cwd") if "cwd" in job else None
+    sweep = None
+    if sources_sweeps(ctx.path):
+        sweep = sweep_key(posixpath.join(base_dir, posixpath.basename(ctx.path)), command)
     specs = []
     for combo in combos:
         values = dict(combo)
@@ -348,9 +352,21 @@ def _parse_job(
                 preemptible=bool(flags.get("preemptible", False)),
                 resume=resume,
                 vram_exclusive=exclusive,
+                sweep=sweep,
             )
         )
     return specs
+
+
+def sweep_key(path: str, command: str) -> str:
+    """The sweep a job belongs to: its file and its command before the matrix fills it
+    in (its shape). Jobs of one sweep share what is learned of their VRAM."""
+    return hashlib.sha1(f"{path}\0{command}".encode()).hexdigest()[:16]
+
+
+def sources_sweeps(path: str) -> bool:
+    """Jobs from a file form sweeps; an ad-hoc command (`add -- CMD`) does not."""
+    return not path.startswith("<")
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -164,6 +164,7 @@ class Launcher:
             pid=None,
             pid_start=None,
             pid_boot=None,
+            vram_peak_mib=None,  # measured anew for each attempt
         )
         if not ok:  # cancelled or changed by another process meanwhile
             return False

@@ -1,7 +1,8 @@
 """The scheduler loop: composes the parts, each with one job, in a fixed order per tick.
 
     tick(now) = settle starts -> reap ends (and escalate cancels) -> probe GPUs
-                -> launch (when anything changed) -> tail logs -> drain ended logs
+                -> measure peaks, learn sweeps' VRAM -> launch (when anything changed)
+                -> tail logs -> drain ended logs
                 -> watch checkpoints -> reap hooks -> trim windows
 
 Sleeping happens in one place (`run`, through its clock), which wakes early on a nudge (a
@@ -26,6 +27,7 @@ from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.daemon.checkpoints import CheckpointWatcher
 from tmuxtrain.daemon.hooks import HookRunner
 from tmuxtrain.daemon.launcher import Launcher
+from tmuxtrain.daemon.learner import VramLearner
 from tmuxtrain.daemon.reaper import Finished, Reaper
 from tmuxtrain.daemon.tailer import LogTailer
 from tmuxtrain.daemon.windows import WindowKeeper
@@ -82,6 +84,7 @@ class Scheduler:
         self.checkpoints = CheckpointWatcher(store, settings)
         self.hooks = HookRunner(config, settings)
         self.windows = WindowKeeper(store, runner, config)
+        self.learner = VramLearner(store, config)
         self.gpus: list[GpuInfo] = []
         self.dirty = True  # something may have changed: decide again
         self.first = True  # the first tick looks at everything (adopts after a restart)
@@ -130,10 +133,11 @@ class Scheduler:
                 queued = [j for j in self.store.pending() if j.queued]
             self.reaper.escalate([*running, *queued], now)
         self.gpus = self._probe(running)
+        self.learner.observe(running, self.gpus)
         key = (self.store.data_version(), tuple(self.gpus))
         if dirty or self.dirty or key != self.last_key or now >= self.next_due:
             self.dirty = False
-            pending = self.store.pending()
+            pending = self.learner.learn(self.store.pending(), self.gpus, now)
             if pending and self.launcher.launch(
                 pending, running, self.gpus, now, self.tailer.draining
             ):

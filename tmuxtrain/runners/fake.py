@@ -162,7 +162,7 @@ class FakeRunner:
             return
         duration, code, leftover, ignore_term, oom = parse_sim(job.spec.command)
         p = SimProcess(
-            job.id, job.attempt, token, request.gpus, job.spec.vram_mib, now, now + duration,
+            job.id, job.attempt, token, request.gpus, job.vram_mib, now, now + duration,
             code, f"@{next(self._windows)}", leftover, ignore_term, oom,
         )  # fmt: skip
         assert token not in self.procs, f"attempt {token} started twice"
