@@ -58,15 +58,15 @@ def learned_asks(
     declaration (a job edited to declare `vram`, or whose sweep's learned size no longer
     fits). `peaks`: each sweep's largest measured peak over its succeeded jobs;
     `largest_mib`: the largest GPU's memory after headroom."""
+    targets: dict[SweepKey, int | None] = {}
+    for key, peak in peaks.items():
+        ask = with_margin(peak) if peak > 0 else None
+        targets[key] = ask if ask is not None and ask <= largest_mib else None
     out: dict[int, int | None] = {}
-    for job in pending:
-        current = job.vram_ask_mib if job.vram_source == "learned" else None
-        target = None
-        if learnable(job):
-            peak = peaks.get(sweep_of(job))
-            if peak is not None and peak > 0:
-                ask = with_margin(peak)
-                target = ask if ask <= largest_mib else None
-        if target != current or (target is None and job.vram_source == "learned"):
+    for job in pending:  # the whole queue, before every decision: keep it lean
+        learned = job.vram_source == "learned"
+        s = job.spec
+        target = targets.get((s.sweep, s.gpus)) if s.sweep is not None and learnable(job) else None
+        if target != (job.vram_ask_mib if learned else None) or (target is None and learned):
             out[job.id] = target
     return out

@@ -42,20 +42,20 @@ class VramLearner:
 
     def learn(self, pending: list[Job], gpus: Sequence[GpuInfo], now: float) -> list[Job]:
         """`pending` with the learned asks that changed written (and read back)."""
-        todo = [j for j in pending if learnable(j) or j.vram_source == "learned"]
+        todo = [j for j in pending if j.vram_source == "learned" or learnable(j)]
         sizes = [g.memory_total_mib for g in gpus if g.memory_total_mib is not None]
         if not todo or not sizes:
             return pending
-        peaks = sweep_peaks(self.store, {sweep_of(j) for j in todo if learnable(j)})
+        peaks = sweep_peaks(self.store, {sweep_of(j) for j in todo if j.spec.sweep is not None})
         asks = learned_asks(todo, peaks, max(sizes) - self.config.headroom_mib)
         if not asks:
             return pending
         from_peak = {
-            i: peaks.get(sweep_of(j)) for j in todo if (i := j.id) in asks and learnable(j)
+            j.id: peaks[key]
+            for j in todo
+            if asks.get(j.id) is not None and (key := sweep_of(j)) in peaks
         }
-        changed = set_learned(
-            self.store, asks, {i: p for i, p in from_peak.items() if p is not None}, now
-        )
+        changed = set_learned(self.store, asks, from_peak, now)
         if changed:
             sizes_set = sorted({asks[i] or 0 for i in changed})
             shown = ", ".join(format_mib(a) if a else "exclusive" for a in sizes_set)

@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterable, Mapping
 
 from tmuxtrain.core.learn import SweepKey
-from tmuxtrain.store.history import add_event
 from tmuxtrain.store.jobs import Store
 
 
@@ -46,19 +45,35 @@ def set_learned(
     store: Store, asks: Mapping[int, int | None], peaks: Mapping[int, int], now: float
 ) -> list[int]:
     """Set waiting jobs' learned asks (None: back to their declaration), each with a
-    `learned` event naming the sweep's peak it came from; the ids changed."""
-    changed = []
+    `learned` event naming the sweep's peak it came from; the ids changed.
+
+    A sweep of 10,000 jobs learns at once: a few statements for all of them, and the
+    scheduler's queue cache changed in place rather than read again."""
     with store.tx() as db:
-        for job_id, ask in asks.items():
-            cur = db.execute(
-                "UPDATE jobs SET vram_ask_mib = ?, vram_source = ? WHERE id = ?"
-                " AND state = 'pending' AND queued = 0 AND vram_source IN ('declared', 'learned')",
-                (ask, "declared" if ask is None else "learned", job_id),
+        ids = [
+            int(r[0])
+            for r in db.execute(
+                "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+                " AND state = 'pending' AND queued = 0"
+                " AND vram_source IN ('declared', 'learned')",
+                (json.dumps(list(asks)),),
             )
-            if cur.rowcount == 1:
-                changed.append(job_id)
-                add_event(
-                    db, now, job_id, "learned", {"vram_mib": ask, "peak_mib": peaks.get(job_id)}
-                )
-    store.refresh_pending(changed)
-    return changed
+        ]
+        db.executemany(
+            "UPDATE jobs SET vram_ask_mib = ?, vram_source = ? WHERE id = ?",
+            [(asks[i], _source(asks[i]), i) for i in ids],
+        )
+        db.executemany(
+            "INSERT INTO events (t, job_id, kind, data) VALUES (?, ?, 'learned', ?)",
+            [(now, i, json.dumps({"vram_mib": asks[i], "peak_mib": peaks.get(i)})) for i in ids],
+        )
+    cached = store._pending  # the store's own package: its pending-queue cache
+    for i in ids:
+        job = cached.get(i) if cached is not None else None
+        if job is not None:
+            job.vram_ask_mib, job.vram_source = asks[i], _source(asks[i])
+    return ids
+
+
+def _source(ask: int | None) -> str:
+    return "declared" if ask is None else "learned"
