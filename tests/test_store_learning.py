@@ -67,7 +67,7 @@ def test_asks_change_only_while_waiting_and_never_once_raised(store: Store) -> N
     a, b, c = sweep_jobs(store, 3)
     run(store, b)
     store.db.execute(
-        "UPDATE jobs SET vram_source = 'raised', vram_ask_mib = 30000 WHERE id = ?", (c,)
+        "UPDATE jobs SET vram_source = 'raised', vram_request_mib = 30000 WHERE id = ?", (c,)
     )
     store.db.commit()
     changed = set_learned(store, {a: 4608, b: 4608, c: 4608}, {a: 4096}, 200.0)
@@ -86,7 +86,7 @@ def test_an_edit_forgets_a_learned_ask(store: Store) -> None:
     set_learned(store, {a: 4608}, {}, 200.0)
     new = JobSpec(name="s", command="python t.py --more", cwd="/", sweep="sw")
     assert edit_pending(store, a, new, (), 201.0, {"command": "python t.py --more"})
-    assert (store.get(a).vram_source, store.get(a).vram_ask_mib) == ("declared", None)
+    assert (store.get(a).vram_source, store.get(a).vram_request_mib) == ("declared", None)
 
 
 def test_the_json_of_a_learned_job_is_the_same_from_sqlite_and_python(store: Store) -> None:

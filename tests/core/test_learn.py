@@ -41,16 +41,16 @@ def test_only_sweep_jobs_without_a_declaration_learn() -> None:
     assert not learnable(sweep_job(3, vram_mib=8 * GIB))  # its own word wins
     assert not learnable(sweep_job(4, vram_exclusive=True))  # `vram: exclusive` opts out
     assert not learnable(sweep_job(5, gpus=0))
-    assert not learnable(sweep_job(6, vram_source="raised", vram_ask_mib=30 * GIB))
-    assert learnable(sweep_job(7, vram_source="learned", vram_ask_mib=5 * GIB))
+    assert not learnable(sweep_job(6, vram_source="raised", vram_request_mib=30 * GIB))
+    assert learnable(sweep_job(7, vram_source="learned", vram_request_mib=5 * GIB))
 
 
 def test_a_sweep_learns_its_largest_peak_and_only_changes_are_returned() -> None:
     peaks = {("s1", 1): 4 * GIB, ("s2", 2): 70 * GIB}
     jobs = [
         sweep_job(1),  # learns
-        sweep_job(2, vram_source="learned", vram_ask_mib=4608),  # already has it
-        sweep_job(3, vram_source="learned", vram_ask_mib=2048),  # a larger peak came
+        sweep_job(2, vram_source="learned", vram_request_mib=4608),  # already has it
+        sweep_job(3, vram_source="learned", vram_request_mib=2048),  # a larger peak came
         sweep_job(4, sweep="s2", gpus=2),  # 70 GiB + 10 % = 77 GiB: fits 79 GiB
         sweep_job(5, sweep="s1", gpus=2),  # another GPU count: nothing learned yet
         sweep_job(6, sweep="s3"),  # no sibling succeeded yet
@@ -64,10 +64,10 @@ def test_an_ask_that_does_not_fit_stays_exclusive_and_an_edit_goes_back() -> Non
     peaks = {("s1", 1): 23 * GIB}
     jobs = [
         sweep_job(1),  # 23 GiB + margin > 24 GiB: stays exclusive, nothing to write
-        sweep_job(2, vram_source="learned", vram_ask_mib=4608),  # back to exclusive
+        sweep_job(2, vram_source="learned", vram_request_mib=4608),  # back to exclusive
         # Edited to declare vram after it learned: back to its declaration.
-        sweep_job(3, vram_mib=GIB, vram_source="learned", vram_ask_mib=4608),
-        sweep_job(4, vram_source="raised", vram_ask_mib=30 * GIB),  # never touched
+        sweep_job(3, vram_mib=GIB, vram_source="learned", vram_request_mib=4608),
+        sweep_job(4, vram_source="raised", vram_request_mib=30 * GIB),  # never touched
     ]
     assert learned_asks(jobs, peaks, largest_mib=24 * GIB) == {2: None, 3: None}
 
@@ -93,7 +93,7 @@ def test_jobs_of_one_file_and_command_shape_form_a_sweep() -> None:
 
 
 def test_the_ask_is_what_the_job_json_calls_vram_mib() -> None:
-    j = sweep_job(1, vram_source="learned", vram_ask_mib=4608)
+    j = sweep_job(1, vram_source="learned", vram_request_mib=4608)
     assert (j.vram_mib, j.spec.vram_mib) == (4608, None)
     assert sweep_job(2, vram_mib=GIB).vram_mib == GIB
 

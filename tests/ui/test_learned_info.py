@@ -39,5 +39,5 @@ def test_vram_text() -> None:
         return Job(1, JobSpec(name="j", command="x", cwd="/"), JobState.PENDING, **kw)
 
     assert view.vram_text(job()) == "exclusive"
-    assert view.vram_text(job(vram_source="learned", vram_ask_mib=4608)) == "4.5 GiB each (learned)"
-    assert view.vram_text(job(vram_source="raised", vram_ask_mib=40960)) == "40 GiB each (raised)"
+    assert view.vram_text(job(vram_source="learned", vram_request_mib=4608)) == "4.5 GiB each (learned)"
+    assert view.vram_text(job(vram_source="raised", vram_request_mib=40960)) == "40 GiB each (raised)"

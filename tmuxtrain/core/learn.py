@@ -67,6 +67,6 @@ def learned_asks(
         learned = job.vram_source == "learned"
         s = job.spec
         target = targets.get((s.sweep, s.gpus)) if s.sweep is not None and learnable(job) else None
-        if target != (job.vram_ask_mib if learned else None) or (target is None and learned):
+        if target != (job.vram_request_mib if learned else None) or (target is None and learned):
             out[job.id] = target
     return out

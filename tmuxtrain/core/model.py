@@ -195,7 +195,7 @@ class Job:
     external_id: str | None = None  # its id in that runner (a Slurm job id)
     # What the job asks for per GPU when it is not its declaration: `vram_source` says
     # why ("learned" from its sweep, "raised" after an out-of-memory); "declared": spec's.
-    vram_ask_mib: int | None = None
+    vram_request_mib: int | None = None
     vram_source: str = "declared"
     vram_peak_mib: int | None = None  # measured peak per GPU of its latest attempt
 
@@ -215,7 +215,7 @@ class Job:
     @property
     def vram_mib(self) -> int | None:
         """What the current (or next) attempt asks for per GPU; None: whole GPUs."""
-        return self.spec.vram_mib if self.vram_source == "declared" else self.vram_ask_mib
+        return self.spec.vram_mib if self.vram_source == "declared" else self.vram_request_mib
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ JOB_COLUMNS = (
     "id, name, state, spec, after_ids, held, attempt, gpus, exit_code, reason, log_path, "
     "tmux_window, tmux_pane, pid, pid_start, master_port, submitted_at, started_at, "
     "finished_at, not_before, parent_id, cancel_requested_at, cancel_reason, metrics, pid_boot, "
-    "notes, queued, external_id, vram_ask_mib, vram_source, vram_peak_mib"
+    "notes, queued, external_id, vram_request_mib, vram_source, vram_peak_mib"
 )
 # Columns a caller may set through update()/transition(); everything else is derived.
 WRITABLE = frozenset(
@@ -30,7 +30,7 @@ WRITABLE = frozenset(
         "held", "attempt", "gpus", "exit_code", "reason", "log_path", "tmux_window", "tmux_pane",
         "pid", "pid_start", "pid_boot", "master_port", "started_at", "finished_at", "not_before",
         "cancel_requested_at", "cancel_reason", "metrics", "log_offset", "priority", "queued",
-        "external_id", "vram_ask_mib", "vram_source", "vram_peak_mib",
+        "external_id", "vram_request_mib", "vram_source", "vram_peak_mib",
     }
 )  # fmt: skip
 _STATES = {s.value: s for s in JobState}
@@ -83,7 +83,7 @@ JOB_FIELDS: tuple[Field, ...] = (
     Field("gpus_requested", _spec("gpus", "1"), lambda j, now: j.spec.gpus),
     Field(
         "vram_mib",
-        f"iif(vram_source = 'declared', {_spec('vram_mib')}, vram_ask_mib)",
+        f"iif(vram_source = 'declared', {_spec('vram_mib')}, vram_request_mib)",
         lambda j, now: j.vram_mib,
     ),
     Field("vram_declared_mib", _spec("vram_mib"), lambda j, now: j.spec.vram_mib),
@@ -168,7 +168,7 @@ def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None)
         notes=() if row[25] == "[]" else tuple(json.loads(row[25])),
         queued=bool(row[26]),
         external_id=row[27],
-        vram_ask_mib=row[28],
+        vram_request_mib=row[28],
         vram_source=row[29],
         vram_peak_mib=row[30],
     )

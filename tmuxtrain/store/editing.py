@@ -57,7 +57,7 @@ def edit_pending(
             "UPDATE jobs SET name = ?, spec = ?, priority = ?, after_ids = ?,"
             " has_checkpoints = ?,"
             # A learned ask is learned again for the new spec (the scheduler's next step).
-            " vram_ask_mib = iif(vram_source = 'learned', NULL, vram_ask_mib),"
+            " vram_request_mib = iif(vram_source = 'learned', NULL, vram_request_mib),"
             " vram_source = iif(vram_source = 'learned', 'declared', vram_source)"
             " WHERE id = ? AND state = 'pending' AND queued = 0",
             (

@@ -60,7 +60,7 @@ def set_learned(
             )
         ]
         db.executemany(
-            "UPDATE jobs SET vram_ask_mib = ?, vram_source = ? WHERE id = ?",
+            "UPDATE jobs SET vram_request_mib = ?, vram_source = ? WHERE id = ?",
             [(asks[i], _source(asks[i]), i) for i in ids],
         )
         db.executemany(
@@ -71,7 +71,7 @@ def set_learned(
     for i in ids:
         job = cached.get(i) if cached is not None else None
         if job is not None:
-            job.vram_ask_mib, job.vram_source = asks[i], _source(asks[i])
+            job.vram_request_mib, job.vram_source = asks[i], _source(asks[i])
     return ids
 
 

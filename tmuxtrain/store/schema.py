@@ -120,14 +120,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        # Learned VRAM: each job's measured peak per GPU, and what it asks for when that
-        # is not its declaration (learned from its sweep, or raised); sweeps looked up
-        # by their key in the spec.
-        "0006_learned_vram",
+        # Learned VRAM: sweeps looked up by their key in the spec (the columns for what a
+        # job asks and its peak came with 0007).
+        "0009_learned_vram",
         """
-        ALTER TABLE jobs ADD COLUMN vram_peak_mib INTEGER;
-        ALTER TABLE jobs ADD COLUMN vram_ask_mib INTEGER;
-        ALTER TABLE jobs ADD COLUMN vram_source TEXT NOT NULL DEFAULT 'declared';
         CREATE INDEX jobs_sweep ON jobs(json_extract(spec, '$.sweep'), state);
         """,
     ),
