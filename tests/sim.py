@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmuxtrain.core.model import FINISHED, Config, JobSpec, JobState
 from tmuxtrain.core.schedule import Decisions
 from tmuxtrain.daemon.loop import Scheduler
+from tmuxtrain.gpus import GpuProbe
 from tmuxtrain.gpus.fake import FakeProbe
 from tmuxtrain.runners.fake import FakeRunner, SimCrash
 from tmuxtrain.settings import Settings
@@ -81,6 +82,8 @@ class Sim:
     seed: int = 0
     checked: bool = True  # False: the plain scheduler, no per-tick checks (benchmarks)
     idle_tick_s: float = 5.0  # the loop's longest sleep when nothing is due
+    # The GPU probe of each (re)started scheduler; default: the plain simulated GPUs.
+    probe: Callable[[Sim], GpuProbe] | None = None
 
     def __post_init__(self) -> None:
         home = self.root / "home"
@@ -106,7 +109,7 @@ class Sim:
         """The running scheduler, or a new one over the same state (a restart)."""
         if self.sched is None:
             store = Store(self.settings.db_path)
-            probe = FakeProbe(self.settings.gpus or "")
+            probe = self.probe(self) if self.probe else FakeProbe(self.settings.gpus or "")
             kind = Checked if self.checked else Scheduler
             s = kind(
                 self.settings,

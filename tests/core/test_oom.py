@@ -52,11 +52,7 @@ def test_a_raise_is_always_more_than_the_attempt_had_and_fits_a_gpu(
         assert largest is None or r.vram_mib <= largest - headroom
 
 
-def test_a_jobs_peak_is_its_most_on_one_of_its_own_gpus() -> None:
-    job = Job(7, JobSpec("a", "x", "/", gpus=2, vram_mib=GIB), gpus=(0, 1))
-    gpus = [gpu(0, j7=3 * GIB, j8=9 * GIB), gpu(1, j7=5 * GIB), gpu(2, j7=20 * GIB)]
-    assert oom.peak_of(job, gpus) == 5 * GIB  # GPU 2 is not its own; job 8's is not its
-    assert oom.peak_of(Job(9, job.spec), gpus) == 0
+def test_the_largest_gpu_is_the_largest_known() -> None:
     assert oom.largest_gpu([gpu(0, 24 * GIB), gpu(1, None), gpu(2, 80 * GIB)]) == 80 * GIB
     assert oom.largest_gpu([gpu(0, None)]) is None
 

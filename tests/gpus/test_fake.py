@@ -200,6 +200,15 @@ def test_last_good_reading_still_adds_held(tmp_path: Path) -> None:
         ("- just a string\n", ":1:", "GPU 0: must be a mapping"),
         ("", "", "is empty"),
         ("--- []\n--- []\n", ":", "bad YAML"),
+        ("- {name: A, memory: 8GiB, nvlink: [1]}\n", ":1:", "nvlink: 1 names no GPU (1 listed)"),
+        (
+            "- {name: A, memory: 8GiB}\n- {name: A, memory: 8GiB,\n   nvlink: [1]}\n",
+            ":3:",
+            "GPU 1: nvlink: 1 is this GPU itself",
+        ),
+        ("- {name: A, memory: 8GiB, nvlink: 1}\n", ":1:", "nvlink: expected a list"),
+        ("- {name: A, memory: 8GiB, cpu_socket: [0]}\n", ":1:", "cpu_socket: expected a label"),
+        ("- {name: A, memory: 8GiB, processes: [{pid: x}]}\n", ":1:", "pid must be a positive"),
     ],
 )
 def test_never_valid_file_raises_naming_file_and_line(
@@ -258,3 +267,34 @@ def test_listed_processes_are_outside_memory_unless_a_job_owns_them(tmp_path: Pa
     assert a.memory_used_mib == 13 * 1024
     assert (a.nvlink, b.nvlink) == ((1,), (0,))
     assert b.others == () and b.memory_used_mib == 0
+
+
+def test_topology_keys_give_each_gpu_its_links(tmp_path: Path) -> None:
+    """`nvlink` (either side may list it), `pcie_switch` and `cpu_socket` labels -> the
+    (peer, tier) links the allocator ranks sets by; pairs nothing is said about are left
+    out, and a file without these keys has no links at all."""
+    path = write(
+        tmp_path / "g.yaml",
+        "- {name: A, memory: 8GiB, nvlink: [1], pcie_switch: a, cpu_socket: 0}\n"
+        "- {name: A, memory: 8GiB, pcie_switch: a, cpu_socket: 0}\n"
+        "- {name: A, memory: 8GiB, pcie_switch: b, cpu_socket: 0}\n"
+        "- {name: A, memory: 8GiB, cpu_socket: 1}\n"
+        "- {name: A, memory: 8GiB}\n",
+    )
+    g = FakeProbe(f"fake:{path}").probe()
+    assert g[0].links == ((1, 0), (2, 2), (3, 3))
+    assert g[1].links == ((0, 0), (2, 2), (3, 3))  # NVLink listed by GPU 0 only
+    assert g[2].links == ((0, 2), (1, 2), (3, 3))
+    assert g[4].links == ()
+    assert FakeProbe("fake:2x8GiB").probe()[0].links == ()
+
+
+def test_a_job_without_a_listed_process_is_unmeasured(tmp_path: Path) -> None:
+    """What a job holds by declaration is not a measurement: only memory of its own
+    listed pids may be taken as its measured use (learned VRAM reads that)."""
+    path = write(
+        tmp_path / "g.yaml", "- {name: A, memory: 40GiB, processes: [{pid: 99, memory: 3GiB}]}\n"
+    )
+    (g,) = FakeProbe(f"fake:{path}").probe({0: {7: 8 * 1024, 8: 1024}}, lambda: {99: 7})
+    assert g.job_used_mib == {7: 3 * 1024, 8: 1024}
+    assert g.unmeasured == frozenset({8})

@@ -16,7 +16,9 @@ from typing import Any
 import pynvml
 import pytest
 
-from tmuxtrain.core.allocate import cuda_visible_devices
+from tmuxtrain.core.allocate import allocate, cuda_visible_devices
+from tmuxtrain.core.model import Holding, Request
+from tmuxtrain.core.topology import FAR, NVLINK, SOCKET, SWITCH
 from tmuxtrain.gpus import GpuUnavailable, open_probe
 from tmuxtrain.gpus.nvml import NvmlProbe
 
@@ -70,6 +72,10 @@ class FakeNvml:
         self.v2_exists = True  # the driver has nvmlDeviceGetMemoryInfo_v2
         self.unversioned_process_calls_mismatch = False  # driver without the _v3 symbols
         self.calls: dict[str, int] = {}
+        # Topology, by pair of device positions: NVML's common-ancestor level (a pair not
+        # here answers NotSupported, as on boards that cannot tell) and the NVLinked pairs.
+        self.levels: dict[frozenset[int], int] = {}
+        self.nvlinks: set[frozenset[int]] = set()
         for name in (
             "nvmlInit",
             "nvmlShutdown",
@@ -89,6 +95,8 @@ class FakeNvml:
             "nvmlDeviceGetMaxMigDeviceCount",
             "nvmlDeviceGetMigDeviceHandleByIndex",
             "nvmlDeviceGetAttributes",
+            "nvmlDeviceGetTopologyCommonAncestor",
+            "nvmlDeviceGetP2PStatus",
         ):
             assert hasattr(pynvml, name), name  # the real library has what we replace
             monkeypatch.setattr(pynvml, name, self._counted(name, getattr(self, name)))
@@ -199,6 +207,25 @@ class FakeNvml:
         return SimpleNamespace(
             gpuInstanceSliceCount=h.slices, memorySizeMB=(h.total - h.reserved) // MIB
         )
+
+    def _pair(self, a: Dev, b: Dev) -> frozenset[int]:
+        return frozenset(i for i, d in enumerate(self.devices) if d is a or d is b)
+
+    def nvmlDeviceGetTopologyCommonAncestor(self, a: Dev, b: Dev) -> int:
+        a.check("nvmlDeviceGetTopologyCommonAncestor")
+        b.check("nvmlDeviceGetTopologyCommonAncestor")
+        level = self.levels.get(self._pair(a, b))
+        if level is None:
+            raise err(NOT_SUPPORTED)
+        return level
+
+    def nvmlDeviceGetP2PStatus(self, a: Dev, b: Dev, index: int) -> int:
+        assert index == pynvml.NVML_P2P_CAPS_INDEX_NVLINK
+        a.check("nvmlDeviceGetP2PStatus")
+        b.check("nvmlDeviceGetP2PStatus")
+        if self._pair(a, b) in self.nvlinks:
+            return int(pynvml.NVML_P2P_STATUS_OK)
+        return int(pynvml.NVML_P2P_STATUS_NOT_SUPPORTED)
 
 
 def install(monkeypatch: pytest.MonkeyPatch, *devices: Dev) -> FakeNvml:
@@ -496,6 +523,62 @@ def test_cuda_visible_devices_for_fake_gpus() -> None:
 
 
 # -- lifecycle --------------------------------------------------------------------------------
+
+
+def test_topology_from_p2p_status_and_common_ancestors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVLink where NVLink peer-to-peer is OK, else the tier of the closest common PCIe
+    ancestor; a pair NVML cannot tell about (NotSupported) is left out; read once."""
+    nvml = install(monkeypatch, *(Dev(uuid=uuid(i)) for i in range(4)))
+    nvml.nvlinks = {frozenset((0, 1))}
+    nvml.levels = {
+        frozenset((0, 1)): pynvml.NVML_TOPOLOGY_SINGLE,
+        frozenset((0, 2)): pynvml.NVML_TOPOLOGY_SINGLE,  # PIX: one switch
+        frozenset((1, 2)): pynvml.NVML_TOPOLOGY_HOSTBRIDGE,  # PHB: one socket
+        frozenset((0, 3)): pynvml.NVML_TOPOLOGY_SYSTEM,  # SYS: across sockets
+        frozenset((2, 3)): pynvml.NVML_TOPOLOGY_NODE,
+    }  # (1, 3) missing: NotSupported
+    with NvmlProbe() as probe:
+        g = probe.probe()
+        asked = nvml.calls["nvmlDeviceGetTopologyCommonAncestor"]
+        assert probe.probe()[2].links == g[2].links
+        assert nvml.calls["nvmlDeviceGetTopologyCommonAncestor"] == asked  # cached
+    assert g[0].links == ((1, NVLINK), (2, SWITCH), (3, FAR))
+    assert g[1].links == ((0, NVLINK), (2, SOCKET))
+    assert g[3].links == ((0, FAR), (2, SOCKET))
+    assert (g[0].nvlink, g[1].nvlink, g[2].nvlink) == ((1,), (0,), ())
+
+
+@pytest.mark.parametrize("code", [NOT_SUPPORTED, GPU_IS_LOST, UNKNOWN])
+def test_topology_errors_leave_links_unknown(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """A board that answers NotSupported (or a GPU lost meanwhile) for every topology
+    query: no links, the probe still reads everything else, and placement falls back to
+    the lowest indices."""
+    devs = [Dev(uuid=uuid(i)) for i in range(3)]
+    for d in devs:
+        d.errors = {"nvmlDeviceGetTopologyCommonAncestor": code, "nvmlDeviceGetP2PStatus": code}
+    nvml = install(monkeypatch, *devs)
+    nvml.nvlinks = {frozenset((1, 2))}
+    with NvmlProbe() as probe:
+        g = probe.probe()
+    assert [x.links for x in g] == [(), (), ()]
+    assert [x.memory_total_mib for x in g] == [80 * 1024 - 512] * 3
+    assert allocate(g, [], Request(2, None)).gpus == (0, 1)
+
+
+def test_topology_placement_on_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the probe: with GPU 0 busy, a 2-GPU job gets the NVLinked pair
+    (2, 3), not the lowest free indices (1, 2) that share only a socket; a GPU in MIG mode
+    and a lost GPU take no part in the topology."""
+    devs = [Dev(uuid=uuid(i)) for i in range(4)]
+    lost = Dev(uuid=uuid(4), errors={"nvmlDeviceGetHandleByIndex": GPU_IS_LOST})
+    nvml = install(monkeypatch, *devs, lost)
+    nvml.nvlinks = {frozenset((0, 1)), frozenset((2, 3))}
+    nvml.levels = {frozenset((a, b)): pynvml.NVML_TOPOLOGY_NODE for a in range(5) for b in range(5)}
+    with NvmlProbe() as probe:
+        g = probe.probe()
+    assert g[4].links == () and g[4].memory_total_mib is None
+    assert allocate(g, [Holding(1, (0,), None)], Request(2, None)).gpus == (2, 3)
+    assert allocate(g, [], Request(2, None)).gpus == (0, 1)
 
 
 def test_probe_raises_when_the_driver_goes_away(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,6 +76,10 @@ def edited_spec(
         timeout_s=new_timeout,
         env={**old.env, **new.env},
         after=new.after if after is not None else old.after,
+        # `--vram exclusive` opts out of learned VRAM; another command leaves the sweep,
+        # whose measured sizes say nothing of it.
+        vram_exclusive=old.vram_exclusive if vram is None else vram.strip().lower() == "exclusive",
+        sweep=old.sweep if command is None else None,
     )
 
 

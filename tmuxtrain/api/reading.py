@@ -33,6 +33,7 @@ EVENT_KINDS = (
     "note",  # something the scheduler had to say about a job
     "metric",  # new metric values
     "checkpoint",  # a checkpoint seen, its evaluation queued
+    "learned",  # a waiting job's VRAM ask learned from its sweep (or dropped again)
 )
 # Kinds an older tmuxtrain wrote for the same events: read as today's names.
 LEGACY_KINDS = {"running": "started", "pending": "retrying"}

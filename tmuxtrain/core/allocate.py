@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.model import Allocation, GpuInfo, Holding, Request
+from tmuxtrain.core.topology import best_linked
 from tmuxtrain.core.units import format_mib
 
 
@@ -32,6 +33,7 @@ class GpuLoad:
     external_mib: int | None
     total_mib: int | None
     others: tuple[tuple[int, str, int], ...] = ()  # (pid, user, MiB) outside tmuxtrain
+    links: tuple[tuple[int, int], ...] = ()  # (peer index, topology tier), see core.topology
 
 
 def gpu_loads(
@@ -57,7 +59,16 @@ def gpu_loads(
             external = max(0, g.memory_used_mib - observed)
             free = g.memory_total_mib - external - committed - headroom_mib
         loads.append(
-            GpuLoad(g.index, len(held), exclusive, free, external, g.memory_total_mib, g.others)
+            GpuLoad(
+                g.index,
+                len(held),
+                exclusive,
+                free,
+                external,
+                g.memory_total_mib,
+                g.others,
+                g.links,
+            )
         )
     return loads
 
@@ -81,10 +92,13 @@ def allocate(
 ) -> Allocation:
     """Pick `request.gpus` distinct GPUs that can take the request, never over-committing one.
 
-    Exclusive requests take the lowest free indices. Shared requests spread by default: the
-    GPUs with the fewest jobs, then the most free memory, since jobs on one GPU share its
-    compute. With `pack`, GPUs that already run jobs come first, then the least free memory
-    that still fits (best fit), which keeps whole GPUs free. `loads` may be passed in when
+    A multi-GPU request gets the best-linked set of the GPUs that can take it (NVLink,
+    then one PCIe switch, then one CPU socket: core.topology), and among equally linked
+    sets the preferred one. Exclusive requests prefer the lowest free indices. Shared
+    requests spread by default: the GPUs with the fewest jobs, then the most free memory,
+    since jobs on one GPU share its compute. With `pack`, GPUs that already run jobs come
+    first, then the least free memory that still fits (best fit), which keeps whole GPUs
+    free. `loads` may be passed in when
     the caller already computed them; GPUs in `exclude` (reserved for `reserved_for`) are
     not offered. `keep_free` whole GPUs stay without tmuxtrain jobs. The reason, when the
     request cannot be placed, says what it waits for, naming memory that processes outside
@@ -132,7 +146,9 @@ def _place(
             if x.jobs == 0 and x.external_mib is not None and x.external_mib <= headroom_mib
         ]
         if len(fit) >= request.gpus and idle_budget >= request.gpus:
-            return Allocation(tuple(sorted(fit)[: request.gpus]))
+            chosen = best_linked(sorted(fit), request.gpus, _links(loads))
+            assert chosen is not None  # enough fit, and no constraint among them
+            return Allocation(tuple(sorted(chosen)))
         why = f"waiting for {_plural(request.gpus, 'free GPU')}"
         return Allocation((), why + (kept or _others(loads, headroom_mib)))
     need = request.vram_mib
@@ -156,19 +172,21 @@ def _place(
         fit_loads.sort(key=lambda x: (x.jobs == 0, x.free_mib, x.index))
     else:
         fit_loads.sort(key=lambda x: (x.jobs, -(x.free_mib or 0), x.index))
-    chosen: list[int] = []
-    for x in fit_loads:
-        if len(chosen) == request.gpus:
-            break
-        if x.jobs == 0:
-            if idle_budget <= 0:
-                continue
-            idle_budget -= 1
-        chosen.append(x.index)
-    if len(chosen) < request.gpus:
+    idle = {x.index for x in fit_loads if x.jobs == 0}
+
+    def within_budget(chosen: Sequence[int]) -> bool:  # keep_free: so many idle GPUs at most
+        return sum(1 for i in chosen if i in idle) <= idle_budget
+
+    best = best_linked([x.index for x in fit_loads], request.gpus, _links(loads), within_budget)
+    if best is None:
         why = f"waiting for {_plural(request.gpus, 'GPU')} with {format_mib(need)} free"
         return Allocation((), why + (kept or _others(loads, headroom_mib)))
-    return Allocation(tuple(sorted(chosen)))
+    return Allocation(tuple(sorted(best)))
+
+
+def _links(loads: Sequence[GpuLoad]) -> dict[int, dict[int, int]]:
+    """gpu index -> {peer: topology tier}, for the GPUs whose links are known."""
+    return {x.index: dict(x.links) for x in loads if x.links}
 
 
 def _others(loads: Sequence[GpuLoad], headroom_mib: int) -> str:

@@ -91,7 +91,7 @@ class JobSpec:
     preemptible: bool = False  # may be stopped for a higher-priority job, then rerun
     resume: str | None = None  # the command for a rerun after preemption
     vram_exclusive: bool = False  # `vram: exclusive`: whole GPUs, never a learned size
-    sweep: str = ""  # file:line and command template it came from ("" ad hoc): learned VRAM
+    sweep: str | None = None  # same job file and command shape: learned VRAM is shared
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -158,7 +158,7 @@ class JobSpec:
             preemptible=d.get("preemptible", False),
             resume=d.get("resume"),
             vram_exclusive=d.get("vram_exclusive", False),
-            sweep=d.get("sweep", ""),
+            sweep=d.get("sweep"),
         )
 
 
@@ -244,6 +244,12 @@ class GpuInfo:
     # Processes outside tmuxtrain holding memory here: (pid, user, MiB), as far as known.
     others: tuple[tuple[int, str, int], ...] = ()
     nvlink: tuple[int, ...] = ()  # GPUs this one is linked to by NVLink
+    # How this GPU is linked to others: (peer index, tier of core.topology: 0 NVLink,
+    # 1 one PCIe switch, 2 one CPU socket, 3 across sockets); () when not known.
+    links: tuple[tuple[int, int], ...] = ()
+    # Jobs whose `job_used_mib` here is what they hold by declaration, not a measurement
+    # (simulated GPUs without a process of theirs listed): never taken as a measured peak.
+    unmeasured: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

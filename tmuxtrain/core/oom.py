@@ -51,12 +51,6 @@ def largest_gpu(gpus: Iterable[GpuInfo]) -> int | None:
     return max((g.memory_total_mib for g in gpus if g.memory_total_mib), default=None)
 
 
-def peak_of(job: Job, gpus: Iterable[GpuInfo]) -> int:
-    """The most memory `job` holds on one of its GPUs in this snapshot (MiB; 0: none seen).
-    Per GPU, as `vram` is: NVML's per-process memory credited to the job's processes."""
-    return max((g.job_used_mib.get(job.id, 0) for g in gpus if g.index in job.gpus), default=0)
-
-
 def note(job: Job) -> str:
     """What a pending job's reason adds when its request was raised ('' when it was not)."""
     if job.vram_source != "raised":

@@ -7,6 +7,7 @@ validates, so it stays pure and testable without files.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import posixpath
 import re
@@ -274,13 +275,9 @@ def _parse_job(
                 raise ctx.fail(ck_doc.line, f"{field}checkpoints.{key}", "missing")
 
     cwd_t = str_field(ctx, job, "cwd", field + "cwd") if "cwd" in job else None
-    # A sweep is one entry of one file with one command shape (a matrix, or the same file
-    # queued again): its jobs learn their VRAM from each other. Ad-hoc commands are none.
-    sweep = (
-        ""
-        if ctx.path.startswith("<")
-        else f"{posixpath.join(base_dir, posixpath.basename(ctx.path))}:{job.line or 0} {command}"
-    )
+    sweep = None
+    if sources_sweeps(ctx.path):
+        sweep = sweep_key(posixpath.join(base_dir, posixpath.basename(ctx.path)), command)
     specs = []
     for combo in combos:
         values = dict(combo)
@@ -359,6 +356,17 @@ def _parse_job(
             )
         )
     return specs
+
+
+def sweep_key(path: str, command: str) -> str:
+    """The sweep a job belongs to: its file and its command before the matrix fills it
+    in (its shape). Jobs of one sweep share what is learned of their VRAM."""
+    return hashlib.sha1(f"{path}\0{command}".encode()).hexdigest()[:16]
+
+
+def sources_sweeps(path: str) -> bool:
+    """Jobs from a file form sweeps; an ad-hoc command (`add -- CMD`) does not."""
+    return not path.startswith("<")
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

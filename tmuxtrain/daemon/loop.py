@@ -1,7 +1,8 @@
 """The scheduler loop: composes the parts, each with one job, in a fixed order per tick.
 
     tick(now) = settle starts -> reap ends (and escalate cancels) -> probe GPUs
-                -> launch (when anything changed) -> tail logs -> drain ended logs
+                -> measure peaks, learn sweeps' VRAM -> launch (when anything changed)
+                -> tail logs -> drain ended logs
                 -> watch checkpoints -> reap hooks -> trim windows
 
 Sleeping happens in one place (`run`, through its clock), which wakes early on a nudge (a
@@ -21,12 +22,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from tmuxtrain.core import oom, preempt
+from tmuxtrain.core import preempt
 from tmuxtrain.core.allocate import usable
 from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
 from tmuxtrain.daemon.checkpoints import CheckpointWatcher
 from tmuxtrain.daemon.hooks import HookRunner
 from tmuxtrain.daemon.launcher import Launcher
+from tmuxtrain.daemon.learner import VramLearner
 from tmuxtrain.daemon.reaper import Finished, Reaper
 from tmuxtrain.daemon.tailer import LogTailer
 from tmuxtrain.daemon.windows import WindowKeeper
@@ -84,6 +86,7 @@ class Scheduler:
         self.launcher.evaluations_open = self.checkpoints.evaluations_open
         self.hooks = HookRunner(config, settings)
         self.windows = WindowKeeper(store, runner, config)
+        self.learner = VramLearner(store, config)
         self.gpus: list[GpuInfo] = []
         self.dirty = True  # something may have changed: decide again
         self.first = True  # the first tick looks at everything (adopts after a restart)
@@ -132,11 +135,11 @@ class Scheduler:
                 queued = [j for j in self.store.pending() if j.queued]
             self.reaper.escalate([*running, *queued], now)
         self.gpus = self._probe(running)
-        self._peaks(running)
+        self.learner.observe(running, self.gpus)
         key = (self.store.data_version(), tuple(self.gpus))
         if dirty or self.dirty or key != self.last_key or now >= self.next_due:
             self.dirty = False
-            pending = self.store.pending()
+            pending = self.learner.learn(self.store.pending(), self.gpus, now)
             if pending and self.launcher.launch(
                 pending, running, self.gpus, now, self.tailer.draining
             ):
@@ -182,13 +185,6 @@ class Scheduler:
             if j.spec.timeout_s is not None and j.started_at is not None:
                 due.append(j.started_at + j.spec.timeout_s)
         return min(due, default=float("inf"))
-
-    def _peaks(self, running: Sequence[Job]) -> None:
-        """Each running job's highest GPU memory seen (a retry after an OOM asks for more)."""
-        for job in running:
-            peak = oom.peak_of(job, self.gpus)
-            if peak > (job.vram_peak_mib or 0):
-                self.store.update(job.id, vram_peak_mib=peak)
 
     def _probe(self, running: list[Job]) -> list[GpuInfo]:
         """The GPUs tmuxtrain may use now (config `gpus:` and the scheduler's

@@ -4,10 +4,16 @@ Two forms:
 
 - `fake:NxSIZE`, e.g. `fake:4x24GiB`: N identical idle GPUs;
 - `fake:PATH`: a YAML list, one mapping per GPU, re-read on every `probe()` so a test can
-  "start another user's process" by editing `used`::
+  "start another user's process" by editing `used`, or a job "allocate" GPU memory by
+  adding its own pid under `processes`::
 
-      - {name: Fake A100, memory: 80GiB}
+      - {name: Fake A100, memory: 80GiB, nvlink: [1], pcie_switch: 0, cpu_socket: 0}
       - {name: Fake A100, memory: 80GiB, used: 20GiB, utilization: 90, temperature: 40}
+      - {name: Fake A100, memory: 80GiB, processes: [{pid: 4711, memory: 12GiB}]}
+
+  Topology, for placement (core.topology): `nvlink` lists a GPU's NVLink peers (either
+  side may list a link), GPUs with the same `pcie_switch` label share a PCIe switch, and
+  with the same `cpu_socket` label a CPU socket; different sockets are far apart.
 
 Nothing runs on a fake GPU, so the memory tmuxtrain's own jobs hold is handed in by the caller
 (`held`: gpu index -> {job id: MiB}) and added to the file's `used`, as NVML would see it.
@@ -24,13 +30,24 @@ from typing import Any
 
 from tmuxtrain.core.errors import SpecError
 from tmuxtrain.core.model import GpuInfo
+from tmuxtrain.core.topology import FAR, NVLINK, SOCKET, SWITCH
 from tmuxtrain.core.units import format_mib, parse_size_mib
 from tmuxtrain.core.validate import LDict, LList
 from tmuxtrain.gpus import ACCEPTED_FORMS, GpuUnavailable
 from tmuxtrain.jobfile import load_text
 
 _COUNT_RE = re.compile(r"\s*(\d+)\s*[x×]\s*(.+?)\s*", re.IGNORECASE)
-_FILE_KEYS = ("name", "memory", "used", "utilization", "temperature", "nvlink", "processes")
+_FILE_KEYS = (
+    "name",
+    "memory",
+    "used",
+    "utilization",
+    "temperature",
+    "nvlink",
+    "processes",
+    "pcie_switch",
+    "cpu_socket",
+)
 _EXAMPLE = "e.g. - {name: Fake A100, memory: 80GiB, used: 20GiB}"
 
 
@@ -45,6 +62,8 @@ class FakeGpu:
     temperature_c: int | None = None
     nvlink: tuple[int, ...] = ()
     processes: tuple[tuple[int, int], ...] = ()  # (pid, MiB) held outside the declarations
+    pcie_switch: str | None = None  # GPUs with one label share a PCIe switch
+    cpu_socket: str | None = None  # GPUs with one label share a CPU socket
 
 
 class _FileError(Exception):
@@ -110,6 +129,7 @@ class FakeProbe:
         assert gpus is not None
         held = held or {}
         pid_jobs = owners() if owners is not None and any(g.processes for g in gpus) else {}
+        links = _links(gpus)
         out = []
         for i, g in enumerate(gpus):
             jobs = dict(held.get(i, {}))
@@ -136,6 +156,8 @@ class FakeProbe:
                     job_used_mib=jobs,
                     others=tuple(others),
                     nvlink=g.nvlink,
+                    links=links[i],
+                    unmeasured=frozenset(jobs.keys() - observed.keys()),
                 )
             )
         return out
@@ -159,6 +181,28 @@ class FakeProbe:
         return gpus
 
 
+def _links(gpus: list[FakeGpu]) -> list[tuple[tuple[int, int], ...]]:
+    """Each GPU's (peer, topology tier) from `nvlink`, `pcie_switch` and `cpu_socket`;
+    a pair nothing is said about is left out (unknown)."""
+    out: list[list[tuple[int, int]]] = [[] for _ in gpus]
+    if not any(g.nvlink or g.pcie_switch is not None or g.cpu_socket is not None for g in gpus):
+        return [()] * len(gpus)
+    for i, a in enumerate(gpus):
+        for j, b in enumerate(gpus):
+            if i == j:
+                continue
+            if j in a.nvlink or i in b.nvlink:
+                t = NVLINK
+            elif a.pcie_switch is not None and a.pcie_switch == b.pcie_switch:
+                t = SWITCH
+            elif a.cpu_socket is not None and b.cpu_socket is not None:
+                t = SOCKET if a.cpu_socket == b.cpu_socket else FAR
+            else:
+                continue
+            out[i].append((j, t))
+    return [tuple(x) for x in out]
+
+
 def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.lower().endswith((".yaml", ".yml", ".json"))
 
@@ -175,7 +219,15 @@ def _parse_fake_gpus(text: str) -> list[FakeGpu]:
         raise _FileError(f": is empty: write a YAML list of GPUs, {_EXAMPLE}")
     if not isinstance(data, LList):
         raise _FileError(f":{getattr(data, 'line', 1)}: must be a YAML list of GPUs, {_EXAMPLE}")
-    return [_fake_gpu(item, data.item_lines[k] or 1, k) for k, item in enumerate(data)]
+    gpus = [_fake_gpu(item, data.item_lines[k] or 1, k) for k, item in enumerate(data)]
+    for k, g in enumerate(gpus):
+        for peer in g.nvlink:
+            if peer == k or peer >= len(gpus):
+                item = data[k]
+                line = item.line_of("nvlink") or data.item_lines[k] or 1
+                what = "is this GPU itself" if peer == k else f"names no GPU ({len(gpus)} listed)"
+                raise _FileError(f":{line}: GPU {k}: nvlink: {peer} {what}")
+    return gpus
 
 
 def _fake_gpu(item: Any, line: int, k: int) -> FakeGpu:
@@ -234,6 +286,12 @@ def _fake_gpu(item: Any, line: int, k: int) -> FakeGpu:
         isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in nvlink
     ):
         raise fail("nvlink", "expected a list of GPU indices, e.g. [1, 2]")
+    labels = {}
+    for key in ("pcie_switch", "cpu_socket"):
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise fail(key, f"expected a label (a number or a name), not {value!r}")
+        labels[key] = None if value is None else str(value)
     return FakeGpu(
         name=str(name),
         memory_mib=memory,
@@ -242,6 +300,7 @@ def _fake_gpu(item: Any, line: int, k: int) -> FakeGpu:
         temperature_c=number("temperature", -50, 150),
         nvlink=tuple(nvlink),
         processes=processes,
+        **labels,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pynvml
 
 from tmuxtrain.core.model import GpuInfo
+from tmuxtrain.core.topology import FAR, NVLINK, SOCKET, SWITCH
 from tmuxtrain.gpus import GpuUnavailable
 
 T = TypeVar("T")
@@ -37,6 +38,12 @@ _NVML_ERRORS: tuple[type[Exception], ...] = tuple(
 _NOT_AVAILABLE_FLOOR = 2**63
 
 _MIG_ENABLE: int = getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1)
+
+# nvmlDeviceGetTopologyCommonAncestor's levels -> core.topology tiers (`nvidia-smi topo -m`:
+# INTERNAL one board, SINGLE = PIX, MULTIPLE = PXB, HOSTBRIDGE = PHB, NODE, SYSTEM = SYS).
+_TIERS = {0: SWITCH, 10: SWITCH, 20: SOCKET, 30: SOCKET, 40: SOCKET, 50: FAR}
+_P2P_NVLINK: int = getattr(pynvml, "NVML_P2P_CAPS_INDEX_NVLINK", 2)
+_P2P_OK: int = getattr(pynvml, "NVML_P2P_STATUS_OK", 0)
 
 
 def _query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -92,6 +99,8 @@ class NvmlProbe:
         except _NVML_ERRORS as e:
             raise GpuUnavailable(_init_message(e)) from e
         self._open = True
+        # Links between GPUs never change while the machine runs: read once per GPU set.
+        self._topology: tuple[tuple[str, ...], list[tuple[tuple[int, int], ...]]] | None = None
         try:
             count = pynvml.nvmlDeviceGetCount()
         except _NVML_ERRORS as e:
@@ -136,7 +145,21 @@ class NvmlProbe:
             device, its_migs = self._device(i)
             devices.append(device)
             migs.extend(its_migs)
+        devices = self._with_links(devices)
         return devices + [replace(m, index=count + j) for j, m in enumerate(migs)]
+
+    def _with_links(self, devices: list[GpuInfo]) -> list[GpuInfo]:
+        """The GPUs with their links to each other (`nvidia-smi topo -m`), read once."""
+        if len(devices) < 2:
+            return devices
+        key = tuple(d.uuid for d in devices)
+        if self._topology is None or self._topology[0] != key:
+            self._topology = (key, _links(devices))
+        links = self._topology[1]
+        return [
+            replace(d, links=ls, nvlink=tuple(p for p, t in ls if t == NVLINK))
+            for d, ls in zip(devices, links, strict=True)
+        ]
 
     def _device(self, i: int) -> tuple[GpuInfo, list[GpuInfo]]:
         """GPU `i`, and its MIG devices (indices not yet assigned) when it is in MIG mode."""
@@ -269,6 +292,36 @@ class NvmlProbe:
                 old = found.get(pid)
                 found[pid] = used if old is None else max(old, used or 0)
         return tuple(sorted(found.items()))
+
+
+def _links(devices: list[GpuInfo]) -> list[tuple[tuple[int, int], ...]]:
+    """Each plain GPU's (peer, tier): NVLink where peer-to-peer over NVLink is possible
+    (`nvmlDeviceGetP2PStatus`), else the PCIe tier from their closest common ancestor
+    (`nvmlDeviceGetTopologyCommonAncestor`). A pair NVML cannot tell about (NotSupported
+    on some boards, a lost GPU) is left out, which placement counts as far apart. GPUs in
+    MIG mode or unreadable ones (memory unknown) get no links: they are never placed."""
+    handles: dict[int, Any] = {}
+    for d in devices:
+        if d.memory_total_mib is not None:
+            h = _query(pynvml.nvmlDeviceGetHandleByIndex, d.index)
+            if h is not None:
+                handles[d.index] = h
+    out: dict[int, list[tuple[int, int]]] = {d.index: [] for d in devices}
+    order = sorted(handles)
+    for k, a in enumerate(order):
+        for b in order[k + 1 :]:
+            t = _tier(handles[a], handles[b])
+            if t is not None:
+                out[a].append((b, t))
+                out[b].append((a, t))
+    return [tuple(sorted(out[d.index])) for d in devices]
+
+
+def _tier(a: Any, b: Any) -> int | None:
+    if _query(pynvml.nvmlDeviceGetP2PStatus, a, b, _P2P_NVLINK) == _P2P_OK:
+        return NVLINK
+    level = _query(pynvml.nvmlDeviceGetTopologyCommonAncestor, a, b)
+    return None if level is None else _TIERS.get(int(level), FAR)
 
 
 def _running_processes(fn_name: str, handle: Any) -> list[Any] | None:

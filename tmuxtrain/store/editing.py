@@ -57,7 +57,11 @@ def edit_pending(
     with store.tx() as db:
         cur = db.execute(
             "UPDATE jobs SET name = ?, spec = ?, priority = ?, after_ids = ?, after_evals = ?,"
-            " has_checkpoints = ? WHERE id = ? AND state = 'pending' AND queued = 0",
+            " has_checkpoints = ?,"
+            # A learned ask is learned again for the new spec (the scheduler's next step).
+            " vram_request_mib = iif(vram_source = 'learned', NULL, vram_request_mib),"
+            " vram_source = iif(vram_source = 'learned', 'declared', vram_source)"
+            " WHERE id = ? AND state = 'pending' AND queued = 0",
             (
                 spec.name,
                 json.dumps(spec.to_dict(), separators=(",", ":")),

@@ -167,6 +167,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX attempts_finished ON attempts(finished_at);
         """,
     ),
+    (
+        # Learned VRAM: sweeps looked up by their key in the spec (the columns for what a
+        # job asks and its peak came with 0007).
+        "0009_learned_vram",
+        """
+        CREATE INDEX jobs_sweep ON jobs(json_extract(spec, '$.sweep'), state);
+        """,
+    ),
 ]
 VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.units import format_duration, format_metric, format_mib, printable
+from tmuxtrain.core.units import format_duration, format_metric, printable
 from tmuxtrain.ui import view
 from tmuxtrain.ui.palette import Palette
 
@@ -80,9 +80,7 @@ class JobInfo(Widget):
             where = "CPU only"
         else:
             where = f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"
-        vram = "exclusive" if job.vram_mib is None else f"{format_mib(job.vram_mib)} each"
-        if job.vram_source != "declared":  # raised after an OOM, or learned from a sweep
-            vram += f" ({job.vram_source})"
+        vram = view.vram_text(job)
         project = printable(s.project) if s.project != "default" else ""
         lines.append(joined([where, vram, f"prio {s.priority}", project]))
 

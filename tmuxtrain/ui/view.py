@@ -132,6 +132,14 @@ def gpus_text(job: Job, p: Palette) -> Text:
     return Text(f"({job.spec.gpus})", style=p.muted)
 
 
+def vram_text(job: Job) -> str:
+    """What the job asks for per GPU, and where that came from when it is not its own
+    declaration: `12 GiB each (learned)` from its sweep, `(raised)` after an OOM."""
+    v = job.vram_mib
+    text = "exclusive" if v is None else f"{format_mib(v)} each"
+    return text if job.vram_source == "declared" else f"{text} ({job.vram_source})"
+
+
 def why_text(job: Job) -> str:
     """Why a job waits or how it ended: the scheduler's reason, or the exit status."""
     if job.state is JobState.SUCCEEDED:
