@@ -51,7 +51,7 @@ def test_jobs_that_run_out_of_memory_ask_for_more_until_they_fit(tmp_path: Path)
     sim.run_until_done()
     sim.finish()
     store = sim.scheduler().store
-    raised = peaks = 0
+    raised = 0
     for job_id, (s, _) in zip(ids, jobs, strict=True):
         j = store.get(job_id)
         need = int(s.command.split("needs=")[1])
@@ -65,14 +65,12 @@ def test_jobs_that_run_out_of_memory_ask_for_more_until_they_fit(tmp_path: Path)
         if tries > 1:
             raised += 1
             assert j.vram_source == "raised"
-            # The peak the probe saw (a fake GPU shows what a job asks for), where it
-            # looked while the job ran.
-            assert j.vram_peak_mib in (None, ask or 40 * GIB)
-            peaks += j.vram_peak_mib is not None
+            # A simulated GPU shows what a job asks for, which is no measurement: no peak.
+            assert j.vram_peak_mib is None
             assert kinds(sim, job_id).count("retrying") == tries - 1
         else:
             assert j.vram_source == "declared"
-    assert raised > 100 and peaks > 50
+    assert raised > 100
 
 
 def test_a_raise_past_a_whole_gpu_asks_for_the_gpu_and_the_reason_says_so(
@@ -91,7 +89,7 @@ def test_a_raise_past_a_whole_gpu_asks_for_the_gpu_and_the_reason_says_so(
     [retrying] = store.history.events(job_id=a, kinds=["retrying"])
     assert retrying["reason"] == (
         "CUDA out of memory (exit code 1); retrying: asks for 30 GiB per GPU "
-        "(had 20 GiB, peak 20 GiB)"
+        "(had 20 GiB)"
     )
     assert retrying["vram_mib"] == 30 * GIB
     sim.run(40)  # attempt 2 (30 GiB) ran out too: 45 GiB is more than the GPU

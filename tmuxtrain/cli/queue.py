@@ -184,7 +184,8 @@ def _vram(j: dict[str, Any]) -> str:
     ask = "exclusive" if j["vram_mib"] is None else fmt_mib(j["vram_mib"])
     if j["vram_source"] == "declared":
         return ask
-    declared = "exclusive" if j["vram_declared_mib"] is None else fmt_mib(j["vram_declared_mib"])
-    why = "raised after CUDA out of memory" if j["vram_source"] == "raised" else j["vram_source"]
     peak = f", peak {fmt_mib(j['vram_peak_mib'])}" if j.get("vram_peak_mib") else ""
-    return f"{ask} ({why}; declared {declared}{peak})"
+    if j["vram_source"] == "learned":  # from its sweep's measured siblings
+        return f"{ask} (learned){peak}"
+    declared = "exclusive" if j["vram_declared_mib"] is None else fmt_mib(j["vram_declared_mib"])
+    return f"{ask} (raised after CUDA out of memory; declared {declared}{peak})"
