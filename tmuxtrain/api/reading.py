@@ -119,6 +119,13 @@ class Reading(ClientBase):
             if not batch:
                 time.sleep(poll_s)
 
+    def doctor(self) -> builtins.list[Any]:
+        """The installation's checks (`doctor.Check`s): state folder, database, tmux,
+        GPUs, scheduler; read-only, so it also runs on a damaged database."""
+        from tmuxtrain.doctor import run_checks
+
+        return run_checks(self.settings)
+
     def status(self) -> dict[str, Any]:
         from tmuxtrain.daemonctl import scheduler_info, scheduler_pid
 

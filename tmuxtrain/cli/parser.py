@@ -20,6 +20,7 @@ from tmuxtrain.cli.queue import cmd_add, cmd_ls, cmd_show
 from tmuxtrain.cli.reading import (
     cmd_attach,
     cmd_demo,
+    cmd_doctor,
     cmd_down,
     cmd_events,
     cmd_gpus,
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("up", cmd_up, "start the scheduler (detached; its log: `tmuxtrain log --scheduler`)")
     add("down", cmd_down, "stop the scheduler; running jobs keep running")
     add("status", cmd_status, "the scheduler's state and job counts", json_flag=True)
+    add(
+        "doctor",
+        cmd_doctor,
+        "check the state folder, the database (read-only), tmux, the GPUs and the scheduler,"
+        " and say how to recover",
+        json_flag=True,
+    )
 
     sp = add("add", cmd_add, "queue jobs from job files, or one command after --", json_flag=True)
     sp.add_argument("files", nargs="*", metavar="FILE", help="job files (YAML)")

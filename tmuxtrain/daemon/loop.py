@@ -34,7 +34,7 @@ from tmuxtrain.gpus import GpuProbe
 from tmuxtrain.gpus.credit import probe_gpus
 from tmuxtrain.runners.base import Runner
 from tmuxtrain.settings import Settings
-from tmuxtrain.store import Store
+from tmuxtrain.store import FATAL, Store, classify
 
 log = logging.getLogger("tmuxtrain.daemon")
 
@@ -234,10 +234,17 @@ class Scheduler:
         """A tick that failed is logged with its traceback once; the same failure again
         (a full disk, say) only as a line every minute, so the log does not flood."""
         self.dirty = True
-        key = f"{type(e).__name__}: {e}"
+        fault = classify(e, self.store.path)
+        if isinstance(fault, FATAL):  # a damaged database is never written again
+            log.error("scheduler stopped: %s", fault)
+            self.stopping = "the database cannot be used"
+            return
+        key = f"{type(e).__name__}: {e}" if fault is None else str(fault)
         count, last = self.failures.get(key, (0, -1e18))
         now = time.monotonic()
-        if count == 0:
+        if count == 0 and fault is not None:  # a full disk, a lock: one line says it all
+            log.error("tick failed: %s", fault)
+        elif count == 0:
             log.exception("tick failed")
         elif now - last >= 60:
             log.error("tick failed again (%d times): %s", count + 1, key)

@@ -13,18 +13,15 @@ every job that ends.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
-import os
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tmuxtrain.core.errors import NotFound
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState, can_move
-from tmuxtrain.store import history, schema
+from tmuxtrain.store import history
 from tmuxtrain.store.codec import (
     JOB_COLUMNS,
     JOB_JSON_SQL,
@@ -36,6 +33,7 @@ from tmuxtrain.store.codec import (
 )
 from tmuxtrain.store.history import History, add_event, add_metrics, record_attempt
 from tmuxtrain.store.inserting import insert_jobs
+from tmuxtrain.store.opening import Database
 
 _ID = operator.attrgetter("id")
 _STATES = {s.value: s for s in JobState}
@@ -43,58 +41,26 @@ _STATES = {s.value: s for s in JobState}
 EVENT_KINDS = {JobState.RUNNING: "started", JobState.PENDING: "retrying"}
 
 
-class Store:
+class Store(Database):
     """A narrow interface over one SQLite file (or `:memory:`)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(
+        self, path: str, *, read_only: bool | None = None, busy_timeout_s: float = 30.0
+    ) -> None:
         # Decoded specs by their JSON text: the scheduler re-reads the same queue every
         # decision, and decoding is most of the cost of reading a job.
         self._specs: dict[str, JobSpec] = {}
         self._pending: dict[int, Job] | None = None
         self._pending_version = -1
-        self._joining: list[int] = []  # made pending in the open transaction
-        if path != ":memory:" and not os.path.exists(path):
-            # Created 0600: the database holds job environments.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.create_function("iso", 1, iso, deterministic=True)
-        self.db.create_function("runtime_s", 3, runtime_s, deterministic=True)
-        if path != ":memory:":
-            self._wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        schema.migrate(self.db, time.time())
+        self.unreadable: dict[int, str] = {}  # rows that could not be decoded: id -> why
+        super().__init__(path, read_only=read_only, busy_timeout_s=busy_timeout_s)
         self.history = History(self.db)
 
-    def _wal(self) -> None:
-        # Switching to WAL needs a moment alone with the file; concurrent first opens retry.
-        for _ in range(100):
-            try:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError:
-                time.sleep(0.05)
-        self.db.execute("PRAGMA journal_mode = WAL")
+    def _rolled_back(self) -> None:
+        self._pending = None  # it may hold what was rolled back
 
-    def close(self) -> None:
-        self.db.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction that takes the write lock at once (no upgrade deadlocks)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            self._joining.clear()
-            self._pending = None  # it may hold what was rolled back
-            raise
-        self.db.execute("COMMIT")
-        if self._joining:
-            joining, self._joining = self._joining, []
-            self.refresh_pending(joining)
+    def _committed(self, joining: list[int]) -> None:
+        self.refresh_pending(joining)
 
     # ---- adding -----------------------------------------------------------------------
 
