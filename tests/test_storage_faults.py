@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env
+from tests.conftest import Env, wait_until
 from tmuxtrain.core.model import JobSpec
 from tmuxtrain.store import MIGRATIONS, Store, faults
 from tmuxtrain.store.schema import APPLICATION_ID, VERSION
@@ -239,3 +239,25 @@ def test_an_old_schema_in_a_read_only_store_is_too_old(tmp_path: Path) -> None:
     with pytest.raises(faults.SchemaTooOld) as info:
         Store(path, read_only=True)
     assert info.value.exit_code == 9 and "with write access" in str(info.value)
+
+
+# ---- a row that cannot be read ------------------------------------------------------------
+
+
+def test_a_row_that_cannot_be_read_is_set_aside_and_the_queue_runs(tt: Env) -> None:
+    a, b, c = queued(tt, 3)
+    db = sqlite3.connect(tt.settings.db_path)
+    db.execute('UPDATE jobs SET spec = \'{"name": "j1", "comm\' WHERE id = ?', (b,))
+    db.commit()
+    db.close()
+    listed = json.loads(tt.cli("ls", "--json", check=True).stdout)  # before the scheduler
+    assert [j["id"] for j in listed] == [a, c]
+    one_line(tt.cli("show", str(b)), 2, "cannot be read")
+    tt.cli("up", check=True)
+    client = tt.client()
+    assert client.wait([a, c], timeout=30)
+    jb = wait_until(lambda: [j for j in client.list() if j["id"] == b and j["state"] == "failed"])
+    assert jb[0]["reason"].startswith("set aside: its row cannot be read (JSONDecodeError")
+    [event] = [e for e in client.events(job=b) if e["kind"] == "failed"]
+    assert event["unreadable"]["spec"] == '{"name": "j1", "comm'
+    assert tt.cli("show", str(b), check=True).returncode == 0

@@ -35,6 +35,7 @@ from tmuxtrain.gpus.credit import probe_gpus
 from tmuxtrain.runners.base import Runner
 from tmuxtrain.settings import Settings
 from tmuxtrain.store import FATAL, Store, classify
+from tmuxtrain.store.aside import set_aside
 
 log = logging.getLogger("tmuxtrain.daemon")
 
@@ -108,6 +109,9 @@ class Scheduler:
             self.runner.finish_tick()
 
     def _tick(self, now: float, dirty: bool) -> None:
+        if self.store.unreadable:  # rows the last tick could not read: failed, with why
+            for job_id in set_aside(self.store, now):
+                log.warning("job %s set aside as failed: its row cannot be read", job_id)
         self._started(self.launcher.settle(now))
         running = self.store.jobs([JobState.RUNNING])
         queued = [j for j in self.store.pending() if j.queued]  # held by Slurm's queue
@@ -149,6 +153,8 @@ class Scheduler:
         self.hooks.reap()
         if self.windows.due:
             self.windows.trim(self.tailer.draining)
+        if self.store.unreadable:
+            self.dirty = True  # set them aside on the next tick, at once
 
     def _started(self, jobs: Sequence[Job]) -> None:
         for job in jobs:

@@ -19,16 +19,16 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tmuxtrain.core.errors import NotFound
+from tmuxtrain.core.errors import NotFound, TmuxtrainError
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState, can_move
-from tmuxtrain.store import history
+from tmuxtrain.store import aside, history
 from tmuxtrain.store.codec import (
     JOB_COLUMNS,
     JOB_JSON_SQL,
     check_writable,
     encode,
     iso,
-    row_to_job,
+    job_json,
     runtime_s,
 )
 from tmuxtrain.store.history import History, add_event, add_metrics, record_attempt
@@ -120,7 +120,13 @@ class Store(Database):
         row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id}")
-        return row_to_job(row)
+        jobs = aside.decode([row], {}, self.unreadable)
+        if not jobs:
+            raise TmuxtrainError(
+                f"job {job_id}'s row cannot be read ({self.unreadable[job_id]}); the"
+                " scheduler sets it aside as failed"
+            )
+        return jobs[0]
 
     def jobs(
         self,
@@ -151,7 +157,8 @@ class Store(Database):
             sql += " WHERE " + " AND ".join(where)
         if len(self._specs) > 10_000:  # bounded: a long-lived scheduler sees many specs
             self._specs.clear()
-        return [row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
+        rows = self.db.execute(sql + " ORDER BY id", args)
+        return aside.decode(rows, self._specs, self.unreadable)
 
     def refresh_pending(self, ids: Sequence[int]) -> None:
         """Jobs this connection just changed are read back into the pending cache (or
@@ -186,7 +193,14 @@ class Store(Database):
         if states is not None:
             sql += " WHERE state IN (SELECT value FROM json_each(:states))"
             args["states"] = json.dumps([s.value for s in states])
-        return "[" + ",".join(r[0] for r in self.db.execute(sql + " ORDER BY id", args)) + "]"
+        try:
+            return "[" + ",".join(r[0] for r in self.db.execute(sql + " ORDER BY id", args)) + "]"
+        except sqlite3.OperationalError as e:
+            if "JSON" not in str(e):
+                raise
+        # A row with a value that is not JSON: the readable ones, the slow way.
+        t = now
+        return json.dumps([job_json(j, t) for j in self.jobs(states)])
 
     def ids_named(self, name: str) -> list[int]:
         return [
