@@ -91,3 +91,30 @@ checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkp
     assert c.wait(timeout=30)
     assert len([j for j in c.list() if j["parent_id"] == train]) == 3
     assert "best" in tt.cli("show", str(train), check=True).stdout
+
+
+def test_a_pattern_that_matches_a_whole_tree_queues_nothing_and_says_so(tt: Env) -> None:
+    work = tt.root / "work"
+    (work / "data").mkdir(parents=True)
+    gate = tt.root / "gate"
+    make = "for i in $(seq 60); do echo x > data/f$i.bin; done"
+    tt.write(
+        "job.yaml",
+        f"""
+name: tree
+cwd: {work}
+gpus: 0
+command: "{make}; while [ ! -e {gate} ]; do sleep 0.05; done"
+checkpoints: {{watch: 'data/*', eval: 'echo {{checkpoint}}', gpus: 0}}
+""",
+    )
+    [train] = [int(x) for x in tt.cli("add", "job.yaml", check=True).stdout.split()]
+    c = tt.client()
+    note = (
+        "checkpoints: 'data/*' matched more than 32 new files at once, so none was evaluated:"
+        " watch a narrower pattern"
+    )
+    wait_until(lambda: note in c.show(train)["notes"], what="the note on the job")
+    gate.touch()
+    assert c.wait([train], timeout=30)
+    assert [j["id"] for j in c.list()] == [train]  # no evaluation job

@@ -33,6 +33,20 @@ from tmuxtrain.cli.reading import (
     cmd_wait,
 )
 
+INT64_MAX = 2**63 - 1
+
+
+def int64(text: str) -> int:
+    """An integer SQLite can hold (ids, counts, priorities): larger ones are bad input, not
+    an OverflowError further down."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not -INT64_MAX <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
 
 class Version(argparse.Action):
     """`--version`: looked up only when asked (importlib.metadata is slow to import)."""
@@ -78,17 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("add", cmd_add, "queue jobs from job files, or one command after --", json_flag=True)
     sp.add_argument("files", nargs="*", metavar="FILE", help="job files (YAML)")
-    sp.add_argument("--gpus", type=int, help="GPUs per job (0 = CPU only)")
+    sp.add_argument("--gpus", type=int64, help="GPUs per job (0 = CPU only)")
     sp.add_argument(
         "--vram", help="free GPU memory needed per GPU, e.g. 20GiB (default: whole GPUs)"
     )
     sp.add_argument("--name", help="job name (window name is ID-NAME)")
-    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--priority", type=int64, help="higher runs first")
     sp.add_argument("--project", help="fair-share group")
     sp.add_argument(
         "--after", action="append", metavar="ID", help="run after this job succeeds (repeatable)"
     )
-    sp.add_argument("--retries", type=int, help="extra attempts after a failure")
+    sp.add_argument("--retries", type=int64, help="extra attempts after a failure")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h")
     sp.add_argument(
         "--cwd",
@@ -127,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="+", metavar="ID", help="held jobs' ids or names")
     sp = add("priority", cmd_priority, "change a pending job's priority")
     sp.add_argument("id", metavar="ID", help="a pending job's id or name")
-    sp.add_argument("priority", type=int, metavar="P", help="the new priority; higher runs first")
+    sp.add_argument("priority", type=int64, metavar="P", help="the new priority; higher runs first")
     sp = add(
         "edit",
         cmd_edit,
@@ -136,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("id", metavar="ID", help="a pending or held job's id or name")
     sp.add_argument("--command", dest="command_text", help="the new command (a shell line)")
-    sp.add_argument("--gpus", type=int, help="GPUs (0 = CPU only, which drops --vram)")
+    sp.add_argument("--gpus", type=int64, help="GPUs (0 = CPU only, which drops --vram)")
     sp.add_argument("--vram", help="free GPU memory per GPU, e.g. 20GiB; 'exclusive': whole GPUs")
-    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--priority", type=int64, help="higher runs first")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h; 'none': never")
     sp.add_argument(
         "--env", action="append", metavar="K=V", help="set an environment variable (repeatable)"
@@ -181,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep printing until the job ends (the scheduler's log: until Ctrl-C)",
     )
-    sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
+    sp.add_argument("-n", "--lines", type=int64, help="only the last N lines")
     sp = add("attach", cmd_attach, "go to a job's tmux window")
     sp.add_argument("id", metavar="ID", help="job id or name")
     sp = add(
@@ -202,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--since",
-        type=int,
+        type=int64,
         metavar="EVENT_ID",
         help="the events after this event id (0: from the first)",
     )
