@@ -15,10 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from tmuxtrain.api import Client
+from tmuxtrain.cli.output import literal
 from tmuxtrain.cli.parser import build_parser
 from tmuxtrain.core.errors import TmuxtrainError
 
 __all__ = ["build_parser", "main"]
+
+
+def say_error(cmd: str, e: BaseException) -> None:
+    """One line on stderr, whatever the message quotes."""
+    print(f"tmuxtrain {cmd}: {literal(str(e))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(client, args))
     except TmuxtrainError as e:
-        print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
+        say_error(args.cmd, e)
         return e.exit_code
     except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's status for SIGINT
         return 130
@@ -56,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # its own exit status. Anything else that is not ours to explain stays a traceback.
         fault = client.fault(e)
         if fault is not None:
-            print(f"tmuxtrain {args.cmd}: {fault}", file=sys.stderr)
+            say_error(args.cmd, fault)
             return fault.exit_code
         if isinstance(e, (ValueError, OSError)):  # a bad TMUXTRAIN_GPUS, an unreadable folder
-            print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
+            say_error(args.cmd, e)
             return 2
         raise
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 from tmuxtrain.api.reading import EVENT_KINDS
 from tmuxtrain.cli.changing import (
@@ -16,6 +16,7 @@ from tmuxtrain.cli.changing import (
     cmd_retry,
 )
 from tmuxtrain.cli.completion import SHELLS, cmd_complete, cmd_completion
+from tmuxtrain.cli.output import literal
 from tmuxtrain.cli.queue import cmd_add, cmd_ls, cmd_show
 from tmuxtrain.cli.reading import (
     cmd_attach,
@@ -48,6 +49,14 @@ def int64(text: str) -> int:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where the help is (its usage,
+    wrapped over several lines, would bury the one line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {literal(message)} (see {self.prog} --help)\n")
+
+
 class Version(argparse.Action):
     """`--version`: looked up only when asked (importlib.metadata is slow to import)."""
 
@@ -65,7 +74,7 @@ class Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tmuxtrain",
         description="Queue training runs into tmux windows on the GPUs that are free.",
     )
