@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tmuxtrain.core.model import FINISHED, Job, JobSpec, JobState
-from tmuxtrain.store.codec import row_to_job
+from tmuxtrain.store.codec import SpecCache, row_to_job
 from tmuxtrain.store.history import add_event
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ _JSON_COLUMNS = {"gpus": "[]", "after_ids": "[]", "metrics": "{}", "notes": "[]"
 
 
 def decode(
-    rows: Iterable[Sequence[Any]], specs: dict[str, JobSpec], unreadable: dict[int, str]
+    rows: Iterable[Sequence[Any]], specs: SpecCache | None, unreadable: dict[int, str]
 ) -> list[Job]:
     """The rows as Jobs; one that cannot be decoded is left out and noted in `unreadable`."""
     out = []

@@ -25,6 +25,7 @@ from tmuxtrain.store import aside, history
 from tmuxtrain.store.codec import (
     JOB_COLUMNS,
     JOB_JSON_SQL,
+    SpecCache,
     check_writable,
     encode,
     iso,
@@ -49,7 +50,7 @@ class Store(Database):
     ) -> None:
         # Decoded specs by their JSON text: the scheduler re-reads the same queue every
         # decision, and decoding is most of the cost of reading a job.
-        self._specs: dict[str, JobSpec] = {}
+        self._specs = SpecCache()
         self._pending: dict[int, Job] | None = None
         self._pending_version = -1
         self.unreadable: dict[int, str] = {}  # rows that could not be decoded: id -> why
@@ -120,7 +121,7 @@ class Store(Database):
         row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id}")
-        jobs = aside.decode([row], {}, self.unreadable)
+        jobs = aside.decode([row], None, self.unreadable)
         if not jobs:
             raise TmuxtrainError(
                 f"job {job_id}'s row cannot be read ({self.unreadable[job_id]}); the"
@@ -155,8 +156,6 @@ class Store(Database):
             args.append(json.dumps(id_list))
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if len(self._specs) > 10_000:  # bounded: a long-lived scheduler sees many specs
-            self._specs.clear()
         rows = self.db.execute(sql + " ORDER BY id", args)
         return aside.decode(rows, self._specs, self.unreadable)
 
@@ -184,6 +183,7 @@ class Store(Database):
         if self._pending is None or version != self._pending_version:
             self._pending = {j.id: j for j in self.jobs([JobState.PENDING])}
             self._pending_version = version
+            self._specs.fit(len(self._pending))
         return sorted(self._pending.values(), key=_ID)
 
     def jobs_json(self, states: Iterable[JobState] | None, now: float) -> str:
