@@ -261,3 +261,15 @@ def test_a_row_that_cannot_be_read_is_set_aside_and_the_queue_runs(tt: Env) -> N
     [event] = [e for e in client.events(job=b) if e["kind"] == "failed"]
     assert event["unreadable"]["spec"] == '{"name": "j1", "comm'
     assert tt.cli("show", str(b), check=True).returncode == 0
+
+
+def test_the_scheduler_does_not_start_on_a_damaged_database(tt: Env) -> None:
+    queued(tt)
+    path = checkpointed(tt)
+    with open(path, "r+b") as f:
+        f.seek(2 * 4096)
+        f.write(b"\x5a" * 4096)
+    before = digest(path)
+    one_line(tt.cli("up"), 6, "is damaged")
+    assert not tt.client().scheduler_running()
+    assert digest(path) == before

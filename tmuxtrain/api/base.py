@@ -103,6 +103,7 @@ class ClientBase:
         if self.scheduler_running():
             return False
         load_config(self.settings.config_path)  # a bad config fails here, not in the daemon
+        self.store.check()  # so does a damaged database (with its own exit status)
         s = self.settings
         s.ensure_dirs()
         env = dict(os.environ)

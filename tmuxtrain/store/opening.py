@@ -130,7 +130,7 @@ class Database:
                 self._wal()
             if not self.read_only:
                 self.db.execute("PRAGMA synchronous = NORMAL")
-            schema.migrate(self.db, time.time(), path, self.read_only, self._check)
+            schema.migrate(self.db, time.time(), path, self.read_only, self.check)
         except sqlite3.Error as e:
             self.db.close()
             raise faults.classify(e, path) or e from None
@@ -138,12 +138,15 @@ class Database:
             self.db.close()
             raise
 
-    def _check(self) -> None:
+    def check(self) -> None:
         """Refuse a damaged database before this connection first writes to it (about
         60 ms for 10,000 jobs with 200,000 metric points, once per process)."""
         if self._checked:
             return
-        rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        except sqlite3.Error as e:
+            raise faults.classify(e, self.path) or e from None
         if rows != ["ok"]:
             raise faults.DatabaseCorrupt(
                 f"the database {self.path} is damaged ({'; '.join(rows)[:200]}); nothing was"
@@ -176,7 +179,7 @@ class Database:
                 " (ls, show, log, metrics, events, gpus) work, this one needs write access"
             )
         try:
-            self._check()
+            self.check()
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise faults.classify(e, self.path) or e from None
