@@ -79,13 +79,17 @@ def scheduler_rss(tt: Env) -> int:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(900)
 def test_the_real_scheduler_stays_flat_over_real_tmux_jobs(tt: Env) -> None:
     sizes = []
-    for _ in range(4):
-        ids = [i for _ in range(100) for i in add(tt, "--gpus", "0", "--no-start", "--", "true")]
+    for b in range(4):
+        jobs = "".join(f"  - {{name: t{b}-{k}, command: 'true'}}\n" for k in range(50))
+        tt.write("batch.yaml", f"defaults: {{gpus: 0}}\njobs:\n{jobs}")
+        ids = add(tt, "--no-start", "batch.yaml")
+        assert len(ids) == 50
         tt.cli("up")
         assert tt.client().wait(ids, timeout=300)
         time.sleep(1)  # the windows of the finished jobs are trimmed
         sizes.append(scheduler_rss(tt))
-    print("scheduler RSS after each 100 jobs:", sizes)
+    print("scheduler RSS after each 50 jobs:", sizes)
     assert sizes[-1] - sizes[1] < 2 * 2**20, sizes
