@@ -140,3 +140,30 @@ def test_a_symlink_stands_for_its_target_as_the_glob_spells_it(tmp_path: Path) -
     (ck / "last.ckpt").symlink_to("prev")  # a link to a link
     assert link_target(str(ck / "last.ckpt")) == str(ck / "epoch=1-step=20.ckpt")
     assert link_target(str(ck / "epoch=1-step=20.ckpt")) == str(ck / "epoch=1-step=20.ckpt")
+
+
+def test_a_pattern_that_matches_a_whole_tree_queues_nothing_and_says_so(tt: Env) -> None:
+    work = tt.root / "work"
+    (work / "data").mkdir(parents=True)
+    gate = tt.root / "gate"
+    make = "for i in $(seq 60); do echo x > data/f$i.bin; done"
+    tt.write(
+        "job.yaml",
+        f"""
+name: tree
+cwd: {work}
+gpus: 0
+command: "{make}; while [ ! -e {gate} ]; do sleep 0.05; done"
+checkpoints: {{watch: 'data/*', eval: 'echo {{checkpoint}}', gpus: 0}}
+""",
+    )
+    [train] = [int(x) for x in tt.cli("add", "job.yaml", check=True).stdout.split()]
+    c = tt.client()
+    note = (
+        "checkpoints: 'data/*' matched more than 32 new files at once, so none was evaluated:"
+        " watch a narrower pattern"
+    )
+    wait_until(lambda: note in c.show(train)["notes"], what="the note on the job")
+    gate.touch()
+    assert c.wait([train], timeout=30)
+    assert [j["id"] for j in c.list()] == [train]  # no evaluation job

@@ -258,3 +258,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
     e = load_error(path)
     assert e.line is None
     assert "ermission" in e.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("command: x\nenv: " + "[" * 5000 + "]" * 5000 + "\n", 2),
+        ("command: x\nenv: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", 2),
+        ("command: x\nenv:\n" + "".join("  " * i + "- \n" for i in range(1, 200)), 34),
+    ],
+    ids=["lists", "mappings", "block"],
+)
+def test_nesting_is_bounded_with_the_line(tmp_path: Path, text: str, line: int) -> None:
+    e = load_error(write(tmp_path, text))
+    assert e.line == line and "nested more than 32 levels deep" in str(e)
+
+
+def test_a_file_over_10_mib_is_refused_unread(tmp_path: Path) -> None:
+    e = load_error(write(tmp_path, "command: x\n" + "#" * (10 * 2**20)))
+    assert "larger than 10 MiB" in str(e)

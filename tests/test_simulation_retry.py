@@ -88,8 +88,7 @@ def test_a_raise_past_a_whole_gpu_asks_for_the_gpu_and_the_reason_says_so(
     assert j.reason.startswith("retry 2 in ")
     [retrying] = store.history.events(job_id=a, kinds=["retrying"])
     assert retrying["reason"] == (
-        "CUDA out of memory (exit code 1); retrying: asks for 30 GiB per GPU "
-        "(had 20 GiB)"
+        "CUDA out of memory (exit code 1); retrying: asks for 30 GiB per GPU (had 20 GiB)"
     )
     assert retrying["vram_mib"] == 30 * GIB
     sim.run(40)  # attempt 2 (30 GiB) ran out too: 45 GiB is more than the GPU

@@ -16,9 +16,32 @@ from tmuxtrain.core.errors import SpecError
 from tmuxtrain.core.model import Config, JobSpec
 from tmuxtrain.core.spec import LDict, LList, parse_config, parse_jobs
 
+MAX_DEPTH = 32  # nesting of mappings and lists: a job file needs four or five
+MAX_BYTES = 10 * 2**20  # a job file of 10 MiB is already no job file
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember their lines and refuse duplicate keys."""
+    """SafeLoader whose mappings and sequences remember their lines and refuse duplicate
+    keys, and which refuses nesting deeper than MAX_DEPTH (PyYAML recurses per level, so
+    `[[[[...` thousands deep would end in a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> LDict:
@@ -69,20 +92,22 @@ def load_text(text: str, path: str) -> Any:
         raise SpecError(path, line, None, f"invalid YAML: control character {char}") from None
     except yaml.YAMLError as e:
         raise SpecError(path, None, None, f"invalid YAML: {e}") from None
+    except RecursionError:  # deep aliases, or whatever the depth bound above missed
+        raise SpecError(path, None, None, "invalid YAML: nested too deeply") from None
 
 
 def read_text(path: str, *, allow_empty: bool = False) -> str:
     """The file's text, or a SpecError saying plainly why it cannot be a job file."""
     try:
         with open(path, "rb") as f:
-            data = f.read(10 * 2**20 + 1)
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(path, None, None, "no such file") from None
     except IsADirectoryError:
         raise SpecError(path, None, None, "is a folder, not a job file") from None
     except OSError as e:
         raise SpecError(path, None, None, e.strerror or str(e)) from None
-    if len(data) > 10 * 2**20:
+    if len(data) > MAX_BYTES:
         raise SpecError(path, None, None, "larger than 10 MiB: not a job file")
     if b"\0" in data:
         raise SpecError(path, None, None, "binary file, not YAML")

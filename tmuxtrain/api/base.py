@@ -24,9 +24,19 @@ class ClientBase:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self.settings.ensure_dirs()
+            home = self.settings.home
+            if not os.path.isdir(home) or os.access(home, os.W_OK):
+                self.settings.ensure_dirs()
+            # else: a read-only state folder, which the store opens for reading only
             self._store = Store(self.settings.db_path)
         return self._store
+
+    def fault(self, e: BaseException) -> TmuxtrainError | None:
+        """The storage failure `e` stands for (disk full, locked, damaged...: one line with
+        its own exit status), or None when it is not one."""
+        from tmuxtrain.store import classify
+
+        return classify(e, self.settings.db_path)
 
     def close(self) -> None:
         if self._store is not None:
@@ -93,6 +103,7 @@ class ClientBase:
         if self.scheduler_running():
             return False
         load_config(self.settings.config_path)  # a bad config fails here, not in the daemon
+        self.store.check()  # so does a damaged database (with its own exit status)
         s = self.settings
         s.ensure_dirs()
         env = dict(os.environ)

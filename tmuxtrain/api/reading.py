@@ -122,6 +122,13 @@ class Reading(ClientBase):
             if not batch:
                 time.sleep(poll_s)
 
+    def doctor(self) -> builtins.list[Any]:
+        """The installation's checks (`doctor.Check`s): state folder, database, tmux,
+        GPUs, scheduler; read-only, so it also runs on a damaged database."""
+        from tmuxtrain.doctor import run_checks
+
+        return run_checks(self.settings)
+
     def status(self, full: bool = False) -> dict[str, Any]:
         """The scheduler, job counts, where state lives; with `full`, also the Slurm
         cluster's partitions (`cluster()`: one `sinfo`) and each project's fair-share

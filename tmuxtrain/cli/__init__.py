@@ -1,7 +1,9 @@
 """`tmuxtrain` command line: argument parsing and printing only; the work is in `api.Client`.
 
-Exit status: 0 success, 1 a job failed (`wait`), 2 bad usage or bad input. User mistakes
-print one line on stderr, never a traceback. Nothing here imports Textual except `ui`.
+Exit status: 0 success, 1 a job failed (`wait`), 2 bad usage or bad input, 3 queued but
+the scheduler did not start, 4-10 the database or its disk failed (`store/faults.py`).
+User mistakes and storage failures print one line on stderr, never a traceback. Nothing
+here imports Textual except `ui`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from tmuxtrain.api import Client
+from tmuxtrain.cli.output import literal
 from tmuxtrain.cli.parser import build_parser
 from tmuxtrain.core.errors import TmuxtrainError
 
 __all__ = ["build_parser", "main"]
+
+
+def say_error(cmd: str, e: BaseException) -> None:
+    """One line on stderr, whatever the message quotes."""
+    print(f"tmuxtrain {cmd}: {literal(str(e))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(client, args))
     except TmuxtrainError as e:
-        print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
+        say_error(args.cmd, e)
         return e.exit_code
     except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's status for SIGINT
         return 130
@@ -49,8 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, OSError) as e:  # e.g. a bad TMUXTRAIN_GPUS, an unreadable folder
-        print(f"tmuxtrain {args.cmd}: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        # The database or the disk under it failing (full, locked, damaged): one line with
+        # its own exit status. Anything else that is not ours to explain stays a traceback.
+        fault = client.fault(e)
+        if fault is not None:
+            say_error(args.cmd, fault)
+            return fault.exit_code
+        if isinstance(e, (ValueError, OSError)):  # a bad TMUXTRAIN_GPUS, an unreadable folder
+            say_error(args.cmd, e)
+            return 2
+        raise
     finally:
         client.close()

@@ -144,3 +144,9 @@ def _code(codes: dict[str, str], text: str) -> str | None:
         if text.startswith(prefix):
             return code
     return None
+
+
+def literal(text: str) -> str:
+    """`text` on one line, shown literally: a newline or terminal escape in a path or name
+    an error message quotes neither breaks the line nor drives the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 from tmuxtrain.api.reading import EVENT_KINDS
 from tmuxtrain.cli.changing import (
@@ -16,10 +16,12 @@ from tmuxtrain.cli.changing import (
     cmd_retry,
 )
 from tmuxtrain.cli.completion import SHELLS, cmd_complete, cmd_completion
+from tmuxtrain.cli.output import literal
 from tmuxtrain.cli.queue import cmd_add, cmd_ls, cmd_show
 from tmuxtrain.cli.reading import (
     cmd_attach,
     cmd_demo,
+    cmd_doctor,
     cmd_down,
     cmd_events,
     cmd_gpus,
@@ -31,6 +33,28 @@ from tmuxtrain.cli.reading import (
     cmd_up,
     cmd_wait,
 )
+
+INT64_MAX = 2**63 - 1
+
+
+def int64(text: str) -> int:
+    """An integer SQLite can hold (ids, counts, priorities): larger ones are bad input, not
+    an OverflowError further down."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not -INT64_MAX <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where the help is (its usage,
+    wrapped over several lines, would bury the one line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {literal(message)} (see {self.prog} --help)\n")
 
 
 class Version(argparse.Action):
@@ -50,7 +74,7 @@ class Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tmuxtrain",
         description="Queue training runs into tmux windows on the GPUs that are free.",
     )
@@ -67,15 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("up", cmd_up, "start the scheduler (detached; its log: `tmuxtrain log --scheduler`)")
     add("down", cmd_down, "stop the scheduler; running jobs keep running")
     add("status", cmd_status, "the scheduler's state and job counts", json_flag=True)
+    add(
+        "doctor",
+        cmd_doctor,
+        "check the state folder, the database (read-only), tmux, the GPUs and the scheduler,"
+        " and say how to recover",
+        json_flag=True,
+    )
 
     sp = add("add", cmd_add, "queue jobs from job files, or one command after --", json_flag=True)
     sp.add_argument("files", nargs="*", metavar="FILE", help="job files (YAML)")
-    sp.add_argument("--gpus", type=int, help="GPUs per job (0 = CPU only)")
+    sp.add_argument("--gpus", type=int64, help="GPUs per job (0 = CPU only)")
     sp.add_argument(
         "--vram", help="free GPU memory needed per GPU, e.g. 20GiB (default: whole GPUs)"
     )
     sp.add_argument("--name", help="job name (window name is ID-NAME)")
-    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--priority", type=int64, help="higher runs first")
     sp.add_argument("--project", help="fair-share group")
     sp.add_argument(
         "--after",
@@ -84,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run after this job succeeds (repeatable); ID.evals: and its checkpoint "
         "evaluations end",
     )
-    sp.add_argument("--retries", type=int, help="extra attempts after a failure")
+    sp.add_argument("--retries", type=int64, help="extra attempts after a failure")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h")
     sp.add_argument(
         "--cwd",
@@ -123,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="+", metavar="ID", help="held jobs' ids or names")
     sp = add("priority", cmd_priority, "change a pending job's priority")
     sp.add_argument("id", metavar="ID", help="a pending job's id or name")
-    sp.add_argument("priority", type=int, metavar="P", help="the new priority; higher runs first")
+    sp.add_argument("priority", type=int64, metavar="P", help="the new priority; higher runs first")
     sp = add(
         "edit",
         cmd_edit,
@@ -132,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("id", metavar="ID", help="a pending or held job's id or name")
     sp.add_argument("--command", dest="command_text", help="the new command (a shell line)")
-    sp.add_argument("--gpus", type=int, help="GPUs (0 = CPU only, which drops --vram)")
+    sp.add_argument("--gpus", type=int64, help="GPUs (0 = CPU only, which drops --vram)")
     sp.add_argument("--vram", help="free GPU memory per GPU, e.g. 20GiB; 'exclusive': whole GPUs")
-    sp.add_argument("--priority", type=int, help="higher runs first")
+    sp.add_argument("--priority", type=int64, help="higher runs first")
     sp.add_argument("--timeout", help="stop the job after this long, e.g. 12h; 'none': never")
     sp.add_argument(
         "--env", action="append", metavar="K=V", help="set an environment variable (repeatable)"
@@ -178,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep printing until the job ends (the scheduler's log: until Ctrl-C)",
     )
-    sp.add_argument("-n", "--lines", type=int, help="only the last N lines")
+    sp.add_argument("-n", "--lines", type=int64, help="only the last N lines")
     sp = add("attach", cmd_attach, "go to a job's tmux window")
     sp.add_argument("id", metavar="ID", help="job id or name")
     sp = add(
@@ -199,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--since",
-        type=int,
+        type=int64,
         metavar="EVENT_ID",
         help="the events after this event id (0: from the first)",
     )

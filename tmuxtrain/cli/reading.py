@@ -17,6 +17,20 @@ from tmuxtrain.core.errors import TmuxtrainError
 from tmuxtrain.core.units import printable
 
 
+def cmd_doctor(c: Client, a: argparse.Namespace) -> int:
+    from tmuxtrain.doctor import exit_status
+
+    checks = c.doctor()
+    if a.json:
+        print(json.dumps([vars(x) for x in checks]))
+        return exit_status(checks)
+    for x in checks:
+        print(f"{'ok ' if x.ok else 'BAD'} {x.name}: {x.detail}")
+        if x.fix:
+            print(f"    to fix: {x.fix}")
+    return exit_status(checks)
+
+
 def cmd_metrics(c: Client, a: argparse.Namespace) -> int:
     hist = c.metrics(a.id)
     if a.json:

@@ -29,6 +29,11 @@ from tmuxtrain.store.checkpoints import add_checkpoint_eval, open_evaluations
 
 log = logging.getLogger("tmuxtrain.daemon")
 CHECKPOINT_AFTER_S = 10.0  # keep watching a finished job's checkpoints this long
+# New matches one scan may find: more at once is a pattern that matches a whole tree (a
+# run's outputs, a dataset), not checkpoints written one by one; none of them is queued.
+MAX_NEW_MATCHES = 32
+
+
 Known = dict[str, tuple[int, tuple[int, float] | None]]  # path: latest version, (size, mtime)
 
 
@@ -77,6 +82,7 @@ class CheckpointWatcher:
         self.known: dict[int, Known] = {}
         self.seen: dict[int, dict[str, Seen]] = {}
         self.dirs: dict[int, set[str]] = {}  # directories seen: evaluated once, never again
+        self.refused: set[int] = set()  # jobs whose pattern matched too much: not watched
 
     def watch(self, now: float) -> bool:
         """Scan the watched jobs' globs; True when an evaluation job was queued."""
@@ -93,8 +99,10 @@ class CheckpointWatcher:
         self.known = {k: v for k, v in self.known.items() if k in live}
         self.seen = {k: v for k, v in self.seen.items() if k in live}
         self.dirs = {k: v for k, v in self.dirs.items() if k in live}
+        self.refused &= live
         for job in watching:
-            queued |= self._scan(job, now)
+            if job.id not in self.refused:
+                queued |= self._scan(job, now)
         return queued
 
     def _scan(self, job: Job, now: float) -> bool:
@@ -106,10 +114,13 @@ class CheckpointWatcher:
             known = self.known[job.id] = self.store.history.checkpoint_versions(job.id)
         dirs = self.dirs.setdefault(job.id, set())
         observed: dict[str, tuple[int, float]] = {}
-        for match in glob.glob(os.path.join(job.spec.cwd, ck.watch)):
+        for match in glob.iglob(os.path.join(job.spec.cwd, ck.watch)):
             path = link_target(match) if os.path.islink(match) else match.rstrip("/")
             if path in observed or path in dirs:
                 continue
+            if len(observed) >= MAX_NEW_MATCHES and path not in known:
+                self._refuse(job.id, ck.watch, now)  # no need to walk the rest of the tree
+                return False
             got = fingerprint(path)
             if got is None:
                 continue
@@ -165,3 +176,15 @@ class CheckpointWatcher:
             ):
                 out[job.id] = out.get(job.id, 0) + 1
         return out
+
+    def _refuse(self, job_id: int, pattern: str, now: float) -> None:
+        """Too many new matches at once: none is queued, the job says why, and its
+        pattern is not scanned again (a restarted scheduler finds the same and says so)."""
+        self.refused.add(job_id)
+        self.seen.pop(job_id, None)
+        note = (
+            f"checkpoints: '{pattern}' matched more than {MAX_NEW_MATCHES} new files at once,"
+            " so none was evaluated: watch a narrower pattern"
+        )
+        log.warning("job %s: %s", job_id, note)
+        self.store.add_notes(job_id, [note], now)

@@ -37,7 +37,8 @@ from tmuxtrain.gpus import GpuProbe
 from tmuxtrain.gpus.credit import probe_gpus
 from tmuxtrain.runners.base import Runner
 from tmuxtrain.settings import Settings
-from tmuxtrain.store import Store
+from tmuxtrain.store import FATAL, Store, classify
+from tmuxtrain.store.aside import set_aside
 
 log = logging.getLogger("tmuxtrain.daemon")
 
@@ -113,6 +114,9 @@ class Scheduler:
             self.runner.finish_tick()
 
     def _tick(self, now: float, dirty: bool) -> None:
+        if self.store.unreadable:  # rows the last tick could not read: failed, with why
+            for job_id in set_aside(self.store, now):
+                log.warning("job %s set aside as failed: its row cannot be read", job_id)
         self._started(self.launcher.settle(now))
         running = self.store.jobs([JobState.RUNNING])
         queued = [j for j in self.store.pending() if j.queued]  # held by Slurm's queue
@@ -159,6 +163,8 @@ class Scheduler:
         self.hooks.reap()
         if self.windows.due:
             self.windows.trim(self.tailer.draining)
+        if self.store.unreadable:
+            self.dirty = True  # set them aside on the next tick, at once
 
     def _started(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -244,10 +250,17 @@ class Scheduler:
         """A tick that failed is logged with its traceback once; the same failure again
         (a full disk, say) only as a line every minute, so the log does not flood."""
         self.dirty = True
-        key = f"{type(e).__name__}: {e}"
+        fault = classify(e, self.store.path)
+        if isinstance(fault, FATAL):  # a damaged database is never written again
+            log.error("scheduler stopped: %s", fault)
+            self.stopping = "the database cannot be used"
+            return
+        key = f"{type(e).__name__}: {e}" if fault is None else str(fault)
         count, last = self.failures.get(key, (0, -1e18))
         now = time.monotonic()
-        if count == 0:
+        if count == 0 and fault is not None:  # a full disk, a lock: one line says it all
+            log.error("tick failed: %s", fault)
+        elif count == 0:
             log.exception("tick failed")
         elif now - last >= 60:
             log.error("tick failed again (%d times): %s", count + 1, key)

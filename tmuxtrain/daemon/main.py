@@ -81,7 +81,7 @@ def main() -> int:
         return 0
     except TmuxtrainError as e:
         log.error("scheduler stopped: %s", e)
-        return 2
+        return e.exit_code
     except BaseException as e:
         log.exception("scheduler stopped: %s", e.__class__.__name__)
         raise

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tmuxtrain.core.reconcile import PaneInfo
 from tmuxtrain.runners.tmux_control import Control, ControlLost, TmuxError
+from tmuxtrain.runners.wrapper import pipe_command
 
 PANE_FORMAT = "\t".join(
     f"#{{{f}}}"
@@ -337,7 +337,7 @@ class Tmux:
         if s.tag:
             argv += [";", "set-option", "-w", "-t", target, TAG_OPTION, s.tag]
         argv += [";", "pipe-pane", "-t", target, "-o"]
-        argv.append(tmux_literal(f"exec cat >> {shlex.quote(s.log_path)}"))
+        argv.append(tmux_literal(pipe_command(s.log_path)))
         return argv
 
     def find_tagged(self, tag: str) -> Launched | None:

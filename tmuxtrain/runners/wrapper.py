@@ -23,6 +23,28 @@ _READ_ONLY = frozenset({"SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID"
 
 
 STATUS_MARK = "# tmuxtrain status"
+# The line the log pipe writes where output was lost, once it can write again.
+LOST_MARK = "[tmuxtrain] log incomplete: no space left"
+
+
+def pipe_command(log_path: str) -> str:
+    """The shell line tmux's `pipe-pane` runs to copy a pane's output to its log.
+
+    `cat` ends at the first write that fails (a full disk): what it held is lost, and with
+    a plain `exec cat` every later byte of the job would be too. Instead the output read
+    meanwhile is dropped a chunk at a time until a line saying so can be written (space
+    is back), and a new `cat` carries on; at the end of the output (the window closed),
+    it stops. A job's log so says where it has a hole, and the scheduler notes the job.
+    """
+    log = shlex.quote(log_path)
+    # No `%` (tmux expands strftime escapes in this line) and no `#` (formats).
+    mark = shlex.quote(f"{LOST_MARK} (output lost here)")
+    return (
+        f"until cat >> {log}; do"
+        f" until {{ echo; echo {mark}; }} >> {log};"
+        ' do [ "$(dd bs=65536 count=1 2>/dev/null | wc -c)" -gt 0 ] || exit 0; done;'
+        " done 2>/dev/null"
+    )
 
 
 def read_status(path: str, attempt: int) -> int | None:

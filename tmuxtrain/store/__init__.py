@@ -3,7 +3,18 @@ its migrations (`schema`), and the one definition of rows and job JSON (`codec`)
 package with SQL."""
 
 from tmuxtrain.store.codec import iso, job_json, runtime_s
+from tmuxtrain.store.faults import FATAL, SchemaError, StorageError, classify
 from tmuxtrain.store.jobs import Store
-from tmuxtrain.store.schema import MIGRATIONS, SchemaError
+from tmuxtrain.store.schema import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "SchemaError", "Store", "iso", "job_json", "runtime_s"]
+__all__ = [
+    "FATAL",
+    "MIGRATIONS",
+    "SchemaError",
+    "StorageError",
+    "Store",
+    "classify",
+    "iso",
+    "job_json",
+    "runtime_s",
+]

@@ -142,7 +142,39 @@ def _ints(text: str) -> tuple[int, ...]:
     return () if text == "[]" else tuple(json.loads(text))  # most jobs: no GPUs, no deps
 
 
-def row_to_job(row: Sequence[Any], spec_cache: dict[str, JobSpec] | None = None) -> Job:
+class SpecCache:
+    """Decoded specs by their JSON text, in two generations: a spec looked up again moves
+    to the young one, and when the young one outgrows `limit` the old one is dropped. It
+    holds at most 2 x limit specs, and the queue a scheduler re-reads stays decoded, so
+    its memory follows the queue's size, never the history's."""
+
+    def __init__(self, floor: int = 1024) -> None:
+        self.floor = self.limit = floor
+        self.young: dict[str, JobSpec] = {}
+        self.old: dict[str, JobSpec] = {}
+
+    def get(self, text: str) -> JobSpec | None:
+        spec = self.young.get(text)
+        if spec is None:
+            spec = self.old.get(text)
+            if spec is not None:
+                self[text] = spec
+        return spec
+
+    def __setitem__(self, text: str, spec: JobSpec) -> None:
+        self.young[text] = spec
+        if len(self.young) > self.limit:
+            self.old, self.young = self.young, {}
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+    def fit(self, working: int) -> None:
+        """Room for `working` specs (the pending queue) between two turns."""
+        self.limit = max(self.floor, 2 * working)
+
+
+def row_to_job(row: Sequence[Any], spec_cache: SpecCache | None = None) -> Job:
     spec_text = row[3]
     spec = spec_cache.get(spec_text) if spec_cache is not None else None
     if spec is None:

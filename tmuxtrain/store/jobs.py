@@ -13,29 +13,28 @@ every job that ends.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
-import os
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tmuxtrain.core.errors import NotFound
+from tmuxtrain.core.errors import NotFound, TmuxtrainError
 from tmuxtrain.core.model import Job, JobSpec, JobState, can_move
-from tmuxtrain.store import history, schema
+from tmuxtrain.store import aside, history
 from tmuxtrain.store.codec import (
     JOB_COLUMNS,
     JOB_JSON_SQL,
+    SpecCache,
     check_writable,
     encode,
     iso,
-    row_to_job,
+    job_json,
     runtime_s,
 )
 from tmuxtrain.store.history import History, add_event, add_metrics, record_attempt
 from tmuxtrain.store.inserting import insert_jobs
+from tmuxtrain.store.opening import Database
 
 _ID = operator.attrgetter("id")
 _STATES = {s.value: s for s in JobState}
@@ -48,58 +47,26 @@ _SET_SPEC = (
 )
 
 
-class Store:
+class Store(Database):
     """A narrow interface over one SQLite file (or `:memory:`)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(
+        self, path: str, *, read_only: bool | None = None, busy_timeout_s: float = 30.0
+    ) -> None:
         # Decoded specs by their JSON text: the scheduler re-reads the same queue every
         # decision, and decoding is most of the cost of reading a job.
-        self._specs: dict[str, JobSpec] = {}
+        self._specs = SpecCache()
         self._pending: dict[int, Job] | None = None
         self._pending_version = -1
-        self._joining: list[int] = []  # made pending in the open transaction
-        if path != ":memory:" and not os.path.exists(path):
-            # Created 0600: the database holds job environments.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.create_function("iso", 1, iso, deterministic=True)
-        self.db.create_function("runtime_s", 3, runtime_s, deterministic=True)
-        if path != ":memory:":
-            self._wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        schema.migrate(self.db, time.time())
+        self.unreadable: dict[int, str] = {}  # rows that could not be decoded: id -> why
+        super().__init__(path, read_only=read_only, busy_timeout_s=busy_timeout_s)
         self.history = History(self.db)
 
-    def _wal(self) -> None:
-        # Switching to WAL needs a moment alone with the file; concurrent first opens retry.
-        for _ in range(100):
-            try:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError:
-                time.sleep(0.05)
-        self.db.execute("PRAGMA journal_mode = WAL")
+    def _rolled_back(self) -> None:
+        self._pending = None  # it may hold what was rolled back
 
-    def close(self) -> None:
-        self.db.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction that takes the write lock at once (no upgrade deadlocks)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            self._joining.clear()
-            self._pending = None  # it may hold what was rolled back
-            raise
-        self.db.execute("COMMIT")
-        if self._joining:
-            joining, self._joining = self._joining, []
-            self.refresh_pending(joining)
+    def _committed(self, joining: list[int]) -> None:
+        self.refresh_pending(joining)
 
     # ---- adding -----------------------------------------------------------------------
 
@@ -135,7 +102,13 @@ class Store:
         row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id}")
-        return row_to_job(row)
+        jobs = aside.decode([row], None, self.unreadable)
+        if not jobs:
+            raise TmuxtrainError(
+                f"job {job_id}'s row cannot be read ({self.unreadable[job_id]}); the"
+                " scheduler sets it aside as failed"
+            )
+        return jobs[0]
 
     def jobs(
         self,
@@ -164,9 +137,8 @@ class Store:
             args.append(json.dumps(id_list))
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if len(self._specs) > 10_000:  # bounded: a long-lived scheduler sees many specs
-            self._specs.clear()
-        return [row_to_job(r, self._specs) for r in self.db.execute(sql + " ORDER BY id", args)]
+        rows = self.db.execute(sql + " ORDER BY id", args)
+        return aside.decode(rows, self._specs, self.unreadable)
 
     def refresh_pending(self, ids: Sequence[int]) -> None:
         """Jobs this connection just changed are read back into the pending cache (or
@@ -192,6 +164,7 @@ class Store:
         if self._pending is None or version != self._pending_version:
             self._pending = {j.id: j for j in self.jobs([JobState.PENDING])}
             self._pending_version = version
+            self._specs.fit(len(self._pending))
         return sorted(self._pending.values(), key=_ID)
 
     def jobs_json(self, states: Iterable[JobState] | None, now: float) -> str:
@@ -201,7 +174,14 @@ class Store:
         if states is not None:
             sql += " WHERE state IN (SELECT value FROM json_each(:states))"
             args["states"] = json.dumps([s.value for s in states])
-        return "[" + ",".join(r[0] for r in self.db.execute(sql + " ORDER BY id", args)) + "]"
+        try:
+            return "[" + ",".join(r[0] for r in self.db.execute(sql + " ORDER BY id", args)) + "]"
+        except sqlite3.OperationalError as e:
+            if "JSON" not in str(e):
+                raise
+        # A row with a value that is not JSON: the readable ones, the slow way.
+        t = now
+        return json.dumps([job_json(j, t) for j in self.jobs(states)])
 
     def ids_named(self, name: str) -> list[int]:
         return [

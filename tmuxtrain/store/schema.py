@@ -9,6 +9,15 @@ transaction as its record: a crash mid-upgrade leaves the old schema whole.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+
+from tmuxtrain.store.faults import (
+    NotOurDatabase,
+    ReadOnly,
+    SchemaError,
+    SchemaTooNew,
+    SchemaTooOld,
+)
 
 APPLICATION_ID = 0x746D7478  # "tmtx"
 
@@ -177,41 +186,69 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 VERSION = len(MIGRATIONS)
-
-
-class SchemaError(Exception):
-    """The file is not a tmuxtrain database this version can use; the message says which."""
+__all__ = ["MIGRATIONS", "VERSION", "SchemaError", "migrate", "version_of"]
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
     return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def check(db: sqlite3.Connection) -> int:
-    """How many migrations this database has; SchemaError when it is not ours or too new."""
+def version_of(db: sqlite3.Connection, path: str = "the database") -> int:
+    """How many migrations this database has; a SchemaError when it is not ours or too new."""
     app = int(db.execute("PRAGMA application_id").fetchone()[0])
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     tables = _tables(db)
     if app not in (0, APPLICATION_ID) or (app == 0 and tables and "migrations" not in tables):
-        raise SchemaError("it is not a tmuxtrain database (another program's SQLite file)")
+        raise NotOurDatabase(
+            f"{path} is not a tmuxtrain database (another program's SQLite file); nothing"
+            " was written to it: point TMUXTRAIN_HOME at another folder, or move it aside"
+        )
     if app == 0 and "migrations" in tables:  # before numbering: count the recorded names
         names = {r[0] for r in db.execute("SELECT name FROM migrations")}
         known = [n for n, _ in MIGRATIONS]
         if names - set(known):
-            raise SchemaError(f"it was made by a newer tmuxtrain (migrations {sorted(names)})")
+            raise SchemaTooNew(
+                f"{path} was made by a newer tmuxtrain (migrations {sorted(names - set(known))}"
+                " unknown here); nothing was written to it: upgrade tmuxtrain"
+            )
         version = len(names)
     if version > VERSION:
-        raise SchemaError(
-            f"it was made by a newer tmuxtrain (schema {version}, this one knows {VERSION})"
+        raise SchemaTooNew(
+            f"{path} was made by a newer tmuxtrain (schema {version}, this one knows"
+            f" {VERSION}); nothing was written to it: upgrade tmuxtrain"
         )
     return version
 
 
-def migrate(db: sqlite3.Connection, now: float) -> None:
-    """Apply the missing migrations, each with its record, in one write transaction."""
+def migrate(
+    db: sqlite3.Connection,
+    now: float,
+    path: str = "the database",
+    read_only: bool = False,
+    before_write: Callable[[], None] = lambda: None,
+) -> None:
+    """Apply the missing migrations, each with its record, in one write transaction.
+    Nothing is written (nor the write lock taken) when the schema is current; a read-only
+    database with an older schema is a SchemaTooOld. `before_write` (the store's integrity
+    check) runs before the upgrade writes anything."""
+    version = version_of(db, path)
+    if version == VERSION:
+        return
+    if read_only:
+        if version == 0 and not _tables(db):
+            raise ReadOnly(
+                f"{path} holds no queue yet and the state folder is read-only: run a command"
+                " with write access first"
+            )
+        raise SchemaTooOld(
+            f"{path} has schema {version} and this tmuxtrain needs {VERSION}, but the state"
+            " folder is read-only: run any command once with write access to upgrade it"
+        )
+    if _tables(db):
+        before_write()
     db.execute("BEGIN IMMEDIATE")
     try:
-        version = check(db)
+        version = version_of(db, path)  # another process may have upgraded it meanwhile
         if version < VERSION:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)"
@@ -224,6 +261,7 @@ def migrate(db: sqlite3.Connection, now: float) -> None:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute(f"PRAGMA user_version = {VERSION}")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
