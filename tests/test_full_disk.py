@@ -20,7 +20,7 @@ def free_bytes(path: Path) -> int:
 
 
 def test_a_full_disk_marks_the_job_and_the_scheduler_recovers(tt: Env) -> None:
-    with tiny_disk(tt.root / "disk", "6m") as disk:
+    with tiny_disk(tt.root / "disk", "6m", tt=tt) as disk:
         tt.set("TMUXTRAIN_HOME", str(disk / "home"))
         ballast = disk / "ballast"
         ballast.write_bytes(b"\0" * 2**20)

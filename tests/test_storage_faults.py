@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, wait_until
+from tests.conftest import Env, stop_scheduler, wait_until
 from tmuxtrain.core.model import JobSpec
 from tmuxtrain.store import MIGRATIONS, Store, faults
 from tmuxtrain.store.schema import APPLICATION_ID, VERSION
@@ -67,6 +67,42 @@ def test_a_corrupt_page_is_refused_before_any_write(tt: Env) -> None:
     assert digest(path) == before
     doctor = tt.cli("doctor")
     assert doctor.returncode == 6 and "sqlite3" in doctor.stdout and ".recover" in doctor.stdout
+
+
+def smash_root_page(path: str, table: str) -> None:
+    db = sqlite3.connect(path)
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    [root] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    db.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xa5" * page)
+
+
+def test_a_large_database_checks_the_jobs_table_per_command_and_everything_at_start(
+    tt: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above FULL_CHECK_BYTES a command checks the jobs table only (its cost must not grow
+    with the metric history); the scheduler, starting, checks the whole file."""
+    from tmuxtrain.store import opening
+
+    queued(tt)
+    path = checkpointed(tt)
+    smash_root_page(path, "metrics")
+    monkeypatch.setattr(opening, "FULL_CHECK_BYTES", 0)  # every database is "large"
+    spec = JobSpec(name="x", command="true", cwd="/")
+    s = Store(path)
+    s.add_jobs([(spec, (), None)], 1.0, "/logs")  # the damage is in metrics: not seen here
+    s.close()
+    with pytest.raises(faults.DatabaseCorrupt):
+        Store(path, full_check=True).add_jobs([(spec, (), None)], 1.0, "/logs")
+    smash_root_page(checkpointed(tt), "jobs")
+    before = digest(path)
+    with pytest.raises(faults.DatabaseCorrupt):
+        Store(path).add_jobs([(spec, (), None)], 1.0, "/logs")
+    assert digest(path) == before
+    for leftover in (path, path + "-wal", path + "-shm"):  # nothing ran: no leftovers to read
+        Path(leftover).unlink(missing_ok=True)
 
 
 def test_a_truncated_database(tt: Env) -> None:
@@ -148,8 +184,10 @@ def test_a_database_locked_past_the_busy_timeout(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def tiny_disk(where: Path, size: str = "2m") -> Iterator[Path]:
-    """A tmpfs of `size` (root only: CI runs the suite as root)."""
+def tiny_disk(where: Path, size: str = "2m", tt: Env | None = None) -> Iterator[Path]:
+    """A tmpfs of `size` (root only: CI runs the suite as root). With `tt`, its scheduler
+    is stopped before the tmpfs goes: once unmounted, its lock cannot be read, and a
+    scheduler left running makes its tmux server again after the test killed it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     where.mkdir()
@@ -159,6 +197,8 @@ def tiny_disk(where: Path, size: str = "2m") -> Iterator[Path]:
     try:
         yield where
     finally:
+        if tt is not None:
+            stop_scheduler(tt.settings)
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
@@ -170,7 +210,7 @@ def fill(disk: Path) -> None:
 
 
 def test_a_full_disk(tt: Env) -> None:
-    with tiny_disk(tt.root / "disk") as disk:
+    with tiny_disk(tt.root / "disk", tt=tt) as disk:
         tt.set("TMUXTRAIN_HOME", str(disk / "home"))
         [a] = queued(tt, 1)
         fill(disk)
@@ -247,19 +287,21 @@ def test_an_old_schema_in_a_read_only_store_is_too_old(tmp_path: Path) -> None:
 def test_a_row_that_cannot_be_read_is_set_aside_and_the_queue_runs(tt: Env) -> None:
     a, b, c = queued(tt, 3)
     db = sqlite3.connect(tt.settings.db_path)
-    db.execute('UPDATE jobs SET spec = \'{"name": "j1", "comm\' WHERE id = ?', (b,))
+    # Valid JSON (the sweep index reads every spec written) that is no job's spec: as a
+    # newer tmuxtrain's row, or one edited by hand, would be.
+    db.execute("UPDATE jobs SET spec = '[\"j1\", 3]' WHERE id = ?", (b,))
     db.commit()
     db.close()
     listed = json.loads(tt.cli("ls", "--json", check=True).stdout)  # before the scheduler
-    assert [j["id"] for j in listed] == [a, c]
+    assert [j["id"] for j in listed] == [a, b, c]  # SQLite builds the JSON: what it can read
     one_line(tt.cli("show", str(b)), 2, "cannot be read")
     tt.cli("up", check=True)
     client = tt.client()
     assert client.wait([a, c], timeout=30)
     jb = wait_until(lambda: [j for j in client.list() if j["id"] == b and j["state"] == "failed"])
-    assert jb[0]["reason"].startswith("set aside: its row cannot be read (JSONDecodeError")
+    assert jb[0]["reason"].startswith("set aside: its row cannot be read (")
     [event] = [e for e in client.events(job=b) if e["kind"] == "failed"]
-    assert event["unreadable"]["spec"] == '{"name": "j1", "comm'
+    assert event["unreadable"]["spec"] == '["j1", 3]'
     assert tt.cli("show", str(b), check=True).returncode == 0
 
 

@@ -60,7 +60,7 @@ def build(settings: Settings) -> Scheduler:
         raise TmuxtrainError(f"no runner named {name!r}")
 
     runner = MultiRunner(TmuxRunner(settings), make)
-    return Scheduler(settings, config, Store(settings.db_path), runner, probe)
+    return Scheduler(settings, config, Store(settings.db_path, full_check=True), runner, probe)
 
 
 def main() -> int:

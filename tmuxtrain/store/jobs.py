@@ -51,7 +51,12 @@ class Store(Database):
     """A narrow interface over one SQLite file (or `:memory:`)."""
 
     def __init__(
-        self, path: str, *, read_only: bool | None = None, busy_timeout_s: float = 30.0
+        self,
+        path: str,
+        *,
+        read_only: bool | None = None,
+        busy_timeout_s: float = 30.0,
+        full_check: bool = False,
     ) -> None:
         # Decoded specs by their JSON text: the scheduler re-reads the same queue every
         # decision, and decoding is most of the cost of reading a job.
@@ -59,7 +64,9 @@ class Store(Database):
         self._pending: dict[int, Job] | None = None
         self._pending_version = -1
         self.unreadable: dict[int, str] = {}  # rows that could not be decoded: id -> why
-        super().__init__(path, read_only=read_only, busy_timeout_s=busy_timeout_s)
+        super().__init__(
+            path, read_only=read_only, busy_timeout_s=busy_timeout_s, full_check=full_check
+        )
         self.history = History(self.db)
 
     def _rolled_back(self) -> None:
