@@ -33,8 +33,13 @@ def seen(c: Client, job: int, n: int) -> Callable[[], bool]:
 
 
 def all_evaluated(c: Client, job: int, n: int) -> list[dict[str, Any]] | None:
+    """`n` checkpoints whose evaluations ended, the scores of those that succeeded read
+    (what a job printed last reaches its metrics a moment after it ended)."""
     cks = checkpoints(c, job)
-    if len(cks) == n and all(ck["eval_state"] in ("succeeded", "failed") for ck in cks):
+    if len(cks) == n and all(
+        ck["eval_state"] == "failed" or (ck["eval_state"] == "succeeded" and ck["metrics"])
+        for ck in cks
+    ):
         return cks
     return None
 
