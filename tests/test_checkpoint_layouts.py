@@ -131,7 +131,7 @@ jobs:
   - name: compare
     gpus: 0
     after: [hf.evals]
-    command: 'true'
+    command: {PY} {FIXTURES / "compare.py"} hf
   - name: hf
     gpus: 1
     vram: 4GiB
@@ -154,6 +154,8 @@ jobs:
     assert len(evals) == 2 and all(j["state"] == "succeeded" for j in evals)
     started = c.show(compare)["started_at"]
     assert started >= max(j["finished_at"] for j in evals) >= c.show(train)["finished_at"]
+    # It started once the scores were in, not only once the evaluations had exited.
+    assert "scores 0.01 0.02" in tt.cli("log", str(compare), check=True).stdout
 
 
 def test_after_evals_of_a_job_without_checkpoints_is_refused(tt: Env) -> None:

@@ -47,7 +47,9 @@ class Launcher:
         self.last: Decisions | None = None  # the latest decision (the simulation checks it)
         self.held_back = False  # a retry waits for its last attempt's output
         # What `after: [train.evals]` waits for: the checkpoint watcher knows.
-        self.evaluations_open: Callable[[Iterable[int], float], dict[int, int]] | None = None
+        self.evaluations_open: (
+            Callable[[Iterable[int], float, Collection[int]], dict[int, int]] | None
+        ) = None
         self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
 
     def launch(
@@ -66,12 +68,12 @@ class Launcher:
         remote = [j for j in pending if not places(j).places_gpus and not j.queued]
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
-        submitted = self._submit(remote, now) if remote else False
+        submitted = self._submit(remote, now, draining) if remote else False
         active = [*pending, *running]
         ids = {j.id for j in active}
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
-        evals = self._evals_open(pending, now)
+        evals = self._evals_open(pending, now, draining)
         decisions = decide(active, gpus, self.config, now, dep_states, evals)
         self.last = decisions
         for job_id, why in decisions.cancels:
@@ -92,23 +94,25 @@ class Launcher:
             claimed |= self._start(job, launch.gpus, now, ports, gpus)
         return claimed or submitted
 
-    def _evals_open(self, jobs: Sequence[Job], now: float) -> dict[int, int]:
+    def _evals_open(
+        self, jobs: Sequence[Job], now: float, draining: Collection[int]
+    ) -> dict[int, int]:
         """Open checkpoint evaluations of the jobs these wait on with `after: [X.evals]`.
         A watch closes with the clock, not with a change in the store: while a job waits
         on one, the loop decides again each tick."""
         wanted = {d for j in jobs for d in j.after_evals}
         if not wanted or self.evaluations_open is None:
             return {}
-        evals = self.evaluations_open(wanted, now)
+        evals = self.evaluations_open(wanted, now, draining)
         self.waiting_on_evals |= any(n > 0 for n in evals.values())
         return evals
 
-    def _submit(self, jobs: Sequence[Job], now: float) -> bool:
+    def _submit(self, jobs: Sequence[Job], now: float, draining: Collection[int] = ()) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
         not held, no retry backoff left, and every dependency either succeeded or already
         in that runner (then waited for there, `afterok`). A failed dependency cancels."""
         deps = dependencies(self.store, {d for j in jobs for d in j.after_ids})
-        evals = self._evals_open(jobs, now)
+        evals = self._evals_open(jobs, now, draining)
         reasons: dict[int, str] = {}
         handed = False
         for job in jobs:
