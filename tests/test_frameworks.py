@@ -109,7 +109,9 @@ def test_lightning_checkpoint_evaluations(tt: Env, save_last: str) -> None:
     def scored() -> list[dict[str, Any]] | None:
         cks = c.show(job)["checkpoints"]
         ended = all(  # and its last output, the results table, read: a moment after
-            ck["eval_state"] == "failed" or "val_loss" in ck["metrics"] for ck in cks
+            ck["eval_state"] == "failed"
+            or (ck["eval_state"] == "succeeded" and "val_loss" in ck["metrics"])
+            for ck in cks
         )
         epochs = [ck for ck in cks if ck["path"].split("/")[-1].startswith("epoch=")]
         return cks if len(epochs) == 3 and ended else None
