@@ -33,8 +33,13 @@ def seen(c: Client, job: int, n: int) -> Callable[[], bool]:
 
 
 def all_evaluated(c: Client, job: int, n: int) -> list[dict[str, Any]] | None:
+    """`n` checkpoints whose evaluations ended, the scores of those that succeeded read
+    (what a job printed last reaches its metrics a moment after it ended)."""
     cks = checkpoints(c, job)
-    if len(cks) == n and all(ck["eval_state"] in ("succeeded", "failed") for ck in cks):
+    if len(cks) == n and all(
+        ck["eval_state"] == "failed" or (ck["eval_state"] == "succeeded" and ck["metrics"])
+        for ck in cks
+    ):
         return cks
     return None
 
@@ -126,7 +131,7 @@ jobs:
   - name: compare
     gpus: 0
     after: [hf.evals]
-    command: 'true'
+    command: {PY} {FIXTURES / "compare.py"} hf
   - name: hf
     gpus: 1
     vram: 4GiB
@@ -149,6 +154,8 @@ jobs:
     assert len(evals) == 2 and all(j["state"] == "succeeded" for j in evals)
     started = c.show(compare)["started_at"]
     assert started >= max(j["finished_at"] for j in evals) >= c.show(train)["finished_at"]
+    # It started once the scores were in, not only once the evaluations had exited.
+    assert "scores 0.01 0.02" in tt.cli("log", str(compare), check=True).stdout
 
 
 def test_after_evals_of_a_job_without_checkpoints_is_refused(tt: Env) -> None:

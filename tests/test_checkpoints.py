@@ -108,7 +108,8 @@ checkpoints: {{watch: 'runs/{{name}}/*.pt', eval: '{py} eval_example.py {{checkp
 
     def evals_done() -> list[dict[str, Any]] | None:
         cks = c.show(train)["checkpoints"]
-        return cks if len(cks) == 3 and all(ck["eval_state"] == "succeeded" for ck in cks) else None
+        done = all(ck["eval_state"] == "succeeded" and ck["metrics"] for ck in cks)
+        return cks if len(cks) == 3 and done else None  # scores: a moment after they end
 
     cks = wait_until(evals_done, timeout=60, what="3 evaluated checkpoints")
     assert [Path(ck["path"]).name for ck in cks] == ["epoch1.pt", "epoch2.pt", "epoch3.pt"]

@@ -65,7 +65,9 @@ def test_hugging_face_trainer_with_checkpoint_evaluations(tt: Env) -> None:
 
     def scored() -> list[dict[str, Any]] | None:
         cks = c.show(job)["checkpoints"]
-        done = [ck for ck in cks if ck["eval_state"] == "succeeded"]
+        done = [
+            ck for ck in cks if ck["eval_state"] == "succeeded" and "eval_loss" in ck["metrics"]
+        ]
         return cks if len(cks) == 2 and len(done) == 2 else None
 
     cks = wait_until(scored, timeout=240, interval=1.0, what="2 evaluated checkpoints")
@@ -106,7 +108,11 @@ def test_lightning_checkpoint_evaluations(tt: Env, save_last: str) -> None:
 
     def scored() -> list[dict[str, Any]] | None:
         cks = c.show(job)["checkpoints"]
-        ended = all(ck["eval_state"] in ("succeeded", "failed") for ck in cks)
+        ended = all(  # and its last output, the results table, read: a moment after
+            ck["eval_state"] == "failed"
+            or (ck["eval_state"] == "succeeded" and "val_loss" in ck["metrics"])
+            for ck in cks
+        )
         epochs = [ck for ck in cks if ck["path"].split("/")[-1].startswith("epoch=")]
         return cks if len(epochs) == 3 and ended else None
 

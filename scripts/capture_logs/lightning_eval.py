@@ -11,7 +11,7 @@ from lightning_fit import Net, loader  # type: ignore[import-not-found]
 
 def main() -> None:
     model = Net.load_from_checkpoint(sys.argv[1])
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(accelerator="cpu", logger=False)
     trainer.validate(model, loader(128, 1))
 
 

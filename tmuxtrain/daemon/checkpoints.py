@@ -19,7 +19,7 @@ import glob
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from tmuxtrain.core.checkpoints import Seen, dir_complete, eval_spec, is_rewrite, settle
 from tmuxtrain.core.model import FINISHED, Job, JobState
@@ -159,12 +159,15 @@ class CheckpointWatcher:
                 queued = True
         return queued
 
-    def evaluations_open(self, ids: Iterable[int], now: float) -> dict[int, int]:
+    def evaluations_open(
+        self, ids: Iterable[int], now: float, draining: Collection[int] = ()
+    ) -> dict[int, int]:
         """How many checkpoint evaluations of each of these jobs are still to come or to end:
-        its pending and running evaluation jobs, plus one while its checkpoints are still
-        watched (it runs, it ended less than CHECKPOINT_AFTER_S ago, one is settling)."""
+        its pending and running evaluation jobs and those whose scores are still being read
+        (`draining`), plus one while its checkpoints are still watched (it runs, it ended
+        less than CHECKPOINT_AFTER_S ago, one is settling)."""
         wanted = set(ids)
-        out = open_evaluations(self.store, wanted)
+        out = open_evaluations(self.store, wanted, draining)
         for job in self.store.jobs(ids=wanted):
             if job.spec.checkpoints is None:
                 continue

@@ -54,7 +54,9 @@ class Launcher:
         self.preempted = False  # a running job was asked to stop for preemption
         self.stopping_for: dict[int, int] = {}  # preempted job -> the job it stops for
         # What `after: [train.evals]` waits for: the checkpoint watcher knows.
-        self.evaluations_open: Callable[[Iterable[int], float], dict[int, int]] | None = None
+        self.evaluations_open: (
+            Callable[[Iterable[int], float, Collection[int]], dict[int, int]] | None
+        ) = None
         self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
         self.usage = UsageTracker(store, config.fair_share_half_life_s)
 
@@ -74,7 +76,7 @@ class Launcher:
         remote = [j for j in pending if not places(j).places_gpus and not j.queued]
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
-        submitted = self._submit(remote, now) if remote else False
+        submitted = self._submit(remote, now, draining) if remote else False
         ids = {j.id for j in pending}
         # A job the reaper put back this tick (its start was never made) is pending now.
         running = [j for j in running if j.id not in ids]
@@ -82,7 +84,7 @@ class Launcher:
         ids.update(j.id for j in running)
         deps = {d for j in pending for d in j.after_ids} - ids
         dep_states = self.store.states(deps) if deps else {}
-        evals = self._evals_open(pending, now)
+        evals = self._evals_open(pending, now, draining)
         fair = self.config.policy == "fair-share"
         usage = self.usage.of(running, now) if fair else None
         decisions = decide(
@@ -147,23 +149,25 @@ class Launcher:
                 name = by_id[victim_id].name
                 reasons[for_job] += f"; preempting job {victim_id} ({name})"
 
-    def _evals_open(self, jobs: Sequence[Job], now: float) -> dict[int, int]:
+    def _evals_open(
+        self, jobs: Sequence[Job], now: float, draining: Collection[int]
+    ) -> dict[int, int]:
         """Open checkpoint evaluations of the jobs these wait on with `after: [X.evals]`.
         A watch closes with the clock, not with a change in the store: while a job waits
         on one, the loop decides again each tick."""
         wanted = {d for j in jobs for d in j.after_evals}
         if not wanted or self.evaluations_open is None:
             return {}
-        evals = self.evaluations_open(wanted, now)
+        evals = self.evaluations_open(wanted, now, draining)
         self.waiting_on_evals |= any(n > 0 for n in evals.values())
         return evals
 
-    def _submit(self, jobs: Sequence[Job], now: float) -> bool:
+    def _submit(self, jobs: Sequence[Job], now: float, draining: Collection[int] = ()) -> bool:
         """Hand pending jobs to their queueing runner as soon as nothing holds them here:
         not held, no retry backoff left, and every dependency either succeeded or already
         in that runner (then waited for there, `afterok`). A failed dependency cancels."""
         deps = dependencies(self.store, {d for j in jobs for d in j.after_ids})
-        evals = self._evals_open(jobs, now)
+        evals = self._evals_open(jobs, now, draining)
         reasons: dict[int, str] = {}
         handed = False
         for job in jobs:

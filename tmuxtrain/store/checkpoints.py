@@ -4,6 +4,7 @@ evaluation job in one transaction, and the evaluations a job still has open."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from tmuxtrain.core.model import JobSpec
 from tmuxtrain.store.history import add_event
@@ -43,15 +44,16 @@ def add_checkpoint_eval(
     return eval_id
 
 
-def open_evaluations(store: Store, ids: set[int]) -> dict[int, int]:
-    """How many checkpoint evaluation jobs of each of these jobs are pending or running
-    (what `after: [train.evals]` waits for)."""
+def open_evaluations(store: Store, ids: set[int], draining: Collection[int] = ()) -> dict[int, int]:
+    """How many checkpoint evaluation jobs of each of these jobs are pending or running,
+    or ended with their last output (the scores) still to be read (`draining`): what
+    `after: [train.evals]` waits for."""
     if not ids:
         return {}
     rows = store.db.execute(
         "SELECT parent_id, count(*) FROM jobs WHERE parent_id IN"
-        " (SELECT value FROM json_each(?)) AND state IN ('pending', 'running')"
-        " GROUP BY parent_id",
-        (json.dumps(sorted(ids)),),
+        " (SELECT value FROM json_each(?)) AND (state IN ('pending', 'running')"
+        " OR id IN (SELECT value FROM json_each(?))) GROUP BY parent_id",
+        (json.dumps(sorted(ids)), json.dumps(sorted(draining))),
     )
     return {int(i): int(n) for i, n in rows}
