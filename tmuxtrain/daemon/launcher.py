@@ -50,6 +50,7 @@ class Launcher:
         self.held_back = False  # a retry waits for its last attempt's output
         self.preempted = False  # a running job was asked to stop for preemption
         self.stopping_for: dict[int, int] = {}  # preempted job -> the job it stops for
+        self.yield_to: dict[int, int] = {}  # the same, kept until that job started
 
     def launch(
         self,
@@ -66,6 +67,10 @@ class Launcher:
         remote = [j for j in pending if not places(j).places_gpus and not j.queued]
         pending = [j for j in pending if places(j).places_gpus]
         running = [j for j in running if places(j).places_gpus]
+        if self.yield_to:  # a preempted job starts only after the job it made room for
+            waiting = {j.id for j in pending if not j.held}
+            self.yield_to = {v: f for v, f in self.yield_to.items() if f in waiting}
+            pending = [j for j in pending if j.id not in self.yield_to]
         submitted = self._submit(remote, now) if remote else False
         active = [*pending, *running]
         ids = {j.id for j in active}
@@ -120,7 +125,7 @@ class Launcher:
             if request_stop(self.store, victim, p.reason, now, "preempting"):
                 log.info("job %s (%s): %s", victim.id, victim.name, p.reason)
                 self.preempted = True
-                self.stopping_for[victim.id] = p.for_job
+                self.stopping_for[victim.id] = self.yield_to[victim.id] = p.for_job
         for victim_id, for_job in self.stopping_for.items():
             if for_job in reasons:
                 name = by_id[victim_id].name
