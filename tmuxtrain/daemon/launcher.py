@@ -59,6 +59,7 @@ class Launcher:
         ) = None
         self.waiting_on_evals = False  # a job waits for evaluations: decide again soon
         self.usage = UsageTracker(store, config.fair_share_half_life_s)
+        self.yield_to: dict[int, int] = {}  # the same, kept until that job started
 
     def launch(
         self,
@@ -80,6 +81,11 @@ class Launcher:
         ids = {j.id for j in pending}
         # A job the reaper put back this tick (its start was never made) is pending now.
         running = [j for j in running if j.id not in ids]
+        if self.yield_to:  # a preempted job starts only after the job it made room for
+            waiting = {j.id for j in pending if not j.held}
+            self.yield_to = {v: f for v, f in self.yield_to.items() if f in waiting}
+            pending = [j for j in pending if j.id not in self.yield_to]
+            ids = {j.id for j in pending}
         active = [*pending, *running]
         ids.update(j.id for j in running)
         deps = {d for j in pending for d in j.after_ids} - ids
@@ -143,7 +149,7 @@ class Launcher:
             if request_stop(self.store, victim, p.reason, now, "preempting"):
                 log.info("job %s (%s): %s", victim.id, victim.name, p.reason)
                 self.preempted = True
-                self.stopping_for[victim.id] = p.for_job
+                self.stopping_for[victim.id] = self.yield_to[victim.id] = p.for_job
         for victim_id, for_job in self.stopping_for.items():
             if for_job in reasons:
                 name = by_id[victim_id].name
