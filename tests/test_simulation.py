@@ -6,6 +6,8 @@ moments. See tests/sim.py for what is checked after every tick."""
 from __future__ import annotations
 
 import random
+import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -204,3 +206,28 @@ def test_tmux_dying_loses_running_jobs_retries_them_and_keeps_pending_ones(
     sim.finish()
     assert store.get(a).state is JobState.SUCCEEDED
     assert store.get(b).state is JobState.SUCCEEDED and store.get(b).attempt == 1
+
+
+def test_a_failed_tick_is_tried_again_a_second_later_and_a_gone_state_folder_stops_it(
+    tmp_path: Path,
+) -> None:
+    """A tick that keeps failing (here: its database connection is gone) must not spin:
+    four such ticks took a leaked scheduler to 27 % of a core. A scheduler whose state
+    folder is gone (deleted, or its file system unmounted) stops instead of retrying."""
+    from tmuxtrain.daemon.loop import FAILED_TICK_WAIT_S
+
+    sim = Sim(tmp_path)
+    s = sim.scheduler()
+    s.store.db.close()  # every tick fails from now on
+    start = sim.clock.now
+    assert s.run(max_ticks=5) == "5 ticks"
+    assert sim.clock.now - start >= 4 * FAILED_TICK_WAIT_S
+    s.stopping = ""
+    wait = sim.clock.wait
+
+    def vanish(seconds: float, fds: Sequence[int]) -> list[int]:  # between two ticks
+        shutil.rmtree(sim.settings.home, ignore_errors=True)
+        return wait(seconds, fds)
+
+    sim.clock.wait = vanish  # type: ignore[method-assign]
+    assert s.run(max_ticks=50) == "the state folder is gone"

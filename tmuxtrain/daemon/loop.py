@@ -41,6 +41,7 @@ from tmuxtrain.store import FATAL, Store, classify
 from tmuxtrain.store.aside import set_aside
 
 log = logging.getLogger("tmuxtrain.daemon")
+FAILED_TICK_WAIT_S = 1.0  # a tick that failed (a full disk, a lock) is tried again after this
 
 
 class Clock(Protocol):
@@ -96,6 +97,7 @@ class Scheduler:
         self.stopping = ""  # why the loop stops ('' while it runs)
         self.visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # GPUs it was started with
         self.failures: dict[str, tuple[int, float]] = {}  # tick failures: (count, logged at)
+        self.retry_at = 0.0  # after a failed tick, the next waits until then (no spinning)
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -205,7 +207,10 @@ class Scheduler:
     # ---- the loop ---------------------------------------------------------------------
 
     def next_wake(self, now: float) -> float:
-        """Seconds to sleep: until the next due step, at most one idle tick."""
+        """Seconds to sleep: until the next due step, at most one idle tick; after a failed
+        tick, until `retry_at` (a nudge still wakes it)."""
+        if now < self.retry_at:
+            return self.retry_at - now
         if self.dirty or self.tailer.behind:  # work queued for the next tick, or logs behind
             return 0.0
         if self.reaper.busy or self.tailer.draining:  # an ended job's output or leftovers
@@ -250,6 +255,11 @@ class Scheduler:
         """A tick that failed is logged with its traceback once; the same failure again
         (a full disk, say) only as a line every minute, so the log does not flood."""
         self.dirty = True
+        self.retry_at = self.clock.time() + FAILED_TICK_WAIT_S
+        if not os.path.isdir(self.settings.home):  # deleted, or its file system unmounted
+            log.error("scheduler stopped: its state folder %s is gone", self.settings.home)
+            self.stopping = "the state folder is gone"
+            return
         fault = classify(e, self.store.path)
         if isinstance(fault, FATAL):  # a damaged database is never written again
             log.error("scheduler stopped: %s", fault)
