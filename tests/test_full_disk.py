@@ -51,5 +51,7 @@ def test_a_full_disk_marks_the_job_and_the_scheduler_recovers(tt: Env) -> None:
         assert tt.client().show(b)["notes"] == []
         log = Path(tt.settings.scheduler_log).read_text()
         assert "Traceback" not in log, log
-        assert log.count("no space left for the jobs' logs") == 1, log
+        # The disk-wide line needs a tick while the disk is full (one statvfs a tick): at
+        # most once; the job's own line always, once.
+        assert log.count("no space left for the jobs' logs") <= 1, log
         assert log.count(f"job {a}: log incomplete") == 1, log

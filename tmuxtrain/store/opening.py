@@ -52,8 +52,9 @@ def connect(path: str, read_only: bool, busy_timeout_s: float) -> sqlite3.Connec
         db = _sqlite(path, busy_timeout_s)
     elif not read_only:
         refuse_emptied(path)
-        if not os.path.exists(path):
-            # Created 0600: the database holds job environments.
+        # Created 0600: the database holds job environments. Another process may make it
+        # first (submitters starting at once): then it is that one's.
+        with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
         db = _sqlite(path, busy_timeout_s)
     else:
