@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tmuxtrain.core import preempt
-from tmuxtrain.core.model import Config, GpuInfo, Job, JobSpec, JobState
+from tmuxtrain.core.model import PREEMPTED, Config, GpuInfo, Job, JobSpec, JobState
 from tmuxtrain.core.reconcile import outcome
 
 GIB = 1024
@@ -46,7 +46,7 @@ def test_a_higher_priority_job_that_waited_long_enough_stops_a_preemptible_one()
     )
     assert (p.job_id, p.for_job) == (1, 9)
     assert p.reason == "preempted for job 9 (p9), which waited 1m40s"
-    assert p.reason.startswith(preempt.PREEMPTED)
+    assert p.reason.startswith(PREEMPTED)
 
 
 def test_never_without_preempt_after_nor_before_it_nor_for_jobs_that_did_not_opt_in() -> None:

@@ -6,16 +6,20 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmuxtrain.api.base import ClientBase
 from tmuxtrain.api.editing import edited_spec, spec_changes
 from tmuxtrain.core.checkpoints import evals_ref
 from tmuxtrain.core.errors import StateError, TmuxtrainError
-from tmuxtrain.core.model import FINISHED, Job, JobState
-from tmuxtrain.core.preempt import PREEMPTED
-from tmuxtrain.core.reconcile import attempt_fields
-from tmuxtrain.store import cleaning, editing
+from tmuxtrain.core.model import FINISHED, PREEMPTED, Job, JobState
+from tmuxtrain.store import editing
+
+if TYPE_CHECKING:
+    from tmuxtrain.store.cleaning import RemovedJob
+
+# Imported where used (reconcile, cleaning): every command imports this module,
+# and start-up time is most of a command's time.
 
 
 class Changing(ClientBase):
@@ -75,7 +79,7 @@ class Changing(ClientBase):
             kind="resubmitted",
             event={"reason": "retry requested"},
             exit_code=None,
-            **attempt_fields(job.attempt + 1),
+            **_attempt_fields(job.attempt + 1),
         )
         if not ok:
             raise StateError(f"job {job.id} changed state meanwhile; try again")
@@ -220,6 +224,8 @@ class Changing(ClientBase):
             if busy:
                 i, st = next(iter(busy.items()))
                 raise StateError(f"job {i} is {st}: only finished jobs can be cleaned")
+        from tmuxtrain.store import cleaning
+
         done = cleaning.clean(self.store, ids, states, before)
         self._tidy(done.removed)
         return {
@@ -228,7 +234,7 @@ class Changing(ClientBase):
             "gone": done.gone,
         }
 
-    def _tidy(self, removed: Sequence[cleaning.RemovedJob]) -> None:
+    def _tidy(self, removed: Sequence[RemovedJob]) -> None:
         """What removed jobs leave outside the database: their log files, their wrapper
         scripts, and the finished windows kept for reading (found by the run token, so a
         window id that tmux reused for something else is never closed)."""
@@ -297,3 +303,9 @@ class Changing(ClientBase):
 
     def log_path(self, ref: str | int) -> str:
         return self.job(ref).log_path
+
+
+def _attempt_fields(attempt: int) -> dict[str, Any]:
+    from tmuxtrain.core.reconcile import attempt_fields
+
+    return attempt_fields(attempt)

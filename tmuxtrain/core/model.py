@@ -26,6 +26,7 @@ class JobState(str, Enum):
 
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+PREEMPTED = "preempted"  # how a stop for preemption starts its cancel_reason (core.preempt)
 
 # The only allowed moves; the store refuses anything else so a race cannot, say, revive a
 # cancelled job. running -> pending is a retry; finished -> pending is `tmuxtrain retry`;

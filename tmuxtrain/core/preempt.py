@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tmuxtrain.core.allocate import allocate
-from tmuxtrain.core.model import Config, GpuInfo, Holding, Job, JobState, Request
+from tmuxtrain.core.model import PREEMPTED, Config, GpuInfo, Holding, Job, JobState, Request
 from tmuxtrain.core.schedule import Limits, policy_order
 from tmuxtrain.core.units import format_duration
 
-PREEMPTED = "preempted"  # how a stop for preemption starts its cancel_reason
 CONSIDERED = 16  # waiting jobs looked at per decision: a long queue stays cheap
 
 

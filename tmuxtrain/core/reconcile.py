@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tmuxtrain.core.model import Job, JobState
-from tmuxtrain.core.preempt import PREEMPTED
+from tmuxtrain.core.model import PREEMPTED, Job, JobState
 
 
 @dataclass(frozen=True)

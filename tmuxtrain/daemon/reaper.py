@@ -21,8 +21,7 @@ from tmuxtrain import patterns
 from tmuxtrain.core import oom
 from tmuxtrain.core import reconcile as rec
 from tmuxtrain.core.failure import explain
-from tmuxtrain.core.model import Config, GpuInfo, Job, JobState
-from tmuxtrain.core.preempt import PREEMPTED
+from tmuxtrain.core.model import PREEMPTED, Config, GpuInfo, Job, JobState
 from tmuxtrain.core.units import format_duration
 from tmuxtrain.runners.base import Exit, Handle, Runner, Step
 from tmuxtrain.store import Store
