@@ -20,6 +20,7 @@ class ClientBase:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or from_env()
         self._store: Store | None = None
+        self._config: tuple[tuple[int, int, int], Config] | None = None  # by (size, mtime, inode)
 
     @property
     def store(self) -> Store:
@@ -44,10 +45,23 @@ class ClientBase:
             self._store = None
 
     def config(self) -> Config:
-        """The config file, validated (a bad one is a SpecError naming file, line, key)."""
+        """The config file, validated (a bad one is a SpecError naming file, line, key).
+        Read again only when the file changed (size, mtime): the dashboard asks on every
+        refresh."""
         from tmuxtrain.jobfile import load_config
 
-        return load_config(self.settings.config_path)
+        path = self.settings.config_path
+        try:
+            st = os.stat(path) if path else None
+            key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            key = None
+        cached = self._config
+        if cached is not None and key is not None and cached[0] == key:
+            return cached[1]
+        config = load_config(path)
+        self._config = (key, config) if key is not None else None
+        return config
 
     def job(self, ref: str | int) -> Job:
         return self.store.get(self.store.resolve(ref))
@@ -98,11 +112,10 @@ class ClientBase:
     def up(self, timeout: float = 10.0) -> bool:
         """Start the scheduler, detached (see `daemonctl.spawn`); True when it was started."""
         from tmuxtrain.daemonctl import gpu_source, spawn
-        from tmuxtrain.jobfile import load_config
 
         if self.scheduler_running():
             return False
-        load_config(self.settings.config_path)  # a bad config fails here, not in the daemon
+        self.config()  # a bad config fails here, not in the daemon
         self.store.check()  # so does a damaged database (with its own exit status)
         s = self.settings
         s.ensure_dirs()

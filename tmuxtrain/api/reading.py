@@ -176,10 +176,9 @@ class Reading(ClientBase):
         """Fair-share per project (`core.fairshare.report`): usage, share, standing, jobs;
         empty when the config cannot be read."""
         from tmuxtrain.core.fairshare import Usage, report
-        from tmuxtrain.jobfile import load_config
 
         try:
-            config = load_config(self.settings.config_path)
+            config = self.config()
         except TmuxtrainError:
             return []
         t = time.time() if now is None else now
@@ -285,10 +284,9 @@ class Reading(ClientBase):
         """The GPU indices tmuxtrain may use, or None for all (config `gpus:` and the
         CUDA_VISIBLE_DEVICES the scheduler runs with, or would run with)."""
         from tmuxtrain.daemonctl import scheduler_info
-        from tmuxtrain.jobfile import load_config
 
         try:
-            allowed = load_config(self.settings.config_path).gpus
+            allowed = self.config().gpus
         except TmuxtrainError:
             allowed = None
         info = scheduler_info(self.settings.lock_path)
@@ -320,10 +318,9 @@ class Reading(ClientBase):
         """The pending jobs' ids in the order the scheduler will consider them, under the
         configured policy (`core.schedule.start_order`); config errors give id order."""
         from tmuxtrain.core.schedule import start_order
-        from tmuxtrain.jobfile import load_config
 
         try:
-            config = load_config(self.settings.config_path)
+            config = self.config()
         except TmuxtrainError:
             return sorted(j.id for j in pending)
         usage = None

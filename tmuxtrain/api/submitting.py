@@ -129,9 +129,8 @@ class Submitting(ClientBase):
         missing `cwd`) is refused unless `force`. When the jobs were queued but the
         scheduler does not start, NotStarted carries their ids."""
         from tmuxtrain.jobenv import submit_environment
-        from tmuxtrain.jobfile import load_config
 
-        config = load_config(self.settings.config_path)
+        config = self.config()
         # Where each job runs is decided now: its own `runner:`, else the config's.
         specs = [s if s.runner else dataclasses.replace(s, runner=config.runner) for s in specs]
         _check_patterns(specs)
@@ -275,10 +274,10 @@ class Submitting(ClientBase):
     ) -> builtins.list[str]:
         """Write the files' jobs as sbatch scripts under `out` (and submit them in order):
         the scripts' paths, or `SLURM_ID<TAB>NAME` for each submitted job."""
-        from tmuxtrain.jobfile import load_config, load_jobs
+        from tmuxtrain.jobfile import load_jobs
         from tmuxtrain.runners import slurm
 
-        config = load_config(self.settings.config_path)
+        config = self.config()
         options = slurm.SlurmOptions.from_config(config.slurm, **opts)
         specs = [s for path in files for s in load_jobs(path, overrides)]
         plan = slurm.plan(specs, options, out)

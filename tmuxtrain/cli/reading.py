@@ -204,7 +204,7 @@ def cmd_events(c: Client, a: argparse.Namespace) -> int:
         events = c.events(a.since, follow=a.follow, job=a.job, kinds=a.kind or ())
         for ev in events:
             print(json.dumps(ev), flush=True)
-    except (KeyboardInterrupt, BrokenPipeError):
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C on --follow, or `| head`: done
         pass
     return 0
 

@@ -197,3 +197,21 @@ class Runner(Protocol):
 
     def capabilities_of(self, job: Job) -> Capabilities:
         """What the runner that runs `job` can do (several runners: see runners/multi.py)."""
+
+
+class NoConnection:
+    """The connection steps of the protocol for a runner that holds no connection between
+    ticks (the Slurm runner calls its clients per request; the simulation's runner is in
+    memory): nothing to open, prepare, finish or close."""
+
+    def open(self, wake: Callable[[], None], answered: Callable[[], None]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def prepare(self, dirty: bool) -> None:
+        pass
+
+    def finish_tick(self) -> None:
+        pass

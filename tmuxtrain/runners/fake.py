@@ -28,6 +28,7 @@ from tmuxtrain.runners.base import (
     Capabilities,
     Exit,
     Handle,
+    NoConnection,
     Progress,
     Started,
     StartRequest,
@@ -93,7 +94,7 @@ def parse_sim(command: str, vram_mib: int | None = None) -> tuple[float, int, fl
     return duration, code, leftover, "ignore-term" in words, oom
 
 
-class FakeRunner:
+class FakeRunner(NoConnection):
     """The Runner protocol over simulated processes; `clock()` gives simulated time."""
 
     kind = "fake"
@@ -144,18 +145,6 @@ class FakeRunner:
         return list(self.live.values())
 
     # ---- the protocol -----------------------------------------------------------------
-
-    def open(self, wake: Callable[[], None], answered: Callable[[], None]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def prepare(self, dirty: bool) -> None:
-        pass
-
-    def finish_tick(self) -> None:
-        pass
 
     def start(self, request: StartRequest) -> None:
         job, now = request.job, self.clock()

@@ -32,6 +32,7 @@ from tmuxtrain.runners.base import (
     Capabilities,
     Exit,
     Handle,
+    NoConnection,
     Progress,
     Started,
     StartRequest,
@@ -146,7 +147,7 @@ def sweep_key(r: StartRequest) -> tuple[object, ...]:
     return (s.source, s.gpus, s.timeout_s, s.inherit_env, r.after, r.job.attempt)
 
 
-class SlurmRunner:
+class SlurmRunner(NoConnection):
     """The Runner protocol over `sbatch`, `squeue`, `sacct -c` and `scancel`."""
 
     kind = "slurm"
@@ -348,18 +349,6 @@ class SlurmRunner:
         self.raw.pop(job.external_id or "", None)
 
     def close_windows(self, windows: Sequence[str]) -> None:
-        pass
-
-    def open(self, wake: Callable[[], None], answered: Callable[[], None]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def prepare(self, dirty: bool) -> None:
-        pass
-
-    def finish_tick(self) -> None:
         pass
 
     def next_event(self) -> float:
